@@ -1,0 +1,37 @@
+"""Every error rnnedge raises on purpose derives from RnnedgeError.
+
+The CLI catches RnnedgeError and prints its message as one line (exit code 1). Messages name
+the file, tensor, op or argument at fault and say what was expected.
+"""
+
+
+class RnnedgeError(Exception):
+    """Base of all rnnedge errors."""
+
+
+class UnsupportedModelError(RnnedgeError):
+    """The model uses an op or layer rnnedge cannot lower (named in the message)."""
+
+
+class ExportError(RnnedgeError):
+    """Capture or emission failed for a reason other than an unsupported op."""
+
+
+class GraphError(RnnedgeError):
+    """A Graph is malformed: unknown op, undefined tensor, bad attribute."""
+
+
+class BundleError(RnnedgeError):
+    """A bundle is missing, corrupt, tampered with or of an unknown version."""
+
+
+class InputError(RnnedgeError):
+    """A step input or state has the wrong shape or dtype, or holds NaN/Inf."""
+
+
+class BackendError(RnnedgeError):
+    """A backend is not installed or failed to load or run a model file."""
+
+
+class ModelSpecError(RnnedgeError):
+    """A MODEL spec or weights file given to the CLI cannot be loaded."""
