@@ -17,7 +17,14 @@ import torch
 
 from rnnedge.errors import UnsupportedModelError
 from rnnedge.export.builder import GraphBuilder, Sym
-from rnnedge.export.rnn_ops import SeqCall, gru_cell, lower_sequence, lstm_cell, rnn_cell, CellWeights
+from rnnedge.export.rnn_ops import (
+    SeqCall,
+    gru_cell,
+    lower_sequence,
+    lstm_cell,
+    rnn_cell,
+    CellWeights,
+)
 
 
 @dataclass
@@ -37,7 +44,9 @@ def sym(ctx: Ctx, v: Any) -> Sym:
         return ctx.b.const(v.detach().to(torch.float32).numpy(), "const")
     if isinstance(v, (int, float, bool)):
         return ctx.b.const(np.float32(v), "scalar")
-    raise UnsupportedModelError(f"{ctx.where or 'model'}: cannot use {type(v).__name__} as a tensor")
+    raise UnsupportedModelError(
+        f"{ctx.where or 'model'}: cannot use {type(v).__name__} as a tensor"
+    )
 
 
 def const(ctx: Ctx, v: Any, what: str) -> np.ndarray:
@@ -136,7 +145,9 @@ def _reduce(op: str) -> Callable[..., Sym]:
     def lower(ctx: Ctx, node, x, dims=None, keepdim=False, dtype=None) -> Sym:  # noqa: ANN001
         x = sym(ctx, x)
         axes = range(len(ctx.b.shape(x))) if not dims else dims
-        return ctx.b.op(op, [x], axes=sorted(_axis(ctx, x, d) for d in axes), keepdims=bool(keepdim))
+        return ctx.b.op(
+            op, [x], axes=sorted(_axis(ctx, x, d) for d in axes), keepdims=bool(keepdim)
+        )
 
     return lower
 
@@ -151,7 +162,9 @@ def _identity(ctx: Ctx, node, x, *_args, **_kwargs) -> Sym:  # noqa: ANN001
 
 def _to_copy(ctx: Ctx, node, x, dtype=None, **_kwargs) -> Sym:  # noqa: ANN001
     if dtype not in (None, torch.float32):
-        raise UnsupportedModelError(f"{ctx.where or 'model'}: cast to {dtype} (only float32 is supported)")
+        raise UnsupportedModelError(
+            f"{ctx.where or 'model'}: cast to {dtype} (only float32 is supported)"
+        )
     return sym(ctx, x)
 
 
@@ -205,7 +218,9 @@ def _pad_pairs(ctx: Ctx, x: Sym, pad: list[int]) -> list[list[int]]:
     for k in range(len(pad) // 2):
         pairs[rank - 1 - k] = [pad[2 * k], pad[2 * k + 1]]
     if any(p < 0 for pair in pairs for p in pair):
-        raise UnsupportedModelError(f"{ctx.where or 'model'}: negative padding (cropping) is not supported")
+        raise UnsupportedModelError(
+            f"{ctx.where or 'model'}: negative padding (cropping) is not supported"
+        )
     return pairs
 
 
@@ -311,13 +326,27 @@ def _states(ctx: Ctx, hx: Any, kind: str) -> tuple[list[Sym], bool]:
     if all(isinstance(p, Sym) for p in parts):
         return parts, False
     if any(isinstance(p, Sym) for p in parts):
-        raise UnsupportedModelError(f"{ctx.where}: LSTM state (h, c) must be both given or both omitted")
+        raise UnsupportedModelError(
+            f"{ctx.where}: LSTM state (h, c) must be both given or both omitted"
+        )
     names = ["h", "c"] if kind == "lstm" else ["h"]
     return [ctx.lift(f"{ctx.where or kind}.{n}", p) for n, p in zip(names, parts)], True
 
 
 def _rnn_sequence(kind: str) -> Callable[..., Any]:
-    def lower(ctx: Ctx, node, x, hx, params, has_biases, num_layers, _dropout, _train, bidirectional, batch_first):  # noqa: ANN001
+    def lower(
+        ctx: Ctx,
+        node,
+        x,
+        hx,
+        params,
+        has_biases,
+        num_layers,
+        _dropout,
+        _train,
+        bidirectional,
+        batch_first,
+    ):  # noqa: ANN001
         call = SeqCall(
             kind=kind,
             params=[const(ctx, p, f"{kind.upper()} weights") for p in params],
@@ -339,7 +368,10 @@ def _rnn_sequence(kind: str) -> Callable[..., Any]:
 def _rnn_cell(kind: str) -> Callable[..., Any]:
     def lower(ctx: Ctx, node, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):  # noqa: ANN001
         w = CellWeights(
-            *(None if p is None else const(ctx, p, f"{kind} cell weights") for p in (w_ih, w_hh, b_ih, b_hh))
+            *(
+                None if p is None else const(ctx, p, f"{kind} cell weights")
+                for p in (w_ih, w_hh, b_ih, b_hh)
+            )
         )
         states, lifted = _states(ctx, hx, kind)
         x, hint = sym(ctx, x), ctx.where or kind

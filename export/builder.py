@@ -101,14 +101,18 @@ class GraphBuilder:
                 # An input, a constant or a tensor that is already another output: copy it, as
                 # a tensor has one name. A reshape to its own shape is a copy every backend has.
                 src = renames.get(sym.name, sym.name)
-                extra.append(Node(op="reshape", inputs=(src,), outputs=(want,), attrs={"shape": list(shape)}))
+                extra.append(
+                    Node(op="reshape", inputs=(src,), outputs=(want,), attrs={"shape": list(shape)})
+                )
             specs.append(TensorSpec(name=want, shape=shape))
             return want
 
         for want, sym in outputs:
             name_output(want, sym)
         states = [
-            StatePair(input=inp, output=name_output(f"{inp}_out", self.state_outputs[inp]), init=init)
+            StatePair(
+                input=inp, output=name_output(f"{inp}_out", self.state_outputs[inp]), init=init
+            )
             for inp, init in self.states
         ]
         nodes = [_renamed(n, renames) for n in self.nodes] + extra

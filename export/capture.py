@@ -57,7 +57,8 @@ def capture(model: torch.nn.Module, example: Any) -> Captured:
     finally:
         model.train(was_training)
     graph, lifted = _to_graph(ep, args)
-    return Captured(graph=graph, torch_step=_torch_step(ep, len(args) - 1, lifted))
+    n_explicit = len(pytree.tree_leaves(args[1:]))
+    return Captured(graph=graph, torch_step=_torch_step(ep, n_explicit, lifted))
 
 
 def _check_example(args: tuple) -> None:
@@ -152,7 +153,8 @@ def _lower(b: GraphBuilder, node: fx.Node, env: dict, lifted: list[str]) -> Any:
     handler = ATEN_TO_GRAPH.get(name)
     if handler is None:
         raise UnsupportedModelError(
-            f"unsupported op {name}" + (f" in module {where}" if where else "")
+            f"unsupported op {name}"
+            + (f" in module {where}" if where else "")
             + "; see docs/ops.md for the supported list"
         )
     val = node.meta.get("val")

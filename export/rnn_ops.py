@@ -32,7 +32,9 @@ class CellWeights:
         """The same weights with gate blocks (each `hidden` rows) in a new order."""
         idx = np.concatenate([np.arange(g * hidden, (g + 1) * hidden) for g in order])
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
-        return CellWeights(self.w_ih[idx], self.w_hh[idx], pick(self.b_ih), pick(self.b_hh), self.w_hr)
+        return CellWeights(
+            self.w_ih[idx], self.w_hh[idx], pick(self.b_ih), pick(self.b_hh), self.w_hr
+        )
 
 
 def _bias(w: CellWeights, lo: int, hi: int) -> np.ndarray | None:
@@ -70,7 +72,9 @@ def gru_cell(b: GraphBuilder, x: Sym, h: Sym, w: CellWeights, hint: str) -> Sym:
     return b.op("add", [n, b.op("mul", [z, b.op("sub", [h, n])])], f"{hint}.h")
 
 
-def lstm_cell(b: GraphBuilder, x: Sym, h: Sym, c: Sym, w: CellWeights, hint: str) -> tuple[Sym, Sym]:
+def lstm_cell(
+    b: GraphBuilder, x: Sym, h: Sym, c: Sym, w: CellWeights, hint: str
+) -> tuple[Sym, Sym]:
     hs = w.w_hh.shape[0] // 4
     w = w.rows([0, 1, 3, 2], hs)  # i, f, g, o -> i, f, o, g
     pre = b.op(
@@ -82,7 +86,9 @@ def lstm_cell(b: GraphBuilder, x: Sym, h: Sym, c: Sym, w: CellWeights, hint: str
     )
     ifo = b.op("sigmoid", [_last_slice(b, pre, 0, 3 * hs, f"{hint}.ifo_pre")], f"{hint}.ifo")
     g = b.op("tanh", [_last_slice(b, pre, 3 * hs, 4 * hs, f"{hint}.g_pre")], f"{hint}.g")
-    i, f, o = (_last_slice(b, ifo, k * hs, (k + 1) * hs, f"{hint}.{n}") for k, n in enumerate("ifo"))
+    i, f, o = (
+        _last_slice(b, ifo, k * hs, (k + 1) * hs, f"{hint}.{n}") for k, n in enumerate("ifo")
+    )
     c_new = b.op("add", [b.op("mul", [f, c]), b.op("mul", [i, g])], f"{hint}.c")
     h_new = b.op("mul", [o, b.op("tanh", [c_new])], f"{hint}.h")
     if w.w_hr is not None:
@@ -122,7 +128,12 @@ class SeqCall:
 
 
 def lower_sequence(
-    b: GraphBuilder, call: SeqCall, x: Sym, states: list[Sym], out_shape: tuple[int, ...], where: str
+    b: GraphBuilder,
+    call: SeqCall,
+    x: Sym,
+    states: list[Sym],
+    out_shape: tuple[int, ...],
+    where: str,
 ) -> tuple[Sym, list[Sym]]:
     """One step of a (stacked) sequence RNN. `states` is [h] or [h, c], each [L, B, H] (or
     [L, H] unbatched). Returns the step's output in `out_shape` and the new states."""
@@ -161,8 +172,14 @@ def lower_sequence(
     return y, [_stack_layers(b, layers, b.shape(s), where) for layers, s in zip(new, states)]
 
 
-def _layer_state(b: GraphBuilder, s: Sym, layer: int, layers: int, lead: list[int], hint: str) -> Sym:
-    one = s if layers == 1 else b.op("slice", [s], f"{hint}.s", axis=0, start=layer, end=layer + 1, step=1)
+def _layer_state(
+    b: GraphBuilder, s: Sym, layer: int, layers: int, lead: list[int], hint: str
+) -> Sym:
+    one = (
+        s
+        if layers == 1
+        else b.op("slice", [s], f"{hint}.s", axis=0, start=layer, end=layer + 1, step=1)
+    )
     return b.op("reshape", [one], f"{hint}.state", shape=[*lead, b.shape(s)[-1]])
 
 

@@ -1,0 +1,72 @@
+"""Backends run one step of a bundle's model: `run(feeds) -> outputs`, both lists in the
+Graph's input/output order. Each backend imports its interpreter lazily, so the runtime
+imports with only numpy installed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from rnnedge.errors import BackendError
+from rnnedge.runtime.bundle import Bundle
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]: ...
+
+
+def _numpy(bundle: Bundle, precision: str) -> Backend:
+    from rnnedge.runtime.backends.numpy_backend import NumpyBackend
+
+    return NumpyBackend(bundle, precision)
+
+
+def _onnxruntime(bundle: Bundle, precision: str) -> Backend:
+    from rnnedge.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(bundle, precision)
+
+
+def _litert(bundle: Bundle, precision: str) -> Backend:
+    from rnnedge.runtime.backends.litert_backend import LiteRTBackend
+
+    return LiteRTBackend(bundle, precision)
+
+
+# in the order "auto" tries them: LiteRT is the fastest per step on Arm and x86 (see
+# ../shared/notes/measurements.md), numpy the one that is always there
+BACKENDS: dict[str, Callable[[Bundle, str], Backend]] = {
+    "litert": _litert,
+    "onnxruntime": _onnxruntime,
+    "numpy": _numpy,
+}
+
+
+def open_backend(bundle: Bundle, name: str, precision: str) -> Backend:
+    if name == "auto":
+        errors = []
+        for candidate in BACKENDS:
+            try:
+                return BACKENDS[candidate](bundle, precision)
+            except BackendError as e:
+                errors.append(str(e))
+        raise BackendError("no backend can run this bundle: " + "; ".join(errors))
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; choose auto, {', '.join(BACKENDS)}")
+    return BACKENDS[name](bundle, precision)
+
+
+def available_backends() -> list[str]:
+    """Backends whose interpreter is importable here (numpy always is)."""
+    import importlib.util
+
+    found = ["numpy"]
+    if importlib.util.find_spec("onnxruntime"):
+        found.insert(0, "onnxruntime")
+    if importlib.util.find_spec("ai_edge_litert") or importlib.util.find_spec("tflite_runtime"):
+        found.insert(0, "litert")
+    return found

@@ -1,0 +1,173 @@
+"""export_bundle: capture -> emit ONNX and TFLite -> golden vectors -> parity -> bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnnedge import __version__
+from rnnedge.errors import ExportError, RnnedgeError
+from rnnedge.export.capture import Captured, capture
+from rnnedge.export.emit_onnx import emit_onnx
+from rnnedge.export.emit_tflite import emit_tflite
+from rnnedge.runtime.backends import BACKENDS
+from rnnedge.runtime.bundle import Bundle, write_bundle
+from rnnedge.runtime.graph import Graph
+from rnnedge.runtime.manifest import Manifest, ModelFile, StateSpec
+from rnnedge.runtime.npzio import write_npz
+
+GOLDEN_SEQUENCES = 3
+GOLDEN_STEPS = 64
+# Export refuses to write a bundle whose backend disagrees with PyTorch by more than this
+# (relative to max(1, |reference|)): such a bundle would be a silent wrong answer. The tests
+# hold every backend to 1e-5; this gate catches gross emitter bugs on the user's own model.
+EXPORT_PARITY_GATE = 1e-4
+
+Progress = Callable[[str], None]
+
+
+def export_bundle(
+    model: torch.nn.Module,
+    example: Any,
+    out: str | os.PathLike,
+    *,
+    quantize: str = "none",
+    calibration: Iterable[np.ndarray] | None = None,
+    golden: Iterable[np.ndarray] | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Exports `model` at one step to the bundle directory `out` and returns its path.
+    golden: input sequences (T, *step shape) for golden.npz; seeded random inputs if None."""
+    if quantize != "none":
+        raise ExportError(f"quantize={quantize!r}: int8 export is not available yet; use 'none'")
+    del calibration  # used by int8 export only
+    say = progress or (lambda _msg: None)
+    say("capturing one step with torch.export")
+    cap = capture(model, example)
+    say(
+        f"captured {len(cap.graph.nodes)} ops, states: {', '.join(cap.graph.state_inputs) or 'none'}"
+    )
+    files = {
+        "graph.json": (json.dumps(cap.graph.to_json(), indent=1) + "\n").encode(),
+        "weights.npz": write_npz(cap.graph.constants),
+    }
+    say("emitting ONNX and TFLite")
+    files["model.onnx"] = emit_onnx(cap.graph)
+    files["model.tflite"] = emit_tflite(cap.graph)
+    say("recording golden vectors with PyTorch")
+    sequences = _golden_inputs(cap.graph, golden)
+    files["golden.npz"] = write_npz(golden_vectors(cap, sequences))
+    manifest = _manifest(cap.graph, files={})
+    say("checking every backend against PyTorch")
+    manifest.parity.update(_parity(Bundle(Path(out), manifest, cap.graph, files), say))
+    path = write_bundle(out, manifest, files)
+    say(f"wrote {path}")
+    return path
+
+
+def _manifest(graph: Graph, files: dict[str, str]) -> Manifest:
+    states = tuple(
+        StateSpec(
+            input=s.input,
+            output=s.output,
+            shape=graph.spec(s.input).shape,
+            init=s.init,
+            init_is_zero=not np.any(graph.constants[s.init]),
+        )
+        for s in graph.states
+    )
+    return Manifest(
+        producer=f"rnnedge {__version__}",
+        inputs=graph.inputs,
+        outputs=graph.outputs,
+        states=states,
+        models=(
+            ModelFile(path="model.onnx", backend="onnx", precision="float"),
+            ModelFile(path="model.tflite", backend="tflite", precision="float"),
+        ),
+        files=files,
+        parity={},
+    )
+
+
+def _golden_inputs(graph: Graph, golden: Iterable[np.ndarray] | None) -> list[np.ndarray]:
+    shape = graph.inputs[0].shape
+    if golden is None:
+        rng = np.random.default_rng(0)  # fixed seed: the same model gives the same bundle
+        return [
+            rng.standard_normal((GOLDEN_STEPS, *shape)).astype(np.float32)
+            for _ in range(GOLDEN_SEQUENCES)
+        ]
+    seqs = []
+    for i, seq in enumerate(golden):
+        arr = np.asarray(seq, np.float32)
+        if arr.ndim < 1 or arr[0].size != int(np.prod(shape)):
+            raise ExportError(
+                f"golden sequence {i}: shape {list(arr.shape)} is not (T, {list(shape)})"
+            )
+        seqs.append(arr.reshape(len(arr), *shape))
+    return seqs
+
+
+def golden_vectors(cap: Captured, sequences: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """PyTorch's outputs and states at every step of each sequence, from the initial state."""
+    g = cap.graph
+    arrays: dict[str, np.ndarray] = {}
+    for i, seq in enumerate(sequences):
+        states = [g.constants[s.init] for s in g.states]
+        rows: dict[str, list[np.ndarray]] = {t.name: [] for t in g.outputs}
+        for x in seq:
+            outs, states = cap.torch_step([x], states)
+            for t, v in zip(g.outputs, [*outs, *states]):
+                rows[t.name].append(v)
+        arrays[f"seq{i}.{g.inputs[0].name}"] = seq
+        arrays.update({f"seq{i}.{k}": np.stack(v).astype(np.float32) for k, v in rows.items()})
+    return arrays
+
+
+def run_golden(bundle: Bundle, backend_name: str, precision: str = "float") -> dict[str, float]:
+    """Max abs error of one backend against golden.npz, per output (states included), with
+    the state carried from step to step as in deployment."""
+    from rnnedge.runtime.backends import open_backend
+
+    backend = open_backend(bundle, backend_name, precision)
+    g, gold = bundle.graph, bundle.golden()
+    worst = {t.name: 0.0 for t in g.outputs}
+    i = 0
+    while f"seq{i}.{g.inputs[0].name}" in gold:
+        states = [g.constants[s.init] for s in g.states]
+        for t, x in enumerate(gold[f"seq{i}.{g.inputs[0].name}"]):
+            outs = backend.run([x, *states])
+            states = outs[len(g.data_outputs) :]
+            for spec, v in zip(g.outputs, outs):
+                ref = gold[f"seq{i}.{spec.name}"][t]
+                err = float(np.abs(v - ref).max()) / max(1.0, float(np.abs(ref).max()))
+                worst[spec.name] = max(worst[spec.name], err)
+        i += 1
+    return worst
+
+
+def _parity(bundle: Bundle, say: Progress) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name in BACKENDS:
+        try:
+            worst = run_golden(bundle, name)
+        except RnnedgeError as e:
+            say(f"  {name}: skipped ({e})")
+            continue
+        err = max(worst.values(), default=0.0)
+        results[f"{name}/float"] = {"max_rel_err": err}
+        say(f"  {name}: max error vs PyTorch {err:.2e}")
+        if err > EXPORT_PARITY_GATE:
+            bad = max(worst, key=worst.get)
+            raise ExportError(
+                f"{name} backend disagrees with PyTorch on {bad!r} by {err:.2e} "
+                f"(gate {EXPORT_PARITY_GATE:g}); refusing to write a wrong bundle. Please report it."
+            )
+    return results

@@ -1,0 +1,149 @@
+"""manifest.json of a bundle (format version 1): the contract between export and runtime.
+
+Meaning lives in named fields. A reader refuses another format name and an unknown MAJOR
+version; a newer minor version of the same major only adds fields, which older readers ignore.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rnnedge.errors import BundleError, GraphError
+from rnnedge.runtime.graph import TensorSpec
+
+FORMAT = "rnnedge.bundle"
+FORMAT_VERSION = "1.0"
+MAX_MANIFEST_BYTES = 1 << 20
+BACKENDS = ("onnx", "tflite")
+PRECISIONS = ("float", "int8", "int8-dynamic")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateSpec:
+    input: str
+    output: str
+    shape: tuple[int, ...]
+    init: str  # the name of the initial value in weights.npz
+    init_is_zero: bool
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelFile:
+    path: str
+    backend: str  # "onnx" | "tflite"
+    precision: str  # "float" | "int8" | "int8-dynamic"
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS or self.precision not in PRECISIONS:
+            raise BundleError(f"manifest: model file {self.path!r} has unknown backend/precision")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Manifest:
+    producer: str
+    inputs: tuple[TensorSpec, ...]  # data inputs, then state inputs (graph order)
+    outputs: tuple[TensorSpec, ...]  # data outputs, then state outputs
+    states: tuple[StateSpec, ...]
+    models: tuple[ModelFile, ...]
+    files: dict[str, str]  # file name -> sha256 hex, for every file but manifest.json
+    parity: dict[str, Any] = field(default_factory=dict)  # export-time max abs error per backend
+    int8_scheme: str | None = None
+    format: str = FORMAT
+    format_version: str = FORMAT_VERSION
+
+    @property
+    def step_input(self) -> TensorSpec:
+        return self.inputs[0]
+
+    def to_json(self) -> str:
+        d = {
+            "format": self.format,
+            "format_version": self.format_version,
+            "producer": self.producer,
+            "step_input": self.step_input.to_json(),
+            "inputs": [t.to_json() for t in self.inputs],
+            "outputs": [t.to_json() for t in self.outputs],
+            "states": [_state_json(s) for s in self.states],
+            "models": [vars(m) for m in self.models],
+            "int8_scheme": self.int8_scheme,
+            "files": dict(sorted(self.files.items())),
+            "parity": self.parity,
+        }
+        return json.dumps(d, indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: bytes) -> Manifest:
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise BundleError(f"manifest.json is {len(text)} bytes (limit {MAX_MANIFEST_BYTES})")
+        try:
+            d = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise BundleError(f"manifest.json is not valid JSON: {e}") from e
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise BundleError(f"manifest.json: not an rnnedge bundle (format must be {FORMAT!r})")
+        _check_version(d.get("format_version"))
+        try:
+            return cls(
+                producer=str(d.get("producer", "")),
+                inputs=tuple(TensorSpec.from_json(t) for t in _list(d, "inputs")),
+                outputs=tuple(TensorSpec.from_json(t) for t in _list(d, "outputs")),
+                states=tuple(_state_from(s) for s in _list(d, "states")),
+                models=tuple(_model_from(m) for m in _list(d, "models")),
+                files=_files(d.get("files")),
+                parity=d.get("parity") if isinstance(d.get("parity"), dict) else {},
+                int8_scheme=d.get("int8_scheme") if isinstance(d.get("int8_scheme"), str) else None,
+                format_version=d["format_version"],
+            )
+        except (GraphError, KeyError, TypeError, ValueError) as e:
+            raise BundleError(f"manifest.json: {e}") from e
+
+
+def _check_version(v: Any) -> None:
+    major = str(v).split(".")[0]
+    if not isinstance(v, str) or major != FORMAT_VERSION.split(".")[0]:
+        raise BundleError(
+            f"manifest.json: bundle format version {v!r} is not supported by this rnnedge "
+            f"(reads {FORMAT_VERSION.split('.')[0]}.x); re-export it or upgrade rnnedge"
+        )
+
+
+def _list(d: dict, key: str) -> list:
+    v = d.get(key)
+    if not isinstance(v, list):
+        raise BundleError(f"manifest.json: field {key!r} must be a list")
+    return v
+
+
+def _state_json(s: StateSpec) -> dict[str, Any]:
+    return {**vars(s), "shape": list(s.shape)}
+
+
+def _state_from(d: Any) -> StateSpec:
+    if not isinstance(d, dict):
+        raise BundleError("manifest.json: each state must be an object")
+    spec = TensorSpec.from_json({"name": d.get("input"), "shape": d.get("shape"), "dtype": d.get("dtype")})
+    return StateSpec(
+        input=spec.name,
+        output=str(d["output"]),
+        shape=spec.shape,
+        init=str(d["init"]),
+        init_is_zero=bool(d.get("init_is_zero", False)),
+    )
+
+
+def _model_from(d: Any) -> ModelFile:
+    if not isinstance(d, dict):
+        raise BundleError("manifest.json: each model must be an object")
+    return ModelFile(path=str(d["path"]), backend=str(d["backend"]), precision=str(d["precision"]))
+
+
+def _files(d: Any) -> dict[str, str]:
+    if not isinstance(d, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in d.items()):
+        raise BundleError("manifest.json: field 'files' must map file names to sha256 strings")
+    for name in d:
+        if "/" in name or "\\" in name or name in ("", ".", "..") or name.startswith("."):
+            raise BundleError(f"manifest.json: file name {name!r} is not a plain file name")
+    return dict(d)
