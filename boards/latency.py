@@ -27,7 +27,9 @@ class LatencyStats:
     def of(cls, times_ns: np.ndarray) -> LatencyStats:
         us = np.asarray(times_ns, np.float64) / 1e3
         p50, p90, p99 = np.percentile(us, [50, 90, 99])
-        return cls(p50=float(p50), p90=float(p90), p99=float(p99), mean=float(us.mean()), steps=len(us))
+        return cls(
+            p50=float(p50), p90=float(p90), p99=float(p99), mean=float(us.mean()), steps=len(us)
+        )
 
 
 def measure(call: Callable[[], object], steps: int, warmup: int = 500) -> LatencyStats:
@@ -54,8 +56,8 @@ def raw_call(model: Model, x: np.ndarray) -> Callable[[], object] | None:
     n_data = len(g.data_outputs)
     states = [g.constants[s.init].copy() for s in g.states]
     if model.backend_name == "litert":
-        interp = model.backend._interp  # noqa: SLF001 - the same interpreter, driven by hand
-        ins, outs = model.backend._in, model.backend._out  # noqa: SLF001
+        interp = model.backend._interp
+        ins, outs = model.backend._in, model.backend._out
 
         def litert() -> None:
             interp.set_tensor(ins[0], x)
@@ -67,7 +69,7 @@ def raw_call(model: Model, x: np.ndarray) -> Callable[[], object] | None:
 
         return litert
     if model.backend_name == "onnxruntime":
-        session = model.backend._session  # noqa: SLF001
+        session = model.backend._session
         names = [t.name for t in g.inputs]
 
         def ort() -> None:

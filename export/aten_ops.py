@@ -18,12 +18,12 @@ import torch
 from rnnedge.errors import UnsupportedModelError
 from rnnedge.export.builder import GraphBuilder, Sym
 from rnnedge.export.rnn_ops import (
+    CellWeights,
     SeqCall,
     gru_cell,
     lower_sequence,
     lstm_cell,
     rnn_cell,
-    CellWeights,
 )
 
 
@@ -52,7 +52,8 @@ def sym(ctx: Ctx, v: Any) -> Sym:
 def const(ctx: Ctx, v: Any, what: str) -> np.ndarray:
     if isinstance(v, Sym):
         raise UnsupportedModelError(
-            f"{ctx.where or 'model'}: {what} must be a constant (a parameter), not computed from the input"
+            f"{ctx.where or 'model'}: {what} must be a constant (a parameter), "
+            "not computed from the input"
         )
     return v.detach().to(torch.float32).numpy() if isinstance(v, torch.Tensor) else np.float32(v)
 
@@ -66,7 +67,7 @@ def _axis(ctx: Ctx, v: Sym, dim: int) -> int:
 
 
 def _binary(op: str, swap: bool = False) -> Callable[..., Sym]:
-    def lower(ctx: Ctx, node, a, b, alpha=1) -> Sym:  # noqa: ANN001
+    def lower(ctx: Ctx, node, a, b, alpha=1) -> Sym:
         if alpha != 1:
             b = ctx.b.op("mul", [sym(ctx, b), sym(ctx, alpha)])
         x, y = (sym(ctx, b), sym(ctx, a)) if swap else (sym(ctx, a), sym(ctx, b))
@@ -79,7 +80,7 @@ def _unary(op: str) -> Callable[..., Sym]:
     return lambda ctx, node, x: ctx.b.op(op, [sym(ctx, x)])
 
 
-def _clamp(ctx: Ctx, node, x, lo=None, hi=None) -> Sym:  # noqa: ANN001
+def _clamp(ctx: Ctx, node, x, lo=None, hi=None) -> Sym:
     y = sym(ctx, x)
     if lo is not None:
         y = ctx.b.op("maximum", [y, sym(ctx, lo)])
@@ -88,37 +89,38 @@ def _clamp(ctx: Ctx, node, x, lo=None, hi=None) -> Sym:  # noqa: ANN001
     return y
 
 
-def _gelu(ctx: Ctx, node, x, approximate="none") -> Sym:  # noqa: ANN001
+def _gelu(ctx: Ctx, node, x, approximate="none") -> Sym:
     return ctx.b.op("gelu", [sym(ctx, x)], approximate=approximate)
 
 
 # --- linear, conv, norm ------------------------------------------------------------------
 
 
-def _linear(ctx: Ctx, node, x, w, bias=None) -> Sym:  # noqa: ANN001
+def _linear(ctx: Ctx, node, x, w, bias=None) -> Sym:
     ins = [sym(ctx, x), ctx.b.const(const(ctx, w, "a Linear weight"), "linear.w")]
     if bias is not None:
         ins.append(ctx.b.const(const(ctx, bias, "a Linear bias"), "linear.b"))
     return ctx.b.op("linear", ins)
 
 
-def _addmm(ctx: Ctx, node, bias, x, w_t, beta=1, alpha=1) -> Sym:  # noqa: ANN001
+def _addmm(ctx: Ctx, node, bias, x, w_t, beta=1, alpha=1) -> Sym:
     # addmm(b, x, W^T) is how the decomposition writes x W^T + b; W^T must be a parameter
     w = const(ctx, w_t, "the weight of a matrix product").T * alpha
     ins = [sym(ctx, x), ctx.b.const(w, "linear.w"), sym(ctx, const(ctx, bias, "bias") * beta)]
     return ctx.b.op("linear", ins)
 
 
-def _mm(ctx: Ctx, node, x, w_t) -> Sym:  # noqa: ANN001
+def _mm(ctx: Ctx, node, x, w_t) -> Sym:
     w = const(ctx, w_t, "the right operand of a matrix product").T
     return ctx.b.op("linear", [sym(ctx, x), ctx.b.const(w, "linear.w")])
 
 
-def _conv(ctx: Ctx, node, x, w, bias, stride, padding, dilation, transposed, _out_pad, groups):  # noqa: ANN001
+def _conv(ctx: Ctx, node, x, w, bias, stride, padding, dilation, transposed, _out_pad, groups):
     x = sym(ctx, x)
     if transposed or len(ctx.b.shape(x)) != 3 or len(stride) != 1:
         raise UnsupportedModelError(
-            f"{ctx.where or 'model'}: only Conv1d over a (batch, channels, length) chunk is supported"
+            f"{ctx.where or 'model'}: only Conv1d over a (batch, channels, length) chunk "
+            "is supported"
         )
     ins = [x, ctx.b.const(const(ctx, w, "a Conv1d weight"), "conv.w")]
     if bias is not None:
@@ -127,7 +129,7 @@ def _conv(ctx: Ctx, node, x, w, bias, stride, padding, dilation, transposed, _ou
     return ctx.b.op("conv1d", ins, **attrs)
 
 
-def _layer_norm(ctx: Ctx, node, x, normalized_shape, w=None, bias=None, eps=1e-5):  # noqa: ANN001
+def _layer_norm(ctx: Ctx, node, x, normalized_shape, w=None, bias=None, eps=1e-5):
     ins = [sym(ctx, x)]
     if w is not None or bias is not None:
         dim = list(normalized_shape)
@@ -142,9 +144,9 @@ def _layer_norm(ctx: Ctx, node, x, normalized_shape, w=None, bias=None, eps=1e-5
 
 
 def _reduce(op: str) -> Callable[..., Sym]:
-    def lower(ctx: Ctx, node, x, dims=None, keepdim=False, dtype=None) -> Sym:  # noqa: ANN001
+    def lower(ctx: Ctx, node, x, dims=None, keepdim=False, dtype=None) -> Sym:
         x = sym(ctx, x)
-        axes = range(len(ctx.b.shape(x))) if not dims else dims
+        axes = dims if dims else range(len(ctx.b.shape(x)))
         return ctx.b.op(
             op, [x], axes=sorted(_axis(ctx, x, d) for d in axes), keepdims=bool(keepdim)
         )
@@ -152,15 +154,15 @@ def _reduce(op: str) -> Callable[..., Sym]:
     return lower
 
 
-def _reshape(ctx: Ctx, node, x, *_shape_args) -> Sym:  # noqa: ANN001
+def _reshape(ctx: Ctx, node, x, *_shape_args) -> Sym:
     return ctx.b.op("reshape", [sym(ctx, x)], shape=list(ctx.out_shape))
 
 
-def _identity(ctx: Ctx, node, x, *_args, **_kwargs) -> Sym:  # noqa: ANN001
+def _identity(ctx: Ctx, node, x, *_args, **_kwargs) -> Sym:
     return sym(ctx, x)
 
 
-def _to_copy(ctx: Ctx, node, x, dtype=None, **_kwargs) -> Sym:  # noqa: ANN001
+def _to_copy(ctx: Ctx, node, x, dtype=None, **_kwargs) -> Sym:
     if dtype not in (None, torch.float32):
         raise UnsupportedModelError(
             f"{ctx.where or 'model'}: cast to {dtype} (only float32 is supported)"
@@ -168,24 +170,24 @@ def _to_copy(ctx: Ctx, node, x, dtype=None, **_kwargs) -> Sym:  # noqa: ANN001
     return sym(ctx, x)
 
 
-def _permute(ctx: Ctx, node, x, dims) -> Sym:  # noqa: ANN001
+def _permute(ctx: Ctx, node, x, dims) -> Sym:
     x = sym(ctx, x)
     return ctx.b.op("transpose", [x], perm=[_axis(ctx, x, d) for d in dims])
 
 
-def _cat(ctx: Ctx, node, xs, dim=0) -> Sym:  # noqa: ANN001
+def _cat(ctx: Ctx, node, xs, dim=0) -> Sym:
     parts = [sym(ctx, v) for v in xs]
     return ctx.b.op("concat", parts, axis=_axis(ctx, parts[0], dim))
 
 
-def _slice(ctx: Ctx, node, x, dim=0, start=None, end=None, step=1) -> Sym:  # noqa: ANN001
+def _slice(ctx: Ctx, node, x, dim=0, start=None, end=None, step=1) -> Sym:
     x = sym(ctx, x)
     axis = _axis(ctx, x, dim)
     start, end, _ = slice(start, end, step).indices(ctx.b.shape(x)[axis])
     return ctx.b.op("slice", [x], axis=axis, start=start, end=max(end, start), step=step)
 
 
-def _select(ctx: Ctx, node, x, dim, index) -> Sym:  # noqa: ANN001
+def _select(ctx: Ctx, node, x, dim, index) -> Sym:
     x = sym(ctx, x)
     axis = _axis(ctx, x, dim)
     i = index + ctx.b.shape(x)[axis] if index < 0 else index
@@ -193,7 +195,7 @@ def _select(ctx: Ctx, node, x, dim, index) -> Sym:  # noqa: ANN001
     return ctx.b.op("reshape", [one], shape=list(ctx.out_shape))
 
 
-def _split_with_sizes(ctx: Ctx, node, x, sizes, dim=0) -> tuple[Sym, ...]:  # noqa: ANN001
+def _split_with_sizes(ctx: Ctx, node, x, sizes, dim=0) -> tuple[Sym, ...]:
     x = sym(ctx, x)
     axis, start, parts = _axis(ctx, x, dim), 0, []
     for size in sizes:
@@ -202,12 +204,12 @@ def _split_with_sizes(ctx: Ctx, node, x, sizes, dim=0) -> tuple[Sym, ...]:  # no
     return tuple(parts)
 
 
-def _split(ctx: Ctx, node, x, size, dim=0) -> tuple[Sym, ...]:  # noqa: ANN001
+def _split(ctx: Ctx, node, x, size, dim=0) -> tuple[Sym, ...]:
     n = ctx.b.shape(sym(ctx, x))[_axis(ctx, sym(ctx, x), dim)]
     return _split_with_sizes(ctx, node, x, [min(size, n - s) for s in range(0, n, size)], dim)
 
 
-def _expand(ctx: Ctx, node, x, _size, **_kwargs) -> Sym:  # noqa: ANN001
+def _expand(ctx: Ctx, node, x, _size, **_kwargs) -> Sym:
     return ctx.b.op("expand", [sym(ctx, x)], shape=list(ctx.out_shape))
 
 
@@ -224,17 +226,17 @@ def _pad_pairs(ctx: Ctx, x: Sym, pad: list[int]) -> list[list[int]]:
     return pairs
 
 
-def _constant_pad(ctx: Ctx, node, x, pad, value=0.0) -> Sym:  # noqa: ANN001
+def _constant_pad(ctx: Ctx, node, x, pad, value=0.0) -> Sym:
     x = sym(ctx, x)
     return ctx.b.op("pad", [x], pads=_pad_pairs(ctx, x, pad), mode="constant", value=float(value))
 
 
-def _reflect_pad(ctx: Ctx, node, x, pad) -> Sym:  # noqa: ANN001
+def _reflect_pad(ctx: Ctx, node, x, pad) -> Sym:
     x = sym(ctx, x)
     return ctx.b.op("pad", [x], pads=_pad_pairs(ctx, x, pad), mode="reflect", value=0.0)
 
 
-def _getitem(ctx: Ctx, node, seq, i) -> Any:  # noqa: ANN001
+def _getitem(ctx: Ctx, node, seq, i) -> Any:
     return seq[i]
 
 
@@ -324,6 +326,13 @@ def _states(ctx: Ctx, hx: Any, kind: str) -> tuple[list[Sym], bool]:
     (the model passed no state, or a fixed one). Returns them and whether they were lifted."""
     parts = list(hx) if isinstance(hx, (list, tuple)) else [hx]
     if all(isinstance(p, Sym) for p in parts):
+        step_input = ctx.b.inputs[0].name
+        if any(ctx.b.depends_on(p, step_input) for p in parts):
+            raise UnsupportedModelError(
+                f"{ctx.where or kind}: the initial state is computed from the step input, so a "
+                "stream would restart it at every step; pass the state as a forward() argument "
+                "or leave it out"
+            )
         return parts, False
     if any(isinstance(p, Sym) for p in parts):
         raise UnsupportedModelError(
@@ -346,7 +355,7 @@ def _rnn_sequence(kind: str) -> Callable[..., Any]:
         _train,
         bidirectional,
         batch_first,
-    ):  # noqa: ANN001
+    ):
         call = SeqCall(
             kind=kind,
             params=[const(ctx, p, f"{kind.upper()} weights") for p in params],
@@ -366,7 +375,7 @@ def _rnn_sequence(kind: str) -> Callable[..., Any]:
 
 
 def _rnn_cell(kind: str) -> Callable[..., Any]:
-    def lower(ctx: Ctx, node, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):  # noqa: ANN001
+    def lower(ctx: Ctx, node, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
         w = CellWeights(
             *(
                 None if p is None else const(ctx, p, f"{kind} cell weights")

@@ -31,6 +31,7 @@ class GraphBuilder:
     source: str = ""  # module path of the ATen node being lowered, stamped on new nodes
     _taken: set[str] = field(default_factory=set)
     _produced: set[str] = field(default_factory=set)
+    _deps: dict[str, frozenset[str]] = field(default_factory=dict)  # tensor -> graph inputs used
 
     def fresh(self, hint: str) -> str:
         """A unique, deterministic tensor name derived from `hint`."""
@@ -45,6 +46,7 @@ class GraphBuilder:
         name = self.fresh(hint)
         self.inputs.append(TensorSpec(name=name, shape=tuple(shape)))
         self.shapes[name] = tuple(shape)
+        self._deps[name] = frozenset([name])
         return Sym(name)
 
     def const(self, value: Any, hint: str = "const") -> Sym:
@@ -69,12 +71,16 @@ class GraphBuilder:
         out = self.fresh(hint or op)
         self.shapes[out] = shape
         self._produced.add(out)
+        self._deps[out] = frozenset().union(*(self._deps.get(s.name, frozenset()) for s in inputs))
         ins = tuple(s.name for s in inputs)
         self.nodes.append(Node(op=op, inputs=ins, outputs=(out,), attrs=attrs, source=self.source))
         return Sym(out)
 
     def shape(self, s: Sym) -> tuple[int, ...]:
         return self.shapes[s.name]
+
+    def depends_on(self, s: Sym, input_name: str) -> bool:
+        return input_name in self._deps.get(s.name, frozenset())
 
     def add_state(self, hint: str, init: np.ndarray) -> Sym:
         """A new graph input that is a recurrent state starting at `init`."""

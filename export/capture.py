@@ -10,6 +10,7 @@ and its final value a graph output. The user's modules are never patched.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -75,9 +76,13 @@ def _export(model: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram
     for op in PRESERVED:
         table.pop(op, None)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # torch warns about nn.RNN's internal _flat_weights and its own pytree deprecations
+            # on every export; they are not the user's concern
+            warnings.filterwarnings("ignore", message=".*_flat_weights.*")
+            warnings.filterwarnings("ignore", category=FutureWarning)
             ep = torch.export.export(model, args, strict=False)
-        return ep.run_decompositions(table)
+            return ep.run_decompositions(table)
     except Exception as e:  # torch raises many types; the user needs the first line of it
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"torch.export could not trace the model at one step: {first}") from e

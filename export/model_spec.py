@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -19,10 +21,7 @@ from rnnedge.errors import ModelSpecError
 
 
 def load_model(spec: str, weights: str | None = None) -> torch.nn.Module:
-    if spec.endswith(".pt2"):
-        model = _load_pt2(Path(spec))
-    else:
-        model = _call_factory(spec)
+    model = _load_pt2(Path(spec)) if spec.endswith(".pt2") else _call_factory(spec)
     if weights:
         load_weights(model, Path(weights))
     return model
@@ -58,7 +57,7 @@ def _call_factory(spec: str) -> torch.nn.Module:
     return model
 
 
-def _import(target: str):  # noqa: ANN202
+def _import(target: str):
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():
@@ -92,10 +91,13 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
             state = load_file(str(path))
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt zip, pickle with code (refused by weights_only), ...
+    except pickle.UnpicklingError as e:  # weights_only=True met something that is not a tensor
         raise ModelSpecError(
-            f"weights file {path} cannot be read safely: {str(e).splitlines()[0]}"
+            f"weights file {path} cannot be read safely: it holds Python objects besides "
+            "tensors, and unpickling them could run code"
         ) from e
+    except Exception as e:  # corrupt zip, truncated file, bad safetensors header, ...
+        raise ModelSpecError(f"weights file {path} cannot be read safely: {_first_line(e)}") from e
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelSpecError(f"weights file {path} is not a state_dict of tensors")
     try:
@@ -109,3 +111,8 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
             f"weights file {path} does not fit the model: missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
+
+
+def _first_line(e: Exception) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # torch colours some messages
+    return text.splitlines()[0].strip() if text else type(e).__name__

@@ -50,9 +50,8 @@ def export_bundle(
     say = progress or (lambda _msg: None)
     say("capturing one step with torch.export")
     cap = capture(model, example)
-    say(
-        f"captured {len(cap.graph.nodes)} ops, states: {', '.join(cap.graph.state_inputs) or 'none'}"
-    )
+    states = ", ".join(cap.graph.state_inputs) or "none"
+    say(f"captured {len(cap.graph.nodes)} ops, states: {states}")
     files = {
         "graph.json": (json.dumps(cap.graph.to_json(), indent=1) + "\n").encode(),
         "weights.npz": write_npz(cap.graph.constants),
@@ -168,6 +167,7 @@ def _parity(bundle: Bundle, say: Progress) -> dict[str, Any]:
             bad = max(worst, key=worst.get)
             raise ExportError(
                 f"{name} backend disagrees with PyTorch on {bad!r} by {err:.2e} "
-                f"(gate {EXPORT_PARITY_GATE:g}); refusing to write a wrong bundle. Please report it."
+                f"(gate {EXPORT_PARITY_GATE:g}); refusing to write a wrong bundle. "
+                "Please report it."
             )
     return results

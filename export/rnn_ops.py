@@ -149,7 +149,7 @@ def lower_sequence(
         raise UnsupportedModelError(
             f"{where}: export needs ONE time step, the example has {xs[time_axis]} "
             f"along the time axis (axis {time_axis}); pass an example of shape "
-            f"{list(xs[:time_axis]) + [1] + list(xs[time_axis + 1 :])}"
+            f"{[*xs[:time_axis], 1, *xs[time_axis + 1 :]]}"
         )
     batched = len(xs) == 3
     lead = [xs[1 - time_axis]] if batched else [1]

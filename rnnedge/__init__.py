@@ -14,8 +14,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from rnnedge.errors import RnnedgeError  # noqa: E402
-from rnnedge.runtime import load  # noqa: E402
+from rnnedge.errors import RnnedgeError
+from rnnedge.runtime import load
 
 __all__ = ["RnnedgeError", "__version__", "export", "load"]
 

@@ -60,7 +60,9 @@ def cmd_run(a: argparse.Namespace) -> None:
     model = load(a.bundle, backend=a.backend, precision=a.precision)
     ys = model.stream().run(xs)
     first = ys if isinstance(ys, np.ndarray) else ys[0]
-    print(f"ran {len(xs)} steps on {model.backend_name}/{model.precision}: output {list(first.shape)}")
+    print(
+        f"ran {len(xs)} steps on {model.backend_name}/{model.precision}: output {list(first.shape)}"
+    )
     if a.output:
         np.save(a.output, first)
         print(f"wrote {a.output}")
@@ -79,10 +81,17 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="export a PyTorch model to a bundle")
     e.add_argument("model", help="path/to/file.py:factory, package.module:factory, or file.pt2")
-    e.add_argument("--weights", help="state_dict (.pt, read with weights_only=True) or .safetensors")
-    e.add_argument("--step-shape", type=_shape, required=True, help="ONE step of input, e.g. 1,1,40")
     e.add_argument(
-        "--state-shape", type=_shape, action="append", default=[],
+        "--weights", help="state_dict (.pt, read with weights_only=True) or .safetensors"
+    )
+    e.add_argument(
+        "--step-shape", type=_shape, required=True, help="ONE step of input, e.g. 1,1,40"
+    )
+    e.add_argument(
+        "--state-shape",
+        type=_shape,
+        action="append",
+        default=[],
         help="for a model whose forward(x, *states) takes its states: one per state, in order",
     )
     e.add_argument("--quantize", default="none", choices=["none", "int8", "int8-dynamic"])

@@ -30,7 +30,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
-def _make_model():  # noqa: ANN202
+def _make_model():
     import torch
     from torch import nn
 
@@ -47,7 +47,7 @@ def _make_model():  # noqa: ANN202
     return DigitsGRU()
 
 
-def train(x: np.ndarray, y: np.ndarray, say: Progress):  # noqa: ANN201
+def train(x: np.ndarray, y: np.ndarray, say: Progress):
     import torch
 
     torch.manual_seed(0)
@@ -88,12 +88,19 @@ def run_demo(out_dir: str, *, steps: int = 5000, progress: Progress | None = Non
     say(f"digits: {len(x_train)} train / {len(x_test)} test images as 8 steps of 8 features")
     model = train(x_train, y_train, say)
     with torch.no_grad():
-        torch_acc = float((model(torch.from_numpy(x_test))[:, -1].argmax(-1).numpy() == y_test).mean())
+        torch_acc = float(
+            (model(torch.from_numpy(x_test))[:, -1].argmax(-1).numpy() == y_test).mean()
+        )
     path = export_bundle(
-        model, torch.zeros(1, 1, 8), Path(out_dir) / "digits.rnnedge", golden=x_test[:4], progress=say
+        model,
+        torch.zeros(1, 1, 8),
+        Path(out_dir) / "digits.rnnedge",
+        golden=x_test[:4],
+        progress=say,
     )
     rows = [f"PyTorch (whole sequence)   accuracy {torch_acc:.4f}", ""]
-    rows.append(f"{'backend':12s} {'accuracy':>9s} {'step p50':>9s} {'p99':>8s} {'raw p50':>8s} {'ratio':>6s}")
+    header = ("backend", "accuracy", "step p50", "p99", "raw p50", "ratio")
+    rows.append("{:12s} {:>9s} {:>9s} {:>8s} {:>8s} {:>6s}".format(*header))
     x = np.zeros((1, 1, 8), np.float32)
     for name in available_backends():
         m = load(path, backend=name)
@@ -102,7 +109,11 @@ def run_demo(out_dir: str, *, steps: int = 5000, progress: Progress | None = Non
         ours = measure(stream_call(m, x), steps)
         raw = raw_call(m, x)
         raw_stats = measure(raw, steps) if raw else None
-        raw_txt = f"{raw_stats.p50:8.1f} {ours.p50 / raw_stats.p50:5.2f}x" if raw_stats else f"{'-':>8s} {'-':>6s}"
+        raw_txt = (
+            f"{raw_stats.p50:8.1f} {ours.p50 / raw_stats.p50:5.2f}x"
+            if raw_stats
+            else f"{'-':>8s} {'-':>6s}"
+        )
         rows.append(f"{name:12s} {acc:9.4f} {ours.p50:7.1f}us {ours.p99:6.1f}us {raw_txt}")
     rows.append("")
     rows.append(f"bundle: {path}  (latency: one thread, state carried, microseconds per step;")

@@ -39,7 +39,9 @@ class Bundle:
             if m.backend == backend and m.precision == precision:
                 return self.files[m.path]
         have = ", ".join(f"{m.backend}/{m.precision}" for m in self.manifest.models) or "none"
-        raise BundleError(f"{self.path}: has no {backend} model in precision {precision!r} (has {have})")
+        raise BundleError(
+            f"{self.path}: has no {backend} model in precision {precision!r} (has {have})"
+        )
 
     def golden(self) -> dict[str, np.ndarray]:
         return read_npz(self.files["golden.npz"], what=f"{self.path}/golden.npz")

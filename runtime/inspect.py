@@ -19,7 +19,9 @@ def describe(bundle: Bundle) -> str:
         init = "zeros" if s.init_is_zero else f"weights.npz[{s.init}]"
         lines.append(f"  {s.input} -> {s.output}  {list(s.shape)}  {init}")
     ops = Counter(n.op for n in g.nodes)
-    lines.append(f"graph: {len(g.nodes)} ops ({', '.join(f'{k} {v}' for k, v in sorted(ops.items()))})")
+    lines.append(
+        f"graph: {len(g.nodes)} ops ({', '.join(f'{k} {v}' for k, v in sorted(ops.items()))})"
+    )
     params = sum(int(a.size) for a in g.constants.values())
     lines.append(f"constants: {params} floats ({params * 4 / 1024:.1f} KiB)")
     lines.append("model files:")
@@ -28,5 +30,7 @@ def describe(bundle: Bundle) -> str:
         lines.append(f"  {f.path:20s} {f.backend:7s} {f.precision:13s} {size / 1024:8.1f} KiB")
     if m.parity:
         lines.append("export-time parity vs PyTorch (max error / max(1, |ref|)):")
-        lines += [f"  {k:20s} {v.get('max_rel_err', float('nan')):.2e}" for k, v in m.parity.items()]
+        lines += [
+            f"  {k:20s} {v.get('max_rel_err', float('nan')):.2e}" for k, v in m.parity.items()
+        ]
     return "\n".join(lines)

@@ -124,7 +124,9 @@ def _state_json(s: StateSpec) -> dict[str, Any]:
 def _state_from(d: Any) -> StateSpec:
     if not isinstance(d, dict):
         raise BundleError("manifest.json: each state must be an object")
-    spec = TensorSpec.from_json({"name": d.get("input"), "shape": d.get("shape"), "dtype": d.get("dtype")})
+    spec = TensorSpec.from_json(
+        {"name": d.get("input"), "shape": d.get("shape"), "dtype": d.get("dtype")}
+    )
     return StateSpec(
         input=spec.name,
         output=str(d["output"]),
@@ -141,7 +143,9 @@ def _model_from(d: Any) -> ModelFile:
 
 
 def _files(d: Any) -> dict[str, str]:
-    if not isinstance(d, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in d.items()):
+    if not isinstance(d, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in d.items()
+    ):
         raise BundleError("manifest.json: field 'files' must map file names to sha256 strings")
     for name in d:
         if "/" in name or "\\" in name or name in ("", ".", "..") or name.startswith("."):

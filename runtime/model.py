@@ -65,7 +65,9 @@ def check_array(x: object, spec: TensorSpec, what: str) -> np.ndarray:
     if arr.dtype not in _FLOATS:
         raise InputError(f"{what}: dtype {arr.dtype} is not a float type (expected float32)")
     if arr.shape != spec.shape:
-        raise InputError(f"{what}: shape {list(arr.shape)} does not match the expected {list(spec.shape)}")
+        raise InputError(
+            f"{what}: shape {list(arr.shape)} does not match the expected {list(spec.shape)}"
+        )
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(arr).all():
         raise InputError(f"{what}: contains NaN or Inf (refused: it would poison the state)")
@@ -100,9 +102,8 @@ class Stream:
         the same numbers as T calls of step()."""
         xs = np.asarray(xs)
         if xs.ndim != len(self._x_spec.shape) + 1:
-            raise InputError(
-                f"run: xs must be (T, {', '.join(map(str, self._x_spec.shape))}), got {list(xs.shape)}"
-            )
+            dims = ", ".join(map(str, self._x_spec.shape))
+            raise InputError(f"run: xs must be (T, {dims}), got {list(xs.shape)}")
         outs = [self.step(x) for x in xs]
         if self._n_data == 1:
             outs = [(o,) for o in outs]
@@ -127,4 +128,6 @@ class Stream:
         if not isinstance(value, dict) or sorted(value) != sorted(names):
             got = sorted(value) if isinstance(value, dict) else type(value).__name__
             raise InputError(f"state must be a dict with keys {names}, got {got}")
-        self._states = [check_array(value[s.name], s, f"state {s.name!r}") for s in self._state_specs]
+        self._states = [
+            check_array(value[s.name], s, f"state {s.name!r}") for s in self._state_specs
+        ]

@@ -46,12 +46,16 @@ def erf(x: np.ndarray) -> np.ndarray:
     # about one float32 ulp near 1 and far below our 1e-5 parity budget.
     x64 = x.astype(np.float64)
     t = 1 / (1 + 0.3275911 * np.abs(x64))
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
     return np.sign(x64) * (1 - poly * np.exp(-x64 * x64))
 
 
 def gelu(x: np.ndarray, *, approximate: str) -> np.ndarray:
     # "none": x/2 (1 + erf(x/sqrt 2)); "tanh": x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
     if approximate == "tanh":
         inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
         return (0.5 * x * (1 + np.tanh(inner))).astype(F32)
@@ -79,7 +83,7 @@ def conv1d(
 ) -> np.ndarray:
     # x [N, C, L], w [O, C/groups, K], b [O] -> [N, O, L'] with zero padding on both sides,
     # L' = (L + 2 padding - dilation (K - 1) - 1) // stride + 1  (PyTorch nn.Conv1d)
-    n, c, _ = x.shape
+    n = x.shape[0]
     o, cg, k = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding)))
     span = dilation * (k - 1) + 1
@@ -94,9 +98,16 @@ def conv1d(
 
 
 def layer_norm(
-    x: np.ndarray, w: np.ndarray | None = None, b: np.ndarray | None = None, *, axes: int, eps: float
+    x: np.ndarray,
+    w: np.ndarray | None = None,
+    b: np.ndarray | None = None,
+    *,
+    axes: int,
+    eps: float,
 ) -> np.ndarray:
     # normalise over the last `axes` dims: (x - mean) / sqrt(var + eps) * w + b, biased var
+    if not 1 <= axes <= x.ndim:
+        raise ValueError(f"layer_norm axes must be in 1..{x.ndim}, got {axes}")
     dims = tuple(range(x.ndim - axes, x.ndim))
     mean = x.mean(axis=dims, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=dims, keepdims=True)
@@ -113,7 +124,12 @@ def pad(x: np.ndarray, *, pads: list[list[int]], mode: str, value: float) -> np.
     # pads: one [before, after] pair per axis; mode "constant" (fill `value`) or "reflect"
     # (mirror without repeating the edge, as PyTorch's reflect and ONNX Pad's "reflect")
     widths = [tuple(p) for p in pads]
+    if mode not in ("constant", "reflect"):
+        raise ValueError(f"pad mode must be 'constant' or 'reflect', got {mode!r}")
     if mode == "reflect":
+        # numpy would mirror repeatedly; PyTorch, ONNX and TFLite require pad < dim
+        if any(max(p) >= d for p, d in zip(widths, x.shape)):
+            raise ValueError(f"reflect pads {pads} must be smaller than the dims {list(x.shape)}")
         return np.pad(x, widths, mode="reflect")
     return np.pad(x, widths, mode="constant", constant_values=F32(value))
 
@@ -163,7 +179,9 @@ OPS: dict[str, OpDef] = {
     # inputs joined along `axis` (non-negative)
     "concat": OpDef(lambda *xs, axis: np.concatenate(xs, axis=axis), 1, 64, ("axis",)),
     # x broadcast to attrs.shape (numpy rules)
-    "expand": OpDef(lambda x, *, shape: np.ascontiguousarray(np.broadcast_to(x, shape)), 1, 1, ("shape",)),
+    "expand": OpDef(
+        lambda x, *, shape: np.ascontiguousarray(np.broadcast_to(x, shape)), 1, 1, ("shape",)
+    ),
     "slice": OpDef(slice_, 1, 1, ("axis", "start", "end", "step")),
     "pad": OpDef(pad, 1, 1, ("pads", "mode", "value")),
 }

@@ -50,7 +50,7 @@ class Cells(nn.Module):
         self.gru = nn.GRUCell(H, 12)
         self.head = nn.Linear(12, 5)
 
-    def forward(self, x, h, c, g):  # noqa: ANN001, ANN201
+    def forward(self, x, h, c, g):
         h, c = self.lstm(x, (h, c))
         g = self.gru(h, g)
         return self.head(torch.tanh(g)), h, c, g
@@ -63,7 +63,7 @@ class NestedStateCell(nn.Module):
         super().__init__()
         self.cell = nn.LSTMCell(F_IN, H)
 
-    def forward(self, x, state):  # noqa: ANN001, ANN201
+    def forward(self, x, state):
         h, c = self.cell(x, state)
         return h * 2.0, (h, c)
 
@@ -73,7 +73,7 @@ class RNNCellRelu(nn.Module):
         super().__init__()
         self.cell = nn.RNNCell(F_IN, H, nonlinearity="relu")
 
-    def forward(self, x, h):  # noqa: ANN001, ANN201
+    def forward(self, x, h):
         h = self.cell(x, h)
         return torch.sigmoid(h), h
 
@@ -141,13 +141,28 @@ def _x(*shape: int) -> torch.Tensor:
 
 ZOO: dict[str, tuple[Callable[[], nn.Module], Callable[[], object]]] = {
     "gru": (lambda: Seq(nn.GRU(F_IN, H, batch_first=True), H), lambda: _x(1, 1, F_IN)),
-    "gru_2layer_time_first": (lambda: Seq(nn.GRU(F_IN, H, num_layers=2), H), lambda: _x(1, 1, F_IN)),
-    "gru_no_bias": (lambda: Seq(nn.GRU(F_IN, H, bias=False, batch_first=True), H), lambda: _x(1, 1, F_IN)),
-    "lstm_2layer": (lambda: Seq(nn.LSTM(F_IN, H, num_layers=2, batch_first=True), H), lambda: _x(1, 1, F_IN)),
+    "gru_2layer_time_first": (
+        lambda: Seq(nn.GRU(F_IN, H, num_layers=2), H),
+        lambda: _x(1, 1, F_IN),
+    ),
+    "gru_no_bias": (
+        lambda: Seq(nn.GRU(F_IN, H, bias=False, batch_first=True), H),
+        lambda: _x(1, 1, F_IN),
+    ),
+    "lstm_2layer": (
+        lambda: Seq(nn.LSTM(F_IN, H, num_layers=2, batch_first=True), H),
+        lambda: _x(1, 1, F_IN),
+    ),
     "lstm_no_bias": (lambda: Seq(nn.LSTM(F_IN, H, bias=False), H), lambda: _x(1, 1, F_IN)),
-    "lstm_proj": (lambda: Seq(nn.LSTM(F_IN, H, proj_size=5, batch_first=True), 5), lambda: _x(1, 1, F_IN)),
+    "lstm_proj": (
+        lambda: Seq(nn.LSTM(F_IN, H, proj_size=5, batch_first=True), 5),
+        lambda: _x(1, 1, F_IN),
+    ),
     "rnn_tanh_2layer": (lambda: Seq(nn.RNN(F_IN, H, num_layers=2), H), lambda: _x(1, 1, F_IN)),
-    "rnn_relu": (lambda: Seq(nn.RNN(F_IN, H, nonlinearity="relu", batch_first=True), H), lambda: _x(1, 1, F_IN)),
+    "rnn_relu": (
+        lambda: Seq(nn.RNN(F_IN, H, nonlinearity="relu", batch_first=True), H),
+        lambda: _x(1, 1, F_IN),
+    ),
     "gru_batch2": (lambda: Seq(nn.GRU(F_IN, H, batch_first=True), H), lambda: _x(2, 1, F_IN)),
     "gru_explicit_state": (SeqWithState, lambda: (_x(1, 1, F_IN), _x(2, 1, H))),
     "cells": (Cells, lambda: (_x(1, F_IN), _x(1, H), _x(1, H), _x(1, 12))),

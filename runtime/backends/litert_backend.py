@@ -15,7 +15,9 @@ def _interpreter_class() -> type:
         try:  # tflite-runtime is unmaintained and needs numpy < 2; a fallback only
             from tflite_runtime.interpreter import Interpreter
         except ImportError as e:
-            raise BackendError("litert backend: ai-edge-litert is not installed (pip install 'rnnedge[tflite]')") from e
+            raise BackendError(
+                "litert backend: ai-edge-litert is not installed (pip install 'rnnedge[tflite]')"
+            ) from e
     return Interpreter
 
 
@@ -35,7 +37,9 @@ class LiteRTBackend:
             self._in = [by_name[t.name] for t in bundle.graph.inputs]
             self._out = [by_name[t.name] for t in bundle.graph.outputs]
         except KeyError as e:
-            raise BackendError(f"{bundle.path}: TFLite model lacks tensor {e} named in the manifest") from e
+            raise BackendError(
+                f"{bundle.path}: TFLite model lacks tensor {e} named in the manifest"
+            ) from e
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         interp = self._interp

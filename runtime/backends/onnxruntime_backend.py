@@ -15,7 +15,9 @@ class OnnxRuntimeBackend:
         try:
             import onnxruntime as ort
         except ImportError as e:
-            raise BackendError("onnxruntime backend: onnxruntime is not installed (pip install 'rnnedge[onnx]')") from e
+            raise BackendError(
+                "onnxruntime backend: onnxruntime is not installed (pip install 'rnnedge[onnx]')"
+            ) from e
         data = bundle.model_bytes("onnx", precision)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -24,7 +26,9 @@ class OnnxRuntimeBackend:
         try:
             self._session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own untyped errors on bad models
-            raise BackendError(f"onnxruntime could not load {bundle.path} ({precision}): {e}") from e
+            raise BackendError(
+                f"onnxruntime could not load {bundle.path} ({precision}): {e}"
+            ) from e
         self._inputs = [t.name for t in bundle.graph.inputs]
         if [i.name for i in self._session.get_inputs()] != self._inputs:
             raise BackendError(f"{bundle.path}: ONNX model inputs differ from the manifest")

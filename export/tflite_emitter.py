@@ -1,0 +1,103 @@
+"""Emitter: collects the TFLite tensors and operators that one Graph lowers to.
+
+Graph tensors keep their Graph names (so a runtime finds inputs and outputs by name); tensors
+that a lowering adds (permutations, shapes, intermediate layouts) are named after the node's
+output with a suffix, e.g. "y:perm". The Emitter lives for one `emit_tflite` call and hands
+its result on as an immutable `Program`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tflite
+
+from rnnedge.errors import ExportError
+from rnnedge.export.tflite_writer import OperatorDef, Options, Program, TensorDef
+from rnnedge.runtime.graph import Graph, Node
+
+FLOAT32 = tflite.TensorType.FLOAT32
+INT32 = tflite.TensorType.INT32
+
+
+class Emitter:
+    def __init__(self, graph: Graph, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        self._constants = graph.constants
+        self._shapes = shapes
+        self._tensors: list[TensorDef] = []
+        self._operators: list[OperatorDef] = []
+        self._index: dict[str, int] = {}  # tensor name -> index, for every tensor added
+
+    def tensor(self, name: str) -> int:
+        """The TFLite tensor of Graph tensor `name`; a Graph constant becomes a float32 buffer."""
+        if name not in self._index:
+            value = self._constants.get(name)
+            data = None if value is None else np.asarray(value, "<f4").tobytes()
+            self._add(TensorDef(name, tuple(self._shapes[name]), FLOAT32, data))
+        return self._index[name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._shapes[name])
+
+    def tensor_shape(self, index: int) -> tuple[int, ...]:
+        return self._tensors[index].shape
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The value of Graph tensor `name` if it is a constant, else None."""
+        value = self._constants.get(name)
+        return None if value is None else np.asarray(value, np.float32)
+
+    def temp(self, hint: str, shape: Sequence[int]) -> int:
+        """A new float32 activation tensor that only this lowering uses."""
+        return self._add(TensorDef(self._fresh(hint), tuple(shape), FLOAT32))
+
+    def const_f32(self, hint: str, value: np.ndarray | float) -> int:
+        array = np.asarray(value, "<f4")
+        return self._add(TensorDef(self._fresh(hint), array.shape, FLOAT32, array.tobytes()))
+
+    def const_i32(self, hint: str, value: Sequence[int] | Sequence[Sequence[int]]) -> int:
+        # Shape, axis, perm and padding operands are int32 tensors in TFLite.
+        array = np.asarray(value, "<i4")
+        if array.size == 0:
+            array = array.reshape(0)  # an empty list is a [0] vector, e.g. the shape of a scalar
+        return self._add(TensorDef(self._fresh(hint), array.shape, INT32, array.tobytes()))
+
+    def op(
+        self,
+        code: int,
+        inputs: Sequence[int],
+        outputs: Sequence[int],
+        options: Options | None = None,
+        *,
+        version: int = 1,
+    ) -> None:
+        op = OperatorDef(code, tuple(inputs), tuple(outputs), options, version)
+        self._operators.append(op)
+
+    def program(self, inputs: Sequence[str], outputs: Sequence[str]) -> Program:
+        ins, outs = [self.tensor(n) for n in inputs], [self.tensor(n) for n in outputs]
+        return Program(
+            tensors=tuple(self._tensors),
+            operators=tuple(self._operators),
+            inputs=tuple(ins),
+            outputs=tuple(outs),
+        )
+
+    def _add(self, t: TensorDef) -> int:
+        self._index[t.name] = len(self._tensors)
+        self._tensors.append(t)
+        return self._index[t.name]
+
+    def _fresh(self, hint: str) -> str:
+        name, n = hint, 1
+        while name in self._index or name in self._shapes:
+            name, n = f"{hint}_{n}", n + 1
+        return name
+
+
+def fail(node: Node, why: str) -> ExportError:
+    """The error for a node the TFLite emitter cannot lower: names the op, output and source."""
+    where = f" (from {node.source})" if node.source else ""
+    out = node.outputs[0] if node.outputs else "?"
+    return ExportError(f"TFLite export: op {node.op!r} producing {out!r}{where}: {why}")

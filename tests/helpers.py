@@ -1,0 +1,21 @@
+"""Comparison helpers shared by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+TOL = 1e-5
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, what: str, tol: float = TOL) -> None:
+    """|actual - expected| <= tol, absolute, or relative to |expected| where values exceed 1."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    err = float(np.abs(actual - expected).max(initial=0.0))
+    assert err <= tol * scale, f"{what}: max abs error {err:.3e} > {tol * scale:.1e}"
+
+
+def random_state(graph, rng: np.random.Generator) -> list[np.ndarray]:
+    """A random state of the right shapes, in [-1, 1] as h would be (c gets a wider range)."""
+    return [rng.uniform(-1, 1, graph.spec(s.input).shape).astype(np.float32) for s in graph.states]
