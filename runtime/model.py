@@ -22,6 +22,7 @@ from rnnedge.runtime.bundle import Bundle, read_bundle
 from rnnedge.runtime.graph import TensorSpec
 
 _FLOATS = (np.float16, np.float32, np.float64)
+_F32 = np.dtype(np.float32)
 
 
 def load(
@@ -82,6 +83,7 @@ class Stream:
         self._run = model.backend.run
         self._x_spec = model.step_input
         self._checked = checked
+        self._zeros = np.zeros(self._x_spec.shape, np.float32)
         self._out_specs = graph.data_outputs
         self._n_data = len(self._out_specs)
         self._state_specs = [graph.spec(s.input) for s in graph.states]
@@ -92,10 +94,23 @@ class Stream:
         """One time step: x shaped like the export example. Returns the output (a tuple when
         the model has several) and keeps the new state."""
         if self._checked:
-            x = check_array(x, self._x_spec, f"step input {self._x_spec.name!r}")
+            x = self._check_x(x)
         outs = self._run([x, *self._states])
         self._states = outs[self._n_data :]
         return outs[0] if self._n_data == 1 else tuple(outs[: self._n_data])
+
+    def _check_x(self, x: object) -> np.ndarray:
+        # The common case (a C-contiguous float32 array of the right shape) is checked in about
+        # 1 us: x . 0 is 0 for finite x and NaN as soon as one element is NaN or Inf.
+        if (
+            type(x) is np.ndarray
+            and x.dtype is _F32
+            and x.shape == self._x_spec.shape
+            and x.flags.c_contiguous
+            and np.vdot(x, self._zeros) == 0
+        ):
+            return x
+        return check_array(x, self._x_spec, f"step input {self._x_spec.name!r}")
 
     def run(self, xs: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         """Many steps: xs is (T, *step shape); returns outputs stacked to (T, *output shape),

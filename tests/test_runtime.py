@@ -93,3 +93,15 @@ def test_unchecked_stream_gives_the_same_numbers(gru_path) -> None:
     m = rnnedge.load(gru_path, backend="litert")
     x = np.random.default_rng(4).standard_normal((1, 1, 8)).astype(np.float32)
     assert_close(m.stream(checked=False).step(x), m.stream().step(x), "unchecked vs checked", 0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_every_non_finite_position_is_caught(gru_path, bad) -> None:
+    s = rnnedge.load(gru_path, backend="numpy").stream()
+    for i in range(8):
+        x = np.zeros((1, 1, 8), np.float32)
+        x[0, 0, i] = bad
+        with pytest.raises(InputError, match="NaN or Inf"):
+            s.step(x)
+    big = np.full((1, 1, 8), 3e38, np.float32)  # finite, though its sum would overflow
+    assert np.isfinite(s.step(big)).all()
