@@ -218,7 +218,7 @@ def _torch_step(ep: torch.export.ExportedProgram, n_explicit: int, lifted: list[
             return out
 
     def step(inputs: list[np.ndarray], states: list[np.ndarray]) -> tuple[list, list]:
-        ts = [torch.from_numpy(np.asarray(a, np.float32)) for a in (*inputs, *states)]
+        ts = [torch.from_numpy(np.array(a, np.float32)) for a in (*inputs, *states)]
         explicit, implicit = ts[1 : 1 + n_explicit], ts[1 + n_explicit :]
         interp = Step(implicit)
         with torch.no_grad():
