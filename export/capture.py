@@ -22,6 +22,7 @@ from torch.utils import _pytree as pytree
 
 from rnnedge.errors import ExportError, UnsupportedModelError
 from rnnedge.export.aten_ops import ATEN_TO_GRAPH, RNN_CELL_OPS, RNN_SEQUENCE_OPS, Ctx
+from rnnedge.export.batching import batch_graph
 from rnnedge.export.builder import GraphBuilder, Sym
 from rnnedge.runtime.graph import Graph
 
@@ -43,6 +44,7 @@ class Captured:
     # PyTorch's own step with the same state contract as the graph: (data inputs, states in
     # graph.states order) -> (data outputs, next states). The parity reference.
     torch_step: StepFn
+    unbatched_why: str = ""  # why streams cannot be batched into one call ("" when they can)
 
 
 def capture(model: torch.nn.Module, example: Any) -> Captured:
@@ -51,15 +53,28 @@ def capture(model: torch.nn.Module, example: Any) -> Captured:
     the last len(states) outputs."""
     args = example if isinstance(example, tuple) else (example,)
     _check_example(args)
-    was_training = model.training
-    model.eval()  # dropout off, as at inference; restored below so the caller sees no change
+    was_training = _enter_eval(model)
     try:
         ep = _export(model, args)
+        graph, lifted = _to_graph(ep, args)
+        graph, why = batch_graph(graph, args, lambda a: _to_graph(_export(model, a), a)[0])
     finally:
-        model.train(was_training)
-    graph, lifted = _to_graph(ep, args)
+        if was_training is not None:
+            model.train(was_training)
     n_explicit = len(pytree.tree_leaves(args[1:]))
-    return Captured(graph=graph, torch_step=_torch_step(ep, n_explicit, lifted))
+    return Captured(graph=graph, torch_step=_torch_step(ep, n_explicit, lifted), unbatched_why=why)
+
+
+def _enter_eval(model: torch.nn.Module) -> bool | None:
+    """Eval mode (dropout off, as at inference); returns the mode to restore afterwards so the
+    caller sees no change, or None for a torch.export module (a .pt2 MODEL), which keeps the
+    mode it was exported in and refuses eval()."""
+    try:
+        was_training = model.training
+        model.eval()
+        return was_training
+    except NotImplementedError:
+        return None
 
 
 def _check_example(args: tuple) -> None:

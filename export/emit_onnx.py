@@ -19,6 +19,7 @@ from rnnedge.export.onnx_ops import LOWERINGS, where
 from rnnedge.runtime.executor import infer_shapes
 from rnnedge.runtime.graph import Graph, Node
 from rnnedge.runtime.ops import OPS
+from rnnedge.runtime.quant_plan import QuantPlan
 
 OPSET = 17
 # IR version 8 is the one released with opset 17 (onnx 1.12); every onnxruntime since 1.12
@@ -29,13 +30,19 @@ GRAPH_NAME = "rnnedge_step"
 MAX_PROTO_BYTES = (1 << 31) - 1  # protobuf's hard limit for one message
 
 
-def emit_onnx(graph: Graph) -> bytes:
-    """Serialises `graph` as an ONNX model; raises ExportError for anything it cannot lower."""
+def emit_onnx(graph: Graph, plan: QuantPlan | None = None) -> bytes:
+    """Serialises `graph` as an ONNX model; raises ExportError for anything it cannot lower.
+    With a `plan` (precision int8-dynamic), planned linears get int8 weights (onnx_int8.py)."""
     shapes = _shapes(graph)
     em = OnnxEmitter(graph, shapes)
+    lowerings = LOWERINGS
+    if plan is not None:
+        from rnnedge.export.onnx_int8 import int8_dynamic_lowerings
+
+        lowerings = int8_dynamic_lowerings(plan)
     for node in graph.nodes:
         _check_node(node)
-        lower = LOWERINGS.get(node.op)
+        lower = lowerings.get(node.op)
         if lower is None:
             raise ExportError(f"{where(node)}: no ONNX lowering for this op")
         em.begin(node)
@@ -191,7 +198,9 @@ def _f32(name: str, value: np.ndarray) -> np.ndarray:
 
 def _model(graph: Graph, em: OnnxEmitter) -> onnx.ModelProto:
     def info(t: Any) -> onnx.ValueInfoProto:
-        return helper.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.shape))
+        # a batched graph's batch axis is symbolic, so one session runs any number of streams
+        dims = ["batch" if i == t.batch_axis else d for i, d in enumerate(t.shape)]
+        return helper.make_tensor_value_info(t.name, TensorProto.FLOAT, dims)
 
     g = helper.make_graph(
         em.nodes,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import pickle
 import re
 import sys
@@ -30,10 +31,15 @@ def load_model(spec: str, weights: str | None = None) -> torch.nn.Module:
 def _load_pt2(path: Path) -> torch.nn.Module:
     if not path.is_file():
         raise ModelSpecError(f"{path}: no such file")
+    quiet = logging.getLogger("torch.export")  # it logs its own traceback before raising
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         return torch.export.load(str(path)).module()
     except Exception as e:  # torch raises assorted errors on a bad archive
-        raise ModelSpecError(f"{path}: not a torch.export .pt2 archive ({e})") from e
+        raise ModelSpecError(f"{path}: not a torch.export .pt2 archive ({_first_line(e)})") from e
+    finally:
+        quiet.setLevel(level)
 
 
 def _call_factory(spec: str) -> torch.nn.Module:

@@ -189,7 +189,7 @@ def _concat(em: OnnxEmitter, node: Node) -> None:
 def _expand(em: OnnxEmitter, node: Node) -> None:
     x, out = node.inputs[0], node.outputs[0]
     shape = [int(d) for d in node.attrs["shape"]]
-    if tuple(shape) == em.shape(x):
+    if np.broadcast_shapes(em.shape(x), tuple(shape)) == em.shape(x):
         em.alias(out, x)
         return
     em.add("Expand", [x, em.i64(shape, f"{out}.shape")], out)

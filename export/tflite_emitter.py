@@ -14,11 +14,12 @@ import numpy as np
 import tflite
 
 from rnnedge.errors import ExportError
-from rnnedge.export.tflite_writer import OperatorDef, Options, Program, TensorDef
+from rnnedge.export.tflite_writer import OperatorDef, Options, Program, QuantDef, TensorDef
 from rnnedge.runtime.graph import Graph, Node
 
 FLOAT32 = tflite.TensorType.FLOAT32
 INT32 = tflite.TensorType.INT32
+INT8 = tflite.TensorType.INT8
 
 
 class Emitter:
@@ -28,13 +29,20 @@ class Emitter:
         self._tensors: list[TensorDef] = []
         self._operators: list[OperatorDef] = []
         self._index: dict[str, int] = {}  # tensor name -> index, for every tensor added
+        io = (*graph.inputs, *graph.outputs)
+        self._batch_axes = {t.name: t.batch_axis for t in io if t.batch_axis is not None}
 
     def tensor(self, name: str) -> int:
         """The TFLite tensor of Graph tensor `name`; a Graph constant becomes a float32 buffer."""
         if name not in self._index:
             value = self._constants.get(name)
             data = None if value is None else np.asarray(value, "<f4").tobytes()
-            self._add(TensorDef(name, tuple(self._shapes[name]), FLOAT32, data))
+            shape = tuple(self._shapes[name])
+            signature = None
+            if name in self._batch_axes:
+                axis = self._batch_axes[name]
+                signature = tuple(-1 if i == axis else d for i, d in enumerate(shape))
+            self._add(TensorDef(name, shape, FLOAT32, data, signature))
         return self._index[name]
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -55,6 +63,12 @@ class Emitter:
     def const_f32(self, hint: str, value: np.ndarray | float) -> int:
         array = np.asarray(value, "<f4")
         return self._add(TensorDef(self._fresh(hint), array.shape, FLOAT32, array.tobytes()))
+
+    def const_int8(self, hint: str, value: np.ndarray, quant: QuantDef) -> int:
+        """An int8 constant with its QuantizationParameters (e.g. per-channel weights)."""
+        array = np.asarray(value, np.int8)
+        t = TensorDef(self._fresh(hint), array.shape, INT8, array.tobytes(), quantization=quant)
+        return self._add(t)
 
     def const_i32(self, hint: str, value: Sequence[int] | Sequence[Sequence[int]]) -> int:
         # Shape, axis, perm and padding operands are int32 tensors in TFLite.

@@ -91,14 +91,15 @@ def _conv1d(e: Emitter, node: Node) -> None:
     # TFLite convs take the bias as an operand; zeros when the Graph has none.
     b = e.tensor(bias[0]) if bias else e.const_f32(f"{out}:bias", np.zeros(o, np.float32))
     image = _transpose(e, e.tensor(x), (0, 2, 1), f"{out}:nlc", (n, length, c))
-    image = _reshape(e, image, (n, 1, length, c), f"{out}:nhwc")
+    # -1, not n: the batch stays free for a resized (batched) interpreter
+    image = _reshape(e, image, (n, 1, length, c), f"{out}:nhwc", target=(-1, 1, length, c))
     if padding:  # PyTorch pads with zeros on both sides; an explicit PAD, then VALID
         pads = e.const_i32(f"{out}:pads", [[0, 0], [0, 0], [padding, padding], [0, 0]])
         image = _step(e, Op.PAD, [image, pads], f"{out}:padded", (n, 1, length + 2 * padding, c))
     out_len = e.shape(out)[2]
     filt_t = e.const_f32(f"{out}:filter", filt)
     conv = _step(e, code, [image, filt_t, b], f"{out}:conv", (n, 1, out_len, o), options)
-    nlo = _reshape(e, conv, (n, out_len, o), f"{out}:nlo")
+    nlo = _reshape(e, conv, (n, out_len, o), f"{out}:nlo", target=(-1, out_len, o))
     e.op(Op.TRANSPOSE, [nlo, e.const_i32(f"{out}:perm", (0, 2, 1))], [e.tensor(out)])
 
 
@@ -148,8 +149,9 @@ def _reduce(code: int) -> Lowering:
 
 
 def _reshape_node(e: Emitter, node: Node) -> None:
-    out = node.outputs[0]
-    _reshape(e, e.tensor(node.inputs[0]), e.shape(out), out, into=e.tensor(out))
+    # the shape operand is the attribute itself: a batched graph has -1 on its batch axis
+    out, target = node.outputs[0], tuple(int(d) for d in node.attrs["shape"])
+    _reshape(e, e.tensor(node.inputs[0]), e.shape(out), out, into=e.tensor(out), target=target)
 
 
 def _transpose_node(e: Emitter, node: Node) -> None:
@@ -165,10 +167,11 @@ def _concat(e: Emitter, node: Node) -> None:
 
 
 def _expand(e: Emitter, node: Node) -> None:
-    # BROADCAST_TO kernels are registered from version 2 (version 1 predates the builtin).
+    # expand broadcasts both ways (a 1 keeps x's dim, as on a batched graph's batch axis);
+    # BROADCAST_TO broadcasts x only, so multiply by ones of the attribute's shape instead.
     out = node.outputs[0]
-    shape = e.const_i32(f"{out}:shape", list(e.shape(out)))
-    e.op(Op.BROADCAST_TO, [e.tensor(node.inputs[0]), shape], [e.tensor(out)], version=2)
+    ones = e.const_f32(f"{out}:ones", np.ones([int(d) for d in node.attrs["shape"]], np.float32))
+    e.op(Op.MUL, [e.tensor(node.inputs[0]), ones], [e.tensor(out)])
 
 
 _SLICE = ("begin", "end", "strides")
@@ -181,12 +184,16 @@ def _slice(e: Emitter, node: Node) -> None:
     axis, start, end, step = (int(node.attrs[k]) for k in ("axis", "start", "end", "step"))
     if not (0 <= axis < len(shape) and 0 <= start <= shape[axis] and step >= 1):
         raise fail(node, f"slice attrs not normalised: axis {axis} start {start} step {step}")
-    begin, stop, strides = [0] * len(shape), list(shape), [1] * len(shape)
+    begin, stop, strides = [0] * len(shape), [0] * len(shape), [1] * len(shape)
     begin[axis], stop[axis], strides[axis] = start, max(start, min(end, shape[axis])), step
     operands = [
         e.const_i32(f"{out}:{n}", v) for n, v in zip(_SLICE, (begin, stop, strides), strict=True)
     ]
-    e.op(Op.STRIDED_SLICE, [e.tensor(x), *operands], [e.tensor(out)])
+    # every other axis is taken whole through the masks, whatever its size at run time (a
+    # batched interpreter resizes the batch axis)
+    whole = sum(1 << i for i in range(len(shape)) if i != axis)
+    options = Options("StridedSliceOptions", (("BeginMask", whole), ("EndMask", whole)))
+    e.op(Op.STRIDED_SLICE, [e.tensor(x), *operands], [e.tensor(out)], options)
 
 
 def _pad(e: Emitter, node: Node) -> None:
@@ -237,10 +244,17 @@ def _broadcast(e: Emitter, a: int, b: int) -> tuple[int, ...]:
 
 
 def _reshape(
-    e: Emitter, x: int, shape: tuple[int, ...], name: str, *, into: int | None = None
+    e: Emitter,
+    x: int,
+    shape: tuple[int, ...],
+    name: str,
+    *,
+    into: int | None = None,
+    target: tuple[int, ...] | None = None,
 ) -> int:
-    # RESHAPE reads the new shape from an int32 vector operand ([0] for a scalar).
-    operands = [x, e.const_i32(f"{name}:shape", list(shape))]
+    # RESHAPE reads the new shape from an int32 vector operand ([0] for a scalar); `target`
+    # (default `shape`) may hold one -1, the dim the kernel infers at run time.
+    operands = [x, e.const_i32(f"{name}:shape", list(shape if target is None else target))]
     if into is None:
         return _step(e, Op.RESHAPE, operands, name, shape)
     e.op(Op.RESHAPE, operands, [into])

@@ -30,11 +30,25 @@ class Options:
 
 
 @dataclass(frozen=True)
+class QuantDef:
+    """A tensor's QuantizationParameters (schema.fbs): real = scale * (q - zero_point), one
+    scale and zero point per index along `dimension` (per channel) or a single pair."""
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    dimension: int = 0
+
+
+@dataclass(frozen=True)
 class TensorDef:
     name: str
     shape: tuple[int, ...]
     dtype: int  # tflite.TensorType
     data: bytes | None = None  # little-endian contents of a constant; None for activations
+    # shape with -1 on the batch axis of a batched graph's inputs and outputs, which lets
+    # the interpreter resize them (Interpreter.resize_tensor_input) to step n streams at once
+    shape_signature: tuple[int, ...] | None = None
+    quantization: QuantDef | None = None  # int8 weights of an int8/int8-dynamic model
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,7 @@ def _write_tensors(
     tflite.BufferStart(b)
     buffers = [tflite.BufferEnd(b)]
     tensors = []
+    shared: dict[tuple[int, ...], int] = {}  # zero-point vectors, written once (see below)
     for t in defs:
         buffer_index = 0
         if t.data is not None:
@@ -101,13 +116,46 @@ def _write_tensors(
             buffers.append(tflite.BufferEnd(b))
         name = b.CreateString(t.name)
         shape = _int_vector(b, tflite.TensorStartShapeVector, t.shape)
+        signature = None
+        if t.shape_signature is not None:
+            signature = _int_vector(b, tflite.TensorStartShapeSignatureVector, t.shape_signature)
+        quant = _write_quantization(b, t.quantization, shared) if t.quantization else None
         tflite.TensorStart(b)
         tflite.TensorAddShape(b, shape)
+        if quant is not None:
+            tflite.TensorAddQuantization(b, quant)
+        if signature is not None:
+            tflite.TensorAddShapeSignature(b, signature)
         tflite.TensorAddType(b, t.dtype)
         tflite.TensorAddBuffer(b, buffer_index)
         tflite.TensorAddName(b, name)
         tensors.append(tflite.TensorEnd(b))
     return buffers, tensors
+
+
+def _write_quantization(
+    b: flatbuffers.Builder, q: QuantDef, shared: dict[tuple[int, ...], int]
+) -> int:
+    # Per-channel zero points are int64 and must be as many as the scales; the all-zero
+    # vectors of symmetric weights repeat, so each distinct vector is stored once and its
+    # offset shared (a flatbuffer may point at one vector from many tables): 8 bytes per
+    # output channel saved, which is 12% of a 64-wide int8 row.
+    start = tflite.QuantizationParametersStartScaleVector
+    start(b, len(q.scale))
+    for v in reversed(q.scale):
+        b.PrependFloat32(v)
+    scale = b.EndVector()
+    if q.zero_point not in shared:
+        tflite.QuantizationParametersStartZeroPointVector(b, len(q.zero_point))
+        for v in reversed(q.zero_point):
+            b.PrependInt64(v)
+        shared[q.zero_point] = b.EndVector()
+    zero_point = shared[q.zero_point]
+    tflite.QuantizationParametersStart(b)
+    tflite.QuantizationParametersAddScale(b, scale)
+    tflite.QuantizationParametersAddZeroPoint(b, zero_point)
+    tflite.QuantizationParametersAddQuantizedDimension(b, q.dimension)
+    return tflite.QuantizationParametersEnd(b)
 
 
 def _write_operator(b: flatbuffers.Builder, op: OperatorDef, opcode_index: int) -> int:

@@ -26,18 +26,31 @@ MAX_ELEMENTS = 1 << 28  # 256 M floats (1 GiB): a shape beyond this is refused, 
 @dataclass(frozen=True, kw_only=True)
 class TensorSpec:
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # of ONE stream (the export example's batch)
     dtype: str = "float32"
+    # The axis along which n streams are stacked into one batched call, or None when the
+    # graph cannot batch streams (see export/batching.py). Absent in JSON when None.
+    batch_axis: int | None = None
 
     def __post_init__(self) -> None:
         check_shape(self.shape, what=f"tensor {self.name!r}")
+        if self.batch_axis is not None and not (
+            isinstance(self.batch_axis, int) and 0 <= self.batch_axis < len(self.shape)
+        ):
+            raise GraphError(f"tensor {self.name!r}: batch_axis {self.batch_axis!r} out of range")
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.batch_axis is not None:
+            d["batch_axis"] = self.batch_axis
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> TensorSpec:
-        return cls(name=_str(d, "name"), shape=_shape(d, "shape"), dtype=_str(d, "dtype"))
+        axis = d.get("batch_axis") if isinstance(d, Mapping) else None
+        return cls(
+            name=_str(d, "name"), shape=_shape(d, "shape"), dtype=_str(d, "dtype"), batch_axis=axis
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +70,8 @@ class Node:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Node:
+        if not isinstance(d, Mapping):
+            raise GraphError(f"each node must be an object, got {type(d).__name__}")
         attrs = d.get("attrs", {})
         if not isinstance(attrs, dict):
             raise GraphError(f"node attrs must be an object, got {type(attrs).__name__}")
@@ -152,7 +167,7 @@ def check_shape(shape: tuple[int, ...], *, what: str) -> None:
     for d in shape:
         if not isinstance(d, int) or isinstance(d, bool) or d < 0:
             raise GraphError(f"{what}: shape {list(shape)} must hold non-negative integers")
-        size *= d
+        size *= max(d, 1)  # a 0 dim must not hide the others: numpy still multiplies them
     if size > MAX_ELEMENTS:
         raise GraphError(f"{what}: shape {list(shape)} has {size} elements (limit {MAX_ELEMENTS})")
 
@@ -176,12 +191,16 @@ def validate(g: Graph) -> None:
         if t.name not in defined:
             raise GraphError(f"graph output {t.name!r} is never computed")
     names = {t.name: t for t in g.inputs} | {t.name: t for t in g.outputs}
+    ins, outs = {t.name for t in g.inputs}, {t.name for t in g.outputs}
     for s in g.states:
-        for part in (s.input, s.output):
-            if part not in names:
-                raise GraphError(f"state {s.input!r}: {part!r} is not a graph input/output")
+        if s.input not in ins or s.output not in outs:
+            raise GraphError(
+                f"state {s.input!r} -> {s.output!r}: must be a graph input -> a graph output"
+            )
         if s.init not in g.constants:
             raise GraphError(f"state {s.input!r}: initial value {s.init!r} missing")
+        if g.constants[s.init].dtype != np.float32:
+            raise GraphError(f"state {s.input!r}: initial value {s.init!r} must be float32")
         shapes = {names[s.input].shape, names[s.output].shape, g.constants[s.init].shape}
         if len(shapes) != 1:
             raise GraphError(f"state {s.input!r}: input, output and initial shapes differ")
@@ -201,7 +220,7 @@ def _str(d: Mapping[str, Any], key: str) -> str:
 
 
 def _list(d: Mapping[str, Any], key: str) -> list[Any]:
-    v = d.get(key)
+    v = d.get(key) if isinstance(d, Mapping) else None
     if not isinstance(v, list):
         raise GraphError(f"field {key!r} must be a list")
     return v

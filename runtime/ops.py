@@ -178,9 +178,15 @@ OPS: dict[str, OpDef] = {
     "transpose": OpDef(lambda x, *, perm: np.ascontiguousarray(x.transpose(perm)), 1, 1, ("perm",)),
     # inputs joined along `axis` (non-negative)
     "concat": OpDef(lambda *xs, axis: np.concatenate(xs, axis=axis), 1, 64, ("axis",)),
-    # x broadcast to attrs.shape (numpy rules)
+    # x broadcast against attrs.shape, both ways (numpy rules; ONNX Expand): a 1 in shape
+    # keeps x's dim, which is how a batched graph leaves its batch axis free
     "expand": OpDef(
-        lambda x, *, shape: np.ascontiguousarray(np.broadcast_to(x, shape)), 1, 1, ("shape",)
+        lambda x, *, shape: np.ascontiguousarray(
+            np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(shape)))
+        ),
+        1,
+        1,
+        ("shape",),
     ),
     "slice": OpDef(slice_, 1, 1, ("axis", "start", "end", "step")),
     "pad": OpDef(pad, 1, 1, ("pads", "mode", "value")),

@@ -90,12 +90,12 @@ class FrontEnd(nn.Module):
         self.head = nn.Sequential(nn.Linear(H, 8), nn.ReLU(), nn.Linear(8, 4), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (1, 1, 16) = 2 channels x 8
-        c = x.reshape(1, 2, 8)
+        c = x.reshape(x.shape[0], 2, 8)
         c = F.pad(c, (2, 2), mode="reflect")
         c = F.pad(c, (0, 0), value=0.0)
         c = self.conv(c).transpose(1, 2)  # (1, 8, 4)
         c = F.silu(F.gelu(self.norm(c)))
-        out, _ = self.gru(self.drop(c.reshape(1, 1, -1)))
+        out, _ = self.gru(self.drop(c.reshape(x.shape[0], 1, -1)))
         return torch.sigmoid(self.head(out))
 
 
