@@ -14,10 +14,14 @@ from rnnedge.errors import BundleError, GraphError
 from rnnedge.runtime.graph import TensorSpec
 
 FORMAT = "rnnedge.bundle"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"  # 1.1: budgets, task, batch_axis (readers of 1.0 ignore them)
 MAX_MANIFEST_BYTES = 1 << 20
 BACKENDS = ("onnx", "tflite")
 PRECISIONS = ("float", "int8", "int8-dynamic")
+# What `rnnedge check` holds each precision to, per metric (see docs/check.md). Export writes
+# these; a bundle written before budgets existed reads as if it had the float default.
+DEFAULT_BUDGETS: dict[str, dict[str, float]] = {"float": {"scaled_abs_err": 1e-5}}
+TASK_KINDS = ("classification", "regression")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +46,21 @@ class ModelFile:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Task:
+    """What the model's output means, so `rnnedge check` can report a task metric.
+    output: the data output the task reads (None: the first); class_axis: classification's
+    class axis in that output."""
+
+    kind: str  # "classification" | "regression"
+    output: str | None = None
+    class_axis: int = -1
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise BundleError(f"manifest: task kind {self.kind!r} is not one of {TASK_KINDS}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Manifest:
     producer: str
     inputs: tuple[TensorSpec, ...]  # data inputs, then state inputs (graph order)
@@ -51,6 +70,13 @@ class Manifest:
     files: dict[str, str]  # file name -> sha256 hex, for every file but manifest.json
     parity: dict[str, Any] = field(default_factory=dict)  # export-time max abs error per backend
     int8_scheme: str | None = None
+    # precision -> {metric: limit} for `rnnedge check`
+    budgets: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {p: dict(b) for p, b in DEFAULT_BUDGETS.items()}
+    )
+    task: Task | None = None
+    # why streams(n) cannot batch this model ("" when the inputs carry a batch_axis)
+    unbatched_why: str = ""
     format: str = FORMAT
     format_version: str = FORMAT_VERSION
 
@@ -71,6 +97,9 @@ class Manifest:
             "int8_scheme": self.int8_scheme,
             "files": dict(sorted(self.files.items())),
             "parity": self.parity,
+            "budgets": self.budgets,
+            "task": vars(self.task) if self.task else None,
+            "unbatched_why": self.unbatched_why,
         }
         return json.dumps(d, indent=2, sort_keys=False) + "\n"
 
@@ -80,7 +109,7 @@ class Manifest:
             raise BundleError(f"manifest.json is {len(text)} bytes (limit {MAX_MANIFEST_BYTES})")
         try:
             d = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        except (ValueError, RecursionError) as e:  # ValueError: also over-long integer literals
             raise BundleError(f"manifest.json is not valid JSON: {e}") from e
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise BundleError(f"manifest.json: not an rnnedge bundle (format must be {FORMAT!r})")
@@ -95,6 +124,9 @@ class Manifest:
                 files=_files(d.get("files")),
                 parity=d.get("parity") if isinstance(d.get("parity"), dict) else {},
                 int8_scheme=d.get("int8_scheme") if isinstance(d.get("int8_scheme"), str) else None,
+                budgets=_budgets(d.get("budgets")),
+                task=_task(d.get("task")),
+                unbatched_why=str(d.get("unbatched_why") or ""),
                 format_version=d["format_version"],
             )
         except (GraphError, KeyError, TypeError, ValueError) as e:
@@ -151,3 +183,33 @@ def _files(d: Any) -> dict[str, str]:
         if "/" in name or "\\" in name or name in ("", ".", "..") or name.startswith("."):
             raise BundleError(f"manifest.json: file name {name!r} is not a plain file name")
     return dict(d)
+
+
+def _budgets(d: Any) -> dict[str, dict[str, float]]:
+    if d is None:  # written before budgets existed
+        return {p: dict(b) for p, b in DEFAULT_BUDGETS.items()}
+    ok = isinstance(d, dict) and all(
+        isinstance(p, str)
+        and isinstance(b, dict)
+        and all(
+            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+            for k, v in b.items()
+        )
+        for p, b in d.items()
+    )
+    if not ok:
+        raise BundleError("manifest.json: 'budgets' must map precisions to {metric: number}")
+    return {p: {k: float(v) for k, v in b.items()} for p, b in d.items()}
+
+
+def _task(d: Any) -> Task | None:
+    if d is None:
+        return None
+    if not isinstance(d, dict) or not isinstance(d.get("kind"), str):
+        raise BundleError("manifest.json: 'task' must be an object with a 'kind'")
+    output = d.get("output")
+    return Task(
+        kind=d["kind"],
+        output=str(output) if output is not None else None,
+        class_axis=int(d.get("class_axis", -1)),
+    )

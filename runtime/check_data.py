@@ -1,0 +1,123 @@
+"""The input sequences `rnnedge check` drives: the bundle's golden ones, the user's
+(--data seqs.npz), or either looped into one long stream (--steps N)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnedge.errors import InputError
+from rnnedge.runtime.bundle import Bundle
+
+LABEL_SUFFIX = "_labels"
+
+
+@dataclass(frozen=True)
+class Sequences:
+    inputs: tuple[np.ndarray, ...]  # each (T, *step shape), float32, one stream each
+    labels: tuple[np.ndarray | None, ...]  # per sequence: () one label, (T,) one per step
+    path: str | None = None  # the --data file, if any
+
+    @property
+    def steps(self) -> int:
+        return sum(len(x) for x in self.inputs)
+
+
+def golden_sequences(bundle: Bundle) -> tuple[Sequences, dict[str, list[np.ndarray]]]:
+    """golden.npz's inputs, and PyTorch's recorded outputs and states: name -> per sequence."""
+    g, gold = bundle.graph, bundle.golden()
+    x_name = g.inputs[0].name
+    inputs, refs = [], {t.name: [] for t in g.outputs}
+    i = 0
+    while f"seq{i}.{x_name}" in gold:
+        inputs.append(gold[f"seq{i}.{x_name}"])
+        for t in g.outputs:
+            refs[t.name].append(gold[f"seq{i}.{t.name}"])
+        i += 1
+    if not inputs:
+        raise InputError(f"{bundle.path}/golden.npz: holds no sequences")
+    return Sequences(tuple(inputs), (None,) * len(inputs)), refs
+
+
+def loop(seqs: Sequences, steps: int) -> Sequences:
+    """One stream of `steps` steps: the sequences one after another, repeated as needed. The
+    state is never reset, so labels (which belong to sequences that started fresh) are dropped."""
+    flat = np.concatenate(seqs.inputs)
+    if len(flat) == 0:
+        raise InputError("no input steps to loop")
+    idx = np.arange(steps) % len(flat)
+    return Sequences((np.ascontiguousarray(flat[idx]),), (None,), seqs.path)
+
+
+def load_data(path: str | os.PathLike, step_shape: tuple[int, ...]) -> Sequences:
+    """Reads --data: an .npz whose arrays are sequences (T, *step) or batches (N, T, *step)
+    (any array whose rows hold one step's worth of values is reshaped, e.g. (T, 40) for a
+    (1, 1, 40) step). An array `NAME_labels` holds the labels of array NAME: one per sequence
+    ((), or (N,) for a batch) judging its last step, or one per step ((T,) or (N, T))."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"--data {path}: cannot read an .npz archive ({e})") from e
+    names = [k for k in arrays if not k.endswith(LABEL_SUFFIX)]
+    orphans = [
+        k for k in arrays if k.endswith(LABEL_SUFFIX) and k[: -len(LABEL_SUFFIX)] not in names
+    ]
+    if orphans:
+        raise InputError(f"--data {path}: {orphans[0]!r} labels no array of that name")
+    inputs: list[np.ndarray] = []
+    labels: list[np.ndarray | None] = []
+    for name in names:
+        xs, labs = _split(
+            arrays[name], arrays.get(name + LABEL_SUFFIX), step_shape, f"{path}:{name}"
+        )
+        inputs += xs
+        labels += labs
+    if not inputs:
+        raise InputError(f"--data {path}: holds no sequences")
+    return Sequences(tuple(inputs), tuple(labels), str(path))
+
+
+def _split(
+    arr: np.ndarray, lab: np.ndarray | None, step_shape: tuple[int, ...], what: str
+) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    size = int(np.prod(step_shape))
+    if arr.dtype.kind != "f":
+        raise InputError(f"{what}: dtype {arr.dtype} is not a float type")
+    if not np.isfinite(arr).all():
+        raise InputError(f"{what}: contains NaN or Inf")
+    if arr.ndim >= 1 and len(arr) and arr[0].size == size:
+        seqs = [arr.reshape(len(arr), *step_shape)]
+        labs = [lab]
+    elif arr.ndim >= 2 and arr.shape[1] and arr[0, 0].size == size:
+        seqs = [a.reshape(len(a), *step_shape) for a in arr]
+        labs = [None] * len(seqs) if lab is None else list(_batch_labels(lab, len(seqs), what))
+    else:
+        raise InputError(
+            f"{what}: shape {list(arr.shape)} is neither (T, {list(step_shape)}) nor "
+            f"(N, T, {list(step_shape)})"
+        )
+    seqs = [np.ascontiguousarray(s, dtype=np.float32) for s in seqs]
+    for s, la in zip(seqs, labs):
+        _check_labels(la, len(s), what)
+    return seqs, labs
+
+
+def _batch_labels(lab: np.ndarray, n: int, what: str) -> np.ndarray:
+    if lab.ndim == 0 or len(lab) != n:
+        raise InputError(f"{what}{LABEL_SUFFIX}: needs {n} rows, one per sequence")
+    return lab
+
+
+def _check_labels(lab: np.ndarray | None, steps: int, what: str) -> None:
+    if lab is None:
+        return
+    if lab.dtype.kind not in "iu":
+        raise InputError(f"{what}{LABEL_SUFFIX}: labels must be integers, got {lab.dtype}")
+    if not (lab.ndim == 0 or lab.shape == (steps,)):
+        raise InputError(
+            f"{what}{LABEL_SUFFIX}: shape {list(lab.shape)} is neither one label () nor one "
+            f"per step ({steps},)"
+        )
