@@ -55,18 +55,32 @@ def write_bundle(out: str | os.PathLike, manifest: Manifest, files: dict[str, by
     """Writes manifest.json (with every file's sha256) and `files` atomically to `out`."""
     out = Path(out)
     manifest = dataclasses.replace(manifest, files={n: sha256(b) for n, b in sorted(files.items())})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{out}: cannot write the bundle here ({_reason(e)})") from e
+    try:
+        # mkdtemp makes the directory 0700; a bundle is meant to be shared, so give it the
+        # permissions any new directory gets under the user's umask
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)
         for name, data in {**files, "manifest.json": manifest.to_json().encode()}.items():
             with open(tmp / name, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
         _replace_dir(tmp, out)
+    except OSError as e:  # a full disk, a read-only file system, a permission change
+        raise BundleError(f"{out}: writing the bundle failed ({_reason(e)})") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _reason(e: Exception) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
 
 
 def _replace_dir(new: Path, out: Path) -> None:
@@ -86,8 +100,13 @@ def read_bundle(path: str | os.PathLike, *, verify: bool = True) -> Bundle:
     """Reads and checks a bundle. `verify=False` skips the sha256 checks (for trusted, very
     large bundles only); structure and size limits are always checked."""
     path = Path(path)
-    if not path.is_dir():
-        raise BundleError(f"{path}: no such bundle directory")
+    try:
+        is_dir = path.is_dir()
+    except (OSError, ValueError) as e:  # a name too long, a NUL byte in it
+        raise BundleError(f"{path}: cannot open the bundle ({_reason(e)})") from e
+    if not is_dir:
+        kind = "is a file, not a bundle directory" if path.is_file() else "no such bundle directory"
+        raise BundleError(f"{path}: {kind}")
     manifest = Manifest.from_json(_read(path, "manifest.json"))
     for name in REQUIRED:
         if name not in manifest.files:
@@ -108,17 +127,21 @@ def read_bundle(path: str | os.PathLike, *, verify: bool = True) -> Bundle:
 
 def _read(path: Path, name: str) -> bytes:
     f = path / name
-    if not f.is_file():
-        raise BundleError(f"{f}: missing from the bundle")
-    if f.stat().st_size > MAX_FILE_BYTES:
-        raise BundleError(f"{f}: {f.stat().st_size} bytes exceeds the limit of {MAX_FILE_BYTES}")
-    return f.read_bytes()
+    try:
+        if not f.is_file():
+            raise BundleError(f"{f}: missing from the bundle")
+        size = f.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise BundleError(f"{f}: {size} bytes exceeds the limit of {MAX_FILE_BYTES}")
+        return f.read_bytes()
+    except (OSError, ValueError) as e:  # unreadable (permissions, I/O error), name too long
+        raise BundleError(f"{f}: cannot read it ({_reason(e)})") from e
 
 
 def _read_graph(path: Path, files: dict[str, bytes]) -> Graph:
     try:
         doc = json.loads(files["graph.json"])
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # ValueError: also over-long integer literals
         raise BundleError(f"{path}/graph.json: not valid JSON ({e})") from e
     constants = read_npz(files["weights.npz"], what=f"{path}/weights.npz")
     try:

@@ -9,6 +9,7 @@ sorted order with a fixed timestamp so the same arrays always give the same byte
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 from collections.abc import Mapping
 
@@ -65,14 +66,16 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> np.nd
             shape, fortran, dtype = _HEADER_READERS[version](f)
             if dtype not in ALLOWED_DTYPES:
                 raise BundleError(f"{where}: dtype {dtype} is not allowed")
-            if len(shape) > MAX_RANK or int(np.prod(shape, dtype=np.int64)) > MAX_ELEMENTS:
+            # Python ints: np.prod in int64 wraps around, so (2**32, 2**32) would pass as 0
+            if len(shape) > MAX_RANK or math.prod(max(int(d), 1) for d in shape) > MAX_ELEMENTS:
                 raise BundleError(f"{where}: shape {list(shape)} exceeds the size limits")
-            expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            expected = math.prod(int(d) for d in shape) * dtype.itemsize
             body = f.read(expected + 1)
     except BundleError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as e:
-        raise BundleError(f"{where}: corrupt ({e})") from e
+    except Exception as e:  # numpy parses the header with ast/tokenize: SyntaxError,
+        # tokenize.TokenError, ValueError, ...; whatever it raises, the member is corrupt
+        raise BundleError(f"{where}: corrupt ({type(e).__name__}: {e})") from e
     if len(body) != expected:
         raise BundleError(f"{where}: holds {len(body)} bytes, its header promises {expected}")
     arr = np.frombuffer(body, dtype=dtype).reshape(shape, order="F" if fortran else "C")

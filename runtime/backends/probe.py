@@ -1,0 +1,38 @@
+"""One step on zeros when a backend opens, so a model file that cannot run, or whose outputs
+differ from what the manifest declares, is refused at load with the file named, never at the
+first real step and never as a silently wrong answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from rnnedge.errors import BackendError
+from rnnedge.runtime.bundle import Bundle
+
+
+def probe(run: Callable[[list[np.ndarray]], list[np.ndarray]], bundle: Bundle, what: str) -> None:
+    """`what` names the backend and model file in errors, e.g. "LiteRT (model.tflite)"."""
+    graph = bundle.graph
+    feeds = [np.zeros(t.shape, np.float32) for t in graph.inputs]
+    outs = run(feeds)
+    if len(outs) != len(graph.outputs):
+        raise BackendError(
+            f"{bundle.path}: {what} gives {len(outs)} outputs, the manifest declares "
+            f"{len(graph.outputs)}"
+        )
+    for spec, out in zip(graph.outputs, outs):
+        if np.shape(out) != spec.shape:
+            raise BackendError(
+                f"{bundle.path}: {what} output {spec.name!r} has shape {list(np.shape(out))}, "
+                f"the manifest declares {list(spec.shape)}"
+            )
+
+
+def model_file(bundle: Bundle, backend: str, precision: str) -> str:
+    """The name of the model file a backend runs (for error messages)."""
+    for m in bundle.manifest.models:
+        if m.backend == backend and m.precision == precision:
+            return m.path
+    return f"{backend}/{precision}"
