@@ -14,22 +14,54 @@ import numpy as np
 
 from rnnedge.runtime.model import Model
 
+# A percentile means something only over enough samples to hold at least one value beyond
+# it: p99 needs 100 steps, p99.9 needs 1000. Reports show "-" (JSON null) below that.
+MIN_SAMPLES = {"p50": 1, "p90": 10, "p99": 100, "p999": 1000}
+
 
 @dataclass(frozen=True, kw_only=True)
 class LatencyStats:
+    """Microseconds per call. Percentiles interpolate linearly between the closest ranks
+    (numpy's default): over sorted samples s[0..n-1], pq = s[i] + f (s[i+1] - s[i]) with
+    i + f = q (n - 1). std is the population standard deviation."""
+
     p50: float
     p90: float
     p99: float
     mean: float
     steps: int
+    p999: float = 0.0
+    std: float = 0.0
+    min: float = 0.0
+    max: float = 0.0
 
     @classmethod
     def of(cls, times_ns: np.ndarray) -> LatencyStats:
         us = np.asarray(times_ns, np.float64) / 1e3
-        p50, p90, p99 = np.percentile(us, [50, 90, 99])
+        if us.size == 0:
+            raise ValueError("LatencyStats.of: no samples")
+        p50, p90, p99, p999 = (float(v) for v in np.percentile(us, [50, 90, 99, 99.9]))
         return cls(
-            p50=float(p50), p90=float(p90), p99=float(p99), mean=float(us.mean()), steps=len(us)
+            p50=p50,
+            p90=p90,
+            p99=p99,
+            p999=p999,
+            mean=float(us.mean()),
+            steps=int(us.size),
+            std=float(us.std()),
+            min=float(us.min()),
+            max=float(us.max()),
         )
+
+    def reported(self) -> dict[str, float | None]:
+        """Every statistic by name, with percentiles lacking samples (see MIN_SAMPLES) None."""
+        d: dict[str, float | None] = {
+            k: getattr(self, k) for k in ("p50", "p90", "p99", "p999", "mean", "std", "min", "max")
+        }
+        for k, n in MIN_SAMPLES.items():
+            if self.steps < n:
+                d[k] = None
+        return d
 
 
 def measure(call: Callable[[], object], steps: int, warmup: int = 500) -> LatencyStats:
@@ -42,6 +74,42 @@ def measure(call: Callable[[], object], steps: int, warmup: int = 500) -> Latenc
         call()
         times[i] = clock() - t0
     return LatencyStats.of(times)
+
+
+def warm_up(call: Callable[[], object], steps: int, seconds: float) -> int:
+    """Calls back to back until at least `steps` calls AND `seconds` have passed; returns the
+    number of calls made."""
+    clock, n = time.perf_counter, 0
+    end = clock() + seconds
+    while n < steps or clock() < end:
+        call()
+        n += 1
+    return n
+
+
+def time_calls(
+    call: Callable[[], object], *, steps: int, seconds: float, hop_s: float = 0.0
+) -> np.ndarray:
+    """Durations in ns of single calls, until at least `steps` calls AND `seconds` have
+    passed. hop_s > 0 paces the calls: call i starts at t0 + i * hop_s (as a real stream
+    would), sleeping in between, so caches and branch predictors go cold as they do in
+    deployment; only the call itself is timed."""
+    clock = time.perf_counter_ns
+    times: list[int] = []
+    hop_ns = int(hop_s * 1e9)
+    start = clock()
+    end = start + int(seconds * 1e9)
+    i = 0
+    while i < steps or clock() < end:
+        if hop_ns:
+            wait = start + i * hop_ns - clock()
+            if wait > 0:
+                time.sleep(wait / 1e9)
+        t0 = clock()
+        call()
+        times.append(clock() - t0)
+        i += 1
+    return np.asarray(times, np.int64)
 
 
 def stream_call(model: Model, x: np.ndarray, *, checked: bool = True) -> Callable[[], object]:

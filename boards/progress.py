@@ -1,0 +1,27 @@
+"""A progress bar on a text stream (stderr), for long library calls that take a
+`progress(done, total, what)` callback. The library never prints; the CLI hands this in."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+WIDTH = 24
+
+
+class ProgressBar:
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._start = time.monotonic()
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        filled = WIDTH * done // max(total, 1)
+        bar = "#" * filled + "-" * (WIDTH - filled)
+        text = f"  [{bar}] {done}/{total} {time.monotonic() - self._start:5.1f}s {what}"
+        if self._tty:  # redraw in place; pad so a shorter line erases a longer one
+            end = "\n" if done >= total else ""
+            self._stream.write("\r" + text[:119].ljust(119) + end)
+        else:
+            self._stream.write(text + "\n")
+        self._stream.flush()
