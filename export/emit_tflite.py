@@ -18,14 +18,16 @@ from rnnedge.export.tflite_writer import write_program
 from rnnedge.runtime.executor import infer_shapes
 from rnnedge.runtime.graph import Graph, Node
 from rnnedge.runtime.ops import OPS
+from rnnedge.runtime.quant_plan import QuantPlan
 
 # XNNPACK (LiteRT's default CPU delegate) handles at most 6 dims and fails at prepare time,
 # rather than declining the node, for some ops (MEAN, SUM, CONCATENATION, FULLY_CONNECTED).
 MAX_RANK = 6
 
 
-def emit_tflite(graph: Graph) -> bytes:
-    """The TFLite flatbuffer (schema version 3) computing one step of `graph` in float32."""
+def emit_tflite(graph: Graph, plan: QuantPlan | None = None) -> bytes:
+    """The TFLite flatbuffer (schema version 3) computing one step of `graph` in float32;
+    with a `plan` (int8-dynamic), planned linears get int8 weights (tflite_int8.py)."""
     for t in (*graph.inputs, *graph.outputs):
         if t.dtype != "float32":
             raise ExportError(f"TFLite export: tensor {t.name!r} is {t.dtype}, not float32")
@@ -35,11 +37,16 @@ def emit_tflite(graph: Graph) -> bytes:
         raise ExportError(f"TFLite export: cannot infer tensor shapes: {e}") from e
     _check_boundaries(graph)
     emitter = Emitter(graph, shapes)
+    lowerings = LOWERINGS
+    if plan is not None:
+        from rnnedge.export.tflite_int8 import int8_dynamic_lowerings
+
+        lowerings = int8_dynamic_lowerings(plan)
     for t in graph.inputs:  # inputs first, so their tensor indices follow the Graph's order
         emitter.tensor(t.name)
     for node in graph.nodes:
         _check_node(node, shapes)
-        LOWERINGS[node.op](emitter, node)
+        lowerings[node.op](emitter, node)
     program = emitter.program([t.name for t in graph.inputs], [t.name for t in graph.outputs])
     return write_program(program)
 

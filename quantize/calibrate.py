@@ -1,0 +1,115 @@
+"""calibrate(graph, sequences) -> Ranges: the range of every tensor over real sequences.
+
+The float Graph runs over each sequence with the state carried from step to step, starting
+from the graph's initial state, exactly as a deployed stream runs, so state tensors see the
+values they see in deployment (a per-step calibration from zero state would not). Minmax by
+default; `percentile=p` records the [100 - p, p] percentiles instead (clips rare outliers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnedge.errors import InputError
+from rnnedge.runtime.executor import Executor
+from rnnedge.runtime.graph import Graph
+from rnnedge.runtime.ops import OPS
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ranges:
+    """tensor name -> (lo, hi) over every step of every calibration sequence."""
+
+    ranges: Mapping[str, tuple[float, float]]
+    sequences: int
+    steps: int
+    method: str  # "minmax" | "percentile 99.9" ...
+
+    def to_json(self) -> dict:
+        return {
+            "method": self.method,
+            "sequences": self.sequences,
+            "steps": self.steps,
+            "ranges": {k: [lo, hi] for k, (lo, hi) in sorted(self.ranges.items())},
+        }
+
+
+def calibrate(
+    graph: Graph,
+    sequences: Iterable[np.ndarray],
+    *,
+    percentile: float | None = None,
+    progress: Progress | None = None,
+) -> Ranges:
+    if percentile is not None and not 50 < percentile <= 100:
+        raise InputError(f"calibration percentile {percentile!r} must be in (50, 100]")
+    say = progress or (lambda _m: None)
+    Executor(graph)  # refuses a graph that cannot run before any data is read
+    seqs = check_sequences(graph, sequences)
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    samples: dict[str, list[np.ndarray]] = {}
+    steps = 0
+    for i, seq in enumerate(seqs):
+        state = graph.initial_state()
+        for x in seq:
+            values = _step(graph, {graph.inputs[0].name: x, **state})
+            state = {s.input: values[s.output] for s in graph.states}
+            for name, v in values.items():
+                if name in graph.constants:
+                    continue
+                if percentile is None:
+                    lo[name] = min(lo.get(name, np.inf), float(v.min(initial=np.inf)))
+                    hi[name] = max(hi.get(name, -np.inf), float(v.max(initial=-np.inf)))
+                else:
+                    samples.setdefault(name, []).append(v.ravel())
+            steps += 1
+        say(f"calibration: sequence {i + 1}/{len(seqs)} ({steps} steps)")
+    if percentile is not None:
+        for name, parts in samples.items():
+            flat = np.concatenate(parts)
+            lo[name] = float(np.percentile(flat, 100 - percentile))
+            hi[name] = float(np.percentile(flat, percentile))
+    method = "minmax" if percentile is None else f"percentile {percentile:g}"
+    ranges = {k: (lo[k], hi[k]) for k in lo}
+    return Ranges(ranges=ranges, sequences=len(seqs), steps=steps, method=method)
+
+
+def check_sequences(graph: Graph, sequences: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """The sequences as float32 (T, *step shape) arrays; a clear error for anything else."""
+    if sequences is None:
+        raise InputError("calibration: no sequences given")
+    shape = graph.inputs[0].shape
+    size = int(np.prod(shape))
+    out = []
+    for i, seq in enumerate(sequences):
+        arr = np.asarray(seq)
+        if arr.dtype.kind not in "fiu":
+            raise InputError(f"calibration sequence {i}: dtype {arr.dtype} is not numeric")
+        if arr.ndim < 1 or len(arr) == 0 or arr[0].size != size:
+            raise InputError(
+                f"calibration sequence {i}: shape {list(arr.shape)} is not (T, {list(shape)}) "
+                f"with T >= 1"
+            )
+        arr = arr.astype(np.float32).reshape(len(arr), *shape)
+        if not np.isfinite(arr).all():
+            raise InputError(f"calibration sequence {i}: holds NaN or Inf")
+        out.append(arr)
+    if not out:
+        raise InputError("calibration: no sequences given (need at least one)")
+    return out
+
+
+def _step(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One step of the float Graph; every tensor's value (the Executor keeps only outputs)."""
+    values: dict[str, np.ndarray] = dict(graph.constants)
+    values.update(feeds)
+    for node in graph.nodes:
+        args = [values[i] for i in node.inputs]
+        values[node.outputs[0]] = OPS[node.op].fn(*args, **node.attrs)
+    return values
