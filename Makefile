@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test test-slow lint format clean
+.PHONY: setup demo test test-slow bench-step arm64 format clean
 
 setup: $(STAMP)
 
@@ -21,8 +21,16 @@ test: setup
 	.venv/bin/ruff check .
 	$(PY) -m pytest -q
 
+# per-step cost against raw interpreter calls and PyTorch eager, one run (issue 4's numbers)
+bench-step: setup
+	$(PY) -m rnnedge.boards.step_bench
+
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# the runtime on emulated Raspberry Pi OS arm64 (qemu user mode; needs root): docs/arm64.md
+arm64: setup
+	bash boards/arm64/run.sh
 
 format: setup
 	.venv/bin/ruff format .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -19,7 +20,7 @@ from rnnedge.export.emit_tflite import emit_tflite
 from rnnedge.runtime.backends import BACKENDS
 from rnnedge.runtime.bundle import Bundle, write_bundle
 from rnnedge.runtime.graph import Graph
-from rnnedge.runtime.manifest import Manifest, ModelFile, StateSpec
+from rnnedge.runtime.manifest import DEFAULT_BUDGETS, Manifest, ModelFile, StateSpec, Task
 from rnnedge.runtime.npzio import write_npz
 
 GOLDEN_SEQUENCES = 3
@@ -28,6 +29,7 @@ GOLDEN_STEPS = 64
 # (relative to max(1, |reference|)): such a bundle would be a silent wrong answer. The tests
 # hold every backend to 1e-5; this gate catches gross emitter bugs on the user's own model.
 EXPORT_PARITY_GATE = 1e-4
+QUANTIZE = ("none", "int8-dynamic", "int8")
 
 Progress = Callable[[str], None]
 
@@ -40,13 +42,21 @@ def export_bundle(
     quantize: str = "none",
     calibration: Iterable[np.ndarray] | None = None,
     golden: Iterable[np.ndarray] | None = None,
+    task: Task | dict | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Exports `model` at one step to the bundle directory `out` and returns its path.
-    golden: input sequences (T, *step shape) for golden.npz; seeded random inputs if None."""
-    if quantize != "none":
-        raise ExportError(f"quantize={quantize!r}: int8 export is not available yet; use 'none'")
-    del calibration  # used by int8 export only
+    golden: input sequences (T, *step shape) for golden.npz; seeded random inputs if None.
+    task: what the output means, for `rnnedge check`'s task metric, e.g.
+    {"kind": "classification"} or {"kind": "regression", "output": "y"} (see docs/check.md)."""
+    if quantize not in QUANTIZE:
+        raise ExportError(f"quantize={quantize!r}: choose one of {', '.join(QUANTIZE)}")
+    if quantize == "int8":
+        raise ExportError(
+            "quantize='int8': full-integer int8 export is not available yet (the next slice "
+            "of issue 3); "
+            "use 'int8-dynamic' (int8 weights, float activations) or 'none'"
+        )
     say = progress or (lambda _msg: None)
     say("capturing one step with torch.export")
     cap = capture(model, example)
@@ -59,18 +69,51 @@ def export_bundle(
     say("emitting ONNX and TFLite")
     files["model.onnx"] = emit_onnx(cap.graph)
     files["model.tflite"] = emit_tflite(cap.graph)
+    calib = None
+    if calibration is not None:  # checked (shape, NaN/Inf, empty) before anything else runs
+        from rnnedge.export.int8_export import calibration_sequences
+
+        calib = calibration_sequences(cap.graph, calibration)
     say("recording golden vectors with PyTorch")
-    sequences = _golden_inputs(cap.graph, golden)
+    sequences = _golden_inputs(cap.graph, golden if golden is not None else _first(calib))
     files["golden.npz"] = write_npz(golden_vectors(cap, sequences))
-    manifest = _manifest(cap.graph, files={})
+    manifest = _manifest(cap.graph, files={}, task=_task(task, cap.graph))
+    manifest = dataclasses.replace(manifest, unbatched_why=cap.unbatched_why)
+    if quantize == "int8-dynamic":
+        from rnnedge.export.int8_export import add_int8_dynamic
+
+        manifest, files = add_int8_dynamic(cap.graph, calib, manifest, files, say)
+    if cap.unbatched_why:
+        say(f"streams(n) unavailable (single streams work): {cap.unbatched_why}")
     say("checking every backend against PyTorch")
     manifest.parity.update(_parity(Bundle(Path(out), manifest, cap.graph, files), say))
+    if quantize == "int8-dynamic":
+        from rnnedge.export.int8_export import int8_dynamic_parity
+
+        bundle = Bundle(Path(out), manifest, cap.graph, files)
+        manifest = int8_dynamic_parity(bundle, manifest, say)
     path = write_bundle(out, manifest, files)
     say(f"wrote {path}")
     return path
 
 
-def _manifest(graph: Graph, files: dict[str, str]) -> Manifest:
+def _task(task: Task | dict | None, graph: Graph) -> Task | None:
+    if task is None or isinstance(task, Task):
+        t = task
+    elif isinstance(task, dict):
+        try:
+            t = Task(**task)
+        except TypeError as e:  # an unknown key
+            raise ExportError(f"task {task!r}: {e}") from e
+    else:
+        raise ExportError(f"task must be a dict like {{'kind': 'classification'}}, got {task!r}")
+    names = [o.name for o in graph.data_outputs]
+    if t is not None and t.output is not None and t.output not in names:
+        raise ExportError(f"task output {t.output!r} is not a model output (outputs: {names})")
+    return t
+
+
+def _manifest(graph: Graph, files: dict[str, str], task: Task | None = None) -> Manifest:
     states = tuple(
         StateSpec(
             input=s.input,
@@ -92,7 +135,14 @@ def _manifest(graph: Graph, files: dict[str, str]) -> Manifest:
         ),
         files=files,
         parity={},
+        # float: 1e-5 abs, relative where |ref| > 1 (int8 adds its own measured budget)
+        budgets={p: dict(b) for p, b in DEFAULT_BUDGETS.items()},
+        task=task,
     )
+
+
+def _first(calib: list[np.ndarray] | None) -> list[np.ndarray] | None:
+    return None if calib is None else calib[:GOLDEN_SEQUENCES]
 
 
 def _golden_inputs(graph: Graph, golden: Iterable[np.ndarray] | None) -> list[np.ndarray]:

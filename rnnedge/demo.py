@@ -31,7 +31,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
-def _make_model():
+def make_model():
     import torch
     from torch import nn
 
@@ -52,7 +52,7 @@ def train(x: np.ndarray, y: np.ndarray, say: Progress):
     import torch
 
     torch.manual_seed(0)
-    model = _make_model()
+    model = make_model()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     for epoch in range(EPOCHS):
@@ -97,6 +97,7 @@ def run_demo(out_dir: str, *, steps: int = 5000, progress: Progress | None = Non
         torch.zeros(1, 1, 8),
         Path(out_dir) / "digits.rnnedge",
         golden=x_test[:4],
+        task={"kind": "classification"},  # lets `rnnedge check` report argmax agreement
         progress=say,
     )
     rows = [f"PyTorch (whole sequence)   accuracy {torch_acc:.4f}", ""]

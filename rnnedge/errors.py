@@ -35,3 +35,11 @@ class BackendError(RnnedgeError):
 
 class ModelSpecError(RnnedgeError):
     """A MODEL spec or weights file given to the CLI cannot be loaded."""
+
+
+class ProfileError(RnnedgeError):
+    """A board profile file is malformed (the message names the field) or unknown."""
+
+
+class StreamsError(RnnedgeError):
+    """Streams cannot be batched for this bundle, or a stream id is unknown."""

@@ -18,6 +18,10 @@ def describe(bundle: Bundle) -> str:
     for s in m.states:
         init = "zeros" if s.init_is_zero else f"weights.npz[{s.init}]"
         lines.append(f"  {s.input} -> {s.output}  {list(s.shape)}  {init}")
+    if m.step_input.batch_axis is not None:
+        lines.append(f"streams(n): one batched call, input batch axis {m.step_input.batch_axis}")
+    else:
+        lines.append(f"streams(n): unavailable ({m.unbatched_why or 'no batch axis'})")
     ops = Counter(n.op for n in g.nodes)
     lines.append(
         f"graph: {len(g.nodes)} ops ({', '.join(f'{k} {v}' for k, v in sorted(ops.items()))})"
@@ -33,4 +37,8 @@ def describe(bundle: Bundle) -> str:
         lines += [
             f"  {k:20s} {v.get('max_rel_err', float('nan')):.2e}" for k, v in m.parity.items()
         ]
+    if "quant.json" in bundle.files:
+        from rnnedge.runtime.quant_describe import describe_plan
+
+        lines += describe_plan(bundle.files["quant.json"])
     return "\n".join(lines)

@@ -230,3 +230,43 @@ def test_tampered_bundle_is_one_line(exported, tmp_path) -> None:
 
 def test_usage_error_exits_2() -> None:
     assert _cli("export").returncode == 2
+
+
+def test_pt2_model_exports_and_matches_pytorch(tmp_path) -> None:
+    from models import build
+
+    model, example = build("lstm_2layer")
+    torch.export.save(torch.export.export(model, (example,)), tmp_path / "m.pt2")
+    out = tmp_path / "m.rnnedge"
+    assert main(["export", str(tmp_path / "m.pt2"), "--step-shape", "1,1,8", "-o", str(out)]) == 0
+    xs = np.random.default_rng(5).standard_normal((12, 1, 1, 8)).astype(np.float32)
+    np.save(tmp_path / "xs.npy", xs)
+    assert (
+        main(
+            [
+                "run",
+                str(out),
+                "--input",
+                str(tmp_path / "xs.npy"),
+                "--output",
+                str(tmp_path / "ys.npy"),
+            ]
+        )
+        == 0
+    )
+    with torch.no_grad():
+        ref = model(torch.from_numpy(xs[:, 0, 0][None])).numpy()[0]
+    np.testing.assert_allclose(np.load(tmp_path / "ys.npy")[:, 0, 0], ref, atol=1e-5)
+
+
+def test_corrupt_pt2_is_one_line(tmp_path) -> None:
+    (tmp_path / "bad.pt2").write_bytes(b"not a zip")
+    r = _cli(
+        "export",
+        str(tmp_path / "bad.pt2"),
+        "--step-shape",
+        "1,1,8",
+        "-o",
+        str(tmp_path / "o.rnnedge"),
+    )
+    _one_line_error(r, "not a torch.export .pt2 archive")
