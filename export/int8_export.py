@@ -12,12 +12,10 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from rnnedge.errors import ExportError, RnnedgeError
 from rnnedge.export.emit_onnx import emit_onnx
 from rnnedge.export.emit_tflite import emit_tflite
 from rnnedge.quantize.calibrate import calibrate, check_sequences
 from rnnedge.quantize.plan import plan_int8_dynamic
-from rnnedge.runtime.backends import BACKENDS
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.manifest import Manifest, ModelFile
@@ -64,25 +62,8 @@ def add_int8_dynamic(
 def int8_dynamic_parity(bundle: Bundle, manifest: Manifest, say: Progress) -> Manifest:
     """Each backend's int8-dynamic error against PyTorch on the golden sequences, recorded in
     manifest.parity, and the budget `rnnedge check` holds int8-dynamic to."""
-    from rnnedge.export.pipeline import run_golden
+    from rnnedge.export.pipeline import parity
 
-    parity = dict(manifest.parity)
-    worst_all = 0.0
-    for name in BACKENDS:
-        try:
-            worst = run_golden(bundle, name, PRECISION)
-        except RnnedgeError as e:
-            say(f"  {name}/{PRECISION}: skipped ({e})")
-            continue
-        err = max(worst.values(), default=0.0)
-        parity[f"{name}/{PRECISION}"] = {"max_rel_err": err}
-        say(f"  {name}/{PRECISION}: max error vs PyTorch {err:.2e}")
-        if err > INT8_DYNAMIC_GATE:
-            bad = max(worst, key=worst.get)
-            raise ExportError(
-                f"{name} {PRECISION} disagrees with PyTorch on {bad!r} by {err:.2e} "
-                f"(gate {INT8_DYNAMIC_GATE:g}); refusing to write a wrong bundle. Please report it."
-            )
-        worst_all = max(worst_all, err)
-    budgets = {**manifest.budgets, PRECISION: {"scaled_abs_err": 2 * worst_all + BUDGET_FLOOR}}
-    return dataclasses.replace(manifest, parity=parity, budgets=budgets)
+    results, worst = parity(bundle, PRECISION, INT8_DYNAMIC_GATE, say)
+    budgets = {**manifest.budgets, PRECISION: {"scaled_abs_err": 2 * worst + BUDGET_FLOOR}}
+    return dataclasses.replace(manifest, parity={**manifest.parity, **results}, budgets=budgets)
