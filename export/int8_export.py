@@ -27,6 +27,7 @@ SCHEME = "rnnedge int8-dynamic v1: int8 weights per output channel, symmetric; f
 # the zoo and the demo are 1e-3..1e-2; a wrong weight layout gives errors of order 1.
 INT8_DYNAMIC_GATE = 0.1
 BUDGET_FLOOR = 1e-3  # the budget is 2x the measured error plus this, so check has headroom
+BUDGET_STEPS = 2000
 
 Progress = Callable[[str], None]
 
@@ -61,9 +62,20 @@ def add_int8_dynamic(
 
 def int8_dynamic_parity(bundle: Bundle, manifest: Manifest, say: Progress) -> Manifest:
     """Each backend's int8-dynamic error against PyTorch on the golden sequences, recorded in
-    manifest.parity, and the budget `rnnedge check` holds int8-dynamic to."""
+    manifest.parity, and the budget `rnnedge check` holds int8-dynamic to. The budget also
+    covers one long stream (the golden inputs looped for BUDGET_STEPS steps, state carried):
+    short golden sequences miss the tail of the rounding error that a GRU's slow units
+    accumulate (the digits demo: 0.058 over 4 x 8 steps, 0.15 within the first 500 looped)."""
     from rnnedge.export.pipeline import parity
+    from rnnedge.runtime.check import CheckConfig, run_check
 
     results, worst = parity(bundle, PRECISION, INT8_DYNAMIC_GATE, say)
+    say(f"  measuring {PRECISION} over {BUDGET_STEPS} looped steps for its check budget")
+    report = run_check(bundle, CheckConfig(precisions=(PRECISION,), steps=BUDGET_STEPS))
+    long_run = max(
+        (o.scaled_abs_err for r in report.results if r.precision == PRECISION for o in r.outputs),
+        default=0.0,
+    )
+    worst = max(worst, long_run)
     budgets = {**manifest.budgets, PRECISION: {"scaled_abs_err": 2 * worst + BUDGET_FLOOR}}
     return dataclasses.replace(manifest, parity={**manifest.parity, **results}, budgets=budgets)
