@@ -60,6 +60,14 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _run_cli(bundle, xs: np.ndarray, tmp_path) -> np.ndarray:
+    """`rnnedge run` on xs (written to a .npy); returns the outputs it wrote."""
+    np.save(tmp_path / "xs.npy", xs)
+    args = ["run", str(bundle), "--input", str(tmp_path / "xs.npy")]
+    assert main([*args, "--output", str(tmp_path / "ys.npy")]) == 0
+    return np.load(tmp_path / "ys.npy")
+
+
 def _one_line_error(r: subprocess.CompletedProcess, pattern: str) -> None:
     assert r.returncode == 1, r.stderr
     # progress lines may precede it; the error itself is one line, the last, with no traceback
@@ -75,21 +83,8 @@ def test_export_inspect_run(exported, tmp_path, capsys) -> None:
     assert "gru.h -> gru.h_out  [1, 1, 10]  zeros" in text
     assert "model.tflite" in text and "litert/float" in text
     xs = np.random.default_rng(0).standard_normal((7, 1, 1, 6)).astype(np.float32)
-    np.save(tmp_path / "xs.npy", xs)
-    assert (
-        main(
-            [
-                "run",
-                str(exported),
-                "--input",
-                str(tmp_path / "xs.npy"),
-                "--output",
-                str(tmp_path / "ys.npy"),
-            ]
-        )
-        == 0
-    )
-    assert np.load(tmp_path / "ys.npy").shape == (7, 1, 1, 3)
+    ys = _run_cli(exported, xs, tmp_path)
+    assert ys.shape == (7, 1, 1, 3)
 
 
 def test_run_output_matches_pytorch(model_file, exported, tmp_path) -> None:
@@ -99,23 +94,10 @@ def test_run_output_matches_pytorch(model_file, exported, tmp_path) -> None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     xs = np.random.default_rng(1).standard_normal((9, 1, 1, 6)).astype(np.float32)
-    np.save(tmp_path / "xs.npy", xs)
-    assert (
-        main(
-            [
-                "run",
-                str(exported),
-                "--input",
-                str(tmp_path / "xs.npy"),
-                "--output",
-                str(tmp_path / "ys.npy"),
-            ]
-        )
-        == 0
-    )
+    ys = _run_cli(exported, xs, tmp_path)
     with torch.no_grad():
         ref = mod.make().eval()(torch.from_numpy(xs[:, 0, 0][None])).numpy()[0]
-    np.testing.assert_allclose(np.load(tmp_path / "ys.npy")[:, 0, 0], ref, atol=1e-5)
+    np.testing.assert_allclose(ys[:, 0, 0], ref, atol=1e-5)
 
 
 def test_weights_file_is_loaded_safely(model_file, tmp_path) -> None:
@@ -240,23 +222,10 @@ def test_pt2_model_exports_and_matches_pytorch(tmp_path) -> None:
     out = tmp_path / "m.rnnedge"
     assert main(["export", str(tmp_path / "m.pt2"), "--step-shape", "1,1,8", "-o", str(out)]) == 0
     xs = np.random.default_rng(5).standard_normal((12, 1, 1, 8)).astype(np.float32)
-    np.save(tmp_path / "xs.npy", xs)
-    assert (
-        main(
-            [
-                "run",
-                str(out),
-                "--input",
-                str(tmp_path / "xs.npy"),
-                "--output",
-                str(tmp_path / "ys.npy"),
-            ]
-        )
-        == 0
-    )
+    ys = _run_cli(out, xs, tmp_path)
     with torch.no_grad():
         ref = model(torch.from_numpy(xs[:, 0, 0][None])).numpy()[0]
-    np.testing.assert_allclose(np.load(tmp_path / "ys.npy")[:, 0, 0], ref, atol=1e-5)
+    np.testing.assert_allclose(ys[:, 0, 0], ref, atol=1e-5)
 
 
 def test_corrupt_pt2_is_one_line(tmp_path) -> None:
