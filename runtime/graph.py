@@ -2,7 +2,7 @@
 
 A Graph is a list of nodes in execution order over named float32 tensors. Every recurrent
 state is an explicit input/output pair (`StatePair`); its initial value is a constant. The
-meaning of every op is the numpy code in `ops.py`; `OPS.md` beside this file lists them.
+meaning of every op is the numpy code in `ops.py`; docs/ops.md lists them.
 
 Graphs are stored as `graph.json` (structure) plus `weights.npz` (constants), never pickled.
 """

@@ -2,7 +2,7 @@
 
 Every op takes float32 arrays and returns ONE float32 array. Shapes follow numpy broadcasting
 where an op is elementwise. PyTorch checks these functions (tests/test_ops.py) and these
-functions check every other backend. OPS.md beside this file documents each op.
+functions check every other backend. docs/ops.md lists the ops and the ATen ops that map to them.
 """
 
 from __future__ import annotations
