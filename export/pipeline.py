@@ -155,15 +155,9 @@ def _golden_inputs(graph: Graph, golden: Iterable[np.ndarray] | None) -> list[np
             rng.standard_normal((GOLDEN_STEPS, *shape)).astype(np.float32)
             for _ in range(GOLDEN_SEQUENCES)
         ]
-    seqs = []
-    for i, seq in enumerate(golden):
-        arr = np.asarray(seq, np.float32)
-        if arr.ndim < 1 or arr[0].size != int(np.prod(shape)):
-            raise ExportError(
-                f"golden sequence {i}: shape {list(arr.shape)} is not (T, {list(shape)})"
-            )
-        seqs.append(arr.reshape(len(arr), *shape))
-    return seqs
+    from rnnedge.quantize.calibrate import check_sequences
+
+    return check_sequences(graph, golden, "golden")
 
 
 def golden_vectors(cap: Captured, sequences: list[np.ndarray]) -> dict[str, np.ndarray]:

@@ -80,28 +80,31 @@ def calibrate(
     return Ranges(ranges=ranges, sequences=len(seqs), steps=steps, method=method)
 
 
-def check_sequences(graph: Graph, sequences: Iterable[np.ndarray]) -> list[np.ndarray]:
-    """The sequences as float32 (T, *step shape) arrays; a clear error for anything else."""
+def check_sequences(
+    graph: Graph, sequences: Iterable[np.ndarray], what: str = "calibration"
+) -> list[np.ndarray]:
+    """The sequences as float32 (T, *step shape) arrays; a clear error for anything else.
+    `what` names them in errors ("calibration", "golden")."""
     if sequences is None:
-        raise InputError("calibration: no sequences given")
+        raise InputError(f"{what}: no sequences given")
     shape = graph.inputs[0].shape
     size = int(np.prod(shape))
     out = []
     for i, seq in enumerate(sequences):
         arr = np.asarray(seq)
         if arr.dtype.kind not in "fiu":
-            raise InputError(f"calibration sequence {i}: dtype {arr.dtype} is not numeric")
+            raise InputError(f"{what} sequence {i}: dtype {arr.dtype} is not numeric")
         if arr.ndim < 1 or len(arr) == 0 or arr[0].size != size:
             raise InputError(
-                f"calibration sequence {i}: shape {list(arr.shape)} is not (T, {list(shape)}) "
+                f"{what} sequence {i}: shape {list(arr.shape)} is not (T, {list(shape)}) "
                 f"with T >= 1"
             )
         arr = arr.astype(np.float32).reshape(len(arr), *shape)
         if not np.isfinite(arr).all():
-            raise InputError(f"calibration sequence {i}: holds NaN or Inf")
+            raise InputError(f"{what} sequence {i}: holds NaN or Inf")
         out.append(arr)
     if not out:
-        raise InputError("calibration: no sequences given (need at least one)")
+        raise InputError(f"{what}: no sequences given (need at least one)")
     return out
 
 

@@ -26,6 +26,7 @@ from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.check_data import Sequences, golden_sequences, loop
 from rnnedge.runtime.check_metrics import OutputMetrics, judge, output_metrics, task_metrics
 from rnnedge.runtime.manifest import PRECISIONS, Task
+from rnnedge.runtime.runners import Runner, make_runner
 
 # (x, states) -> (data outputs, next states): one step of a backend or of the reference
 StepFn = Callable[[np.ndarray, list[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray]]]
@@ -196,7 +197,9 @@ def _check_pair(
     budget = budgets(bundle, config.budgets).get(precision)
     base = PairResult(backend=backend, precision=precision, status="error", budget=budget or {})
     try:
-        step = backend_step(open_backend(bundle, backend, precision), bundle)
+        # the runner a Stream deploys with (own interpreter, IO bindings, state kept inside),
+        # so check exercises the hot path itself, not only the backend's plain run()
+        step = make_runner(open_backend(bundle, backend, precision), bundle, precision)
     except BackendError as e:
         if backend == "numpy":  # the executor does not (yet) run this precision: nothing to do
             return replace(base, status="skipped", reason=str(e))
@@ -241,16 +244,25 @@ def backend_step(backend, bundle: Bundle) -> StepFn:
     return step
 
 
-def run_streams(bundle: Bundle, step: StepFn, seqs: Sequences) -> dict[str, list[np.ndarray]]:
+def run_streams(
+    bundle: Bundle, step: StepFn | Runner, seqs: Sequences
+) -> dict[str, list[np.ndarray]]:
     """Every graph output (states included) at every step: name -> per sequence (T, *shape),
-    each sequence one stream from the initial state, the state carried."""
+    each sequence one stream from the initial state, the state carried (inside the runner
+    when `step` is one)."""
     g = bundle.graph
     out: dict[str, list[np.ndarray]] = {t.name: [] for t in g.outputs}
+    runner = step if hasattr(step, "get_state") else None
     for xs in seqs.inputs:
         states = [g.constants[s.init].copy() for s in g.states]
+        if runner is not None:
+            runner.set_state(states)
         rows: list[list[np.ndarray]] = [[] for _ in g.outputs]
         for x in xs:
-            ys, states = step(x, states)
+            if runner is not None:
+                ys, states = runner.step(np.ascontiguousarray(x, np.float32)), runner.get_state()
+            else:
+                ys, states = step(x, states)
             states = [np.asarray(s, np.float32) for s in states]
             for row, v in zip(rows, [*ys, *states]):
                 row.append(np.array(v, np.float32))  # a copy: interpreters may reuse buffers

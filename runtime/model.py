@@ -106,7 +106,12 @@ class Stream:
         if self._checked:
             xs = check_array(xs, (len(xs), *self._x_spec.shape), "run: xs")
         step = self._runner_step
-        outs = [step(x) for x in xs]
+        try:
+            outs = [step(x) for x in xs]
+        except RnnedgeError:
+            raise
+        except Exception as e:  # unchecked input can reach the interpreter, as in step()
+            raise BackendError(f"{self._what} failed a step: {e}") from e
         stacked = tuple(
             np.stack([o[i] for o in outs]) if outs else np.zeros((0, *spec.shape), np.float32)
             for i, spec in enumerate(self._out_specs)

@@ -62,8 +62,10 @@ class NumpyRunner:
 
     def step(self, x: np.ndarray) -> list[np.ndarray]:
         outs = self._run([x, *self._states])
-        self._states = outs[self._n_data :]
-        return outs[: self._n_data]
+        # numpy ops may return views (a reshape of x, one output aliasing another): copies,
+        # so neither the caller's arrays nor the returned outputs can alias the state
+        self._states = [s.copy() for s in outs[self._n_data :]]
+        return [o.copy() for o in outs[: self._n_data]]
 
     def get_state(self) -> list[np.ndarray]:
         return [s.copy() for s in self._states]
@@ -90,6 +92,7 @@ class LiteRTRunner:
                 f"LiteRT could not prepare {streams} streams of {bundle.path}: {e}"
             ) from e
         self._interp = interp
+        self._set, self._get, self._invoke = interp.set_tensor, interp.get_tensor, interp.invoke
         self._x, *self._state_in = backend._in
         n_data = len(g.data_outputs)
         self._data_out, self._state_out = backend._out[:n_data], backend._out[n_data:]
@@ -98,12 +101,11 @@ class LiteRTRunner:
         ]
 
     def step(self, x: np.ndarray) -> list[np.ndarray]:
-        interp = self._interp
-        set_tensor, get_tensor = interp.set_tensor, interp.get_tensor
+        set_tensor, get_tensor = self._set, self._get
         set_tensor(self._x, x)
         for index, value in zip(self._state_in, self._states):
             set_tensor(index, value)
-        interp.invoke()
+        self._invoke()
         self._states = [get_tensor(i) for i in self._state_out]
         return [get_tensor(i) for i in self._data_out]
 

@@ -100,6 +100,8 @@ class Streams:
         """Back to the initial state: stream `sid`, or all streams."""
         if sid is None:
             n = len(self._ids)
+            if not n:
+                return  # nothing to reset; the runner of an empty group holds no streams
             self._runner.set_state(
                 [self._tile(i, s, n) for i, s in zip(self._initial, self._state_specs)]
             )

@@ -161,3 +161,20 @@ def test_export_replaces_an_existing_bundle_but_not_other_directories(tmp_path) 
     (tmp_path / "notes").mkdir()
     with pytest.raises(BundleError, match="not an rnnedge bundle"):
         export_bundle(model, example, tmp_path / "notes")
+
+
+@pytest.mark.parametrize(
+    ("golden", "message"),
+    [
+        ([np.full((4, 1, 1, 8), np.nan, np.float32)], "golden sequence 0: holds NaN or Inf"),
+        ([np.array([["a"] * 8] * 4)], "golden sequence 0: dtype <U1 is not numeric"),
+        ([np.zeros((4, 1, 1, 7), np.float32)], r"golden sequence 0: shape \[4, 1, 1, 7\]"),
+    ],
+)
+def test_bad_golden_sequences_are_refused(tmp_path, golden, message) -> None:
+    from rnnedge.errors import InputError
+
+    model, example = build("gru")
+    with pytest.raises(InputError, match=message):
+        export_bundle(model, example, tmp_path / "g.rnnedge", golden=golden)
+    assert not (tmp_path / "g.rnnedge").exists()

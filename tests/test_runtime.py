@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from helpers import assert_close
 
 import rnnedge
@@ -105,3 +106,40 @@ def test_every_non_finite_position_is_caught(gru_path, bad) -> None:
             s.step(x)
     big = np.full((1, 1, 8), 3e38, np.float32)  # finite, though its sum would overflow
     assert np.isfinite(s.step(big)).all()
+
+
+class _Aliasing(torch.nn.Module):
+    """State out = a copy of x: the numpy executor would hand back a view of the caller's x."""
+
+    def forward(self, x, prev):
+        return x - prev, x.clone()
+
+
+@pytest.fixture(scope="module")
+def aliasing_path(tmp_path_factory):
+    from rnnedge.export.pipeline import export_bundle
+
+    out = tmp_path_factory.mktemp("alias") / "alias.rnnedge"
+    return export_bundle(_Aliasing(), (torch.zeros(1, 3), torch.zeros(1, 3)), out)
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_state_never_aliases_the_callers_arrays(aliasing_path, backend) -> None:
+    s = rnnedge.load(aliasing_path, backend=backend).stream()
+    buf = np.zeros((1, 3), np.float32)
+    seen = []
+    for value in (1.0, 2.0, 4.0):
+        buf[:] = value  # an audio loop refills one buffer in place
+        seen.append(s.step(buf).copy())
+    np.testing.assert_array_equal(np.concatenate(seen)[:, 0], [1.0, 1.0, 2.0])
+    y = s.step(buf)
+    y[:] = 99.0  # the caller owns its outputs
+    np.testing.assert_array_equal(s.state["prev"], buf)
+
+
+# numpy is not here: its executor has no interpreter that could raise on a wrong input
+@pytest.mark.parametrize("backend", [b for b in available_backends() if b != "numpy"])
+def test_unchecked_run_gives_an_rnnedge_error_for_wrong_input(gru_path, backend) -> None:
+    s = rnnedge.load(gru_path, backend=backend).stream(checked=False)
+    with pytest.raises(BackendError, match="failed a step"):
+        s.run(np.zeros((3, 1, 1, 9), np.float32))

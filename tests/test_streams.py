@@ -155,3 +155,12 @@ def test_a_stream_per_thread(zoo_bundle, backend) -> None:
         t.join()
     for k in range(4):
         np.testing.assert_array_equal(results[k], expected[k])
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_an_empty_group_can_be_reset(zoo_bundle, backend) -> None:
+    many = rnnedge.load(zoo_bundle("gru")[0], backend=backend).streams(0)
+    many.reset()
+    sid = many.add()
+    many.reset()
+    assert many.ids == [sid] and many.step(np.zeros((1, 1, 8), np.float32)).shape == (1, 1, 4)
