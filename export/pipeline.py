@@ -177,24 +177,25 @@ def golden_vectors(cap: Captured, sequences: list[np.ndarray]) -> dict[str, np.n
 
 
 def run_golden(bundle: Bundle, backend_name: str, precision: str = "float") -> dict[str, float]:
-    """Max abs error of one backend against golden.npz, per output (states included), with
-    the state carried from step to step as in deployment."""
+    """Max error of one backend against golden.npz per output (states included), relative to
+    max(1, |reference|) at each step, run through the runner a Stream deploys with (its own
+    interpreter or IO bindings), the state carried inside it as in deployment."""
     from rnnedge.runtime.backends import open_backend
+    from rnnedge.runtime.check import run_streams
+    from rnnedge.runtime.check_data import golden_sequences
+    from rnnedge.runtime.runners import make_runner
 
-    backend = open_backend(bundle, backend_name, precision)
-    g, gold = bundle.graph, bundle.golden()
-    worst = {t.name: 0.0 for t in g.outputs}
-    i = 0
-    while f"seq{i}.{g.inputs[0].name}" in gold:
-        states = [g.constants[s.init] for s in g.states]
-        for t, x in enumerate(gold[f"seq{i}.{g.inputs[0].name}"]):
-            outs = backend.run([x, *states])
-            states = outs[len(g.data_outputs) :]
-            for spec, v in zip(g.outputs, outs):
-                ref = gold[f"seq{i}.{spec.name}"][t]
-                err = float(np.abs(v - ref).max()) / max(1.0, float(np.abs(ref).max()))
-                worst[spec.name] = max(worst[spec.name], err)
-        i += 1
+    runner = make_runner(open_backend(bundle, backend_name, precision), bundle, precision)
+    seqs, refs = golden_sequences(bundle)
+    got = run_streams(bundle, runner, seqs)
+    worst = {}
+    for name, runs in got.items():
+        per_step = [
+            np.abs(a - r).reshape(len(r), -1).max(axis=1)
+            / np.maximum(1.0, np.abs(r).reshape(len(r), -1).max(axis=1))
+            for a, r in zip(runs, refs[name])
+        ]
+        worst[name] = float(max((e.max(initial=0.0) for e in per_step), default=0.0))
     return worst
 
 

@@ -205,11 +205,7 @@ def cmd_boards(a: argparse.Namespace) -> None:
     print(boards_report())
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rnnedge", description=__doc__.splitlines()[0])
-    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_export(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("export", help="export a PyTorch model to a bundle")
     e.add_argument("model", help="path/to/file.py:factory, package.module:factory, or file.pt2")
     e.add_argument(
@@ -232,11 +228,15 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, help="bundle directory to write (NAME.rnnedge)")
     e.set_defaults(func=cmd_export)
 
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
     i = sub.add_parser("inspect", help="describe a bundle")
     i.add_argument("bundle")
     i.add_argument("--board", help="add the cost model's estimates for a board (see `boards`)")
     i.set_defaults(func=cmd_inspect)
 
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run a bundle over a sequence of steps")
     r.add_argument("bundle")
     r.add_argument("--input", required=True, help=".npy of shape (T, *step shape)")
@@ -245,6 +245,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", default="float")
     r.set_defaults(func=cmd_run)
 
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("check", help="check every backend x precision against the reference")
     c.add_argument("bundle")
     c.add_argument("--data", help=".npz of input sequences (T, *step) or (N, T, *step) [+ labels]")
@@ -271,11 +273,15 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", help="write error vs step as a PNG (needs rnnedge[plot])")
     c.set_defaults(func=cmd_check)
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("demo", help="train a small GRU on a real dataset, export it and stream it")
     d.add_argument("--out", default="build/demo", help="directory for the demo's bundle")
     d.add_argument("--steps", type=int, default=5000, help="steps per latency measurement")
     d.set_defaults(func=cmd_demo)
 
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="latency, memory and size on every backend, with peers")
     b.add_argument("bundle")
     b.add_argument(
@@ -332,8 +338,24 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--plot", help="write the latency CDF per path as a PNG (needs rnnedge[plot])")
     b.set_defaults(func=cmd_bench)
 
+
+def _add_boards(sub: argparse._SubParsersAction) -> None:
     bo = sub.add_parser("boards", help="list the board profiles and detect this machine")
     bo.set_defaults(func=cmd_boards)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rnnedge", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    _add_export(sub)
+    _add_inspect(sub)
+    _add_run(sub)
+    _add_check(sub)
+    _add_demo(sub)
+    _add_bench(sub)
+    _add_boards(sub)
     return p
 
 

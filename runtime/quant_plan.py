@@ -19,7 +19,8 @@ from rnnedge.errors import BundleError
 
 QUANT_FORMAT = "rnnedge.quant"
 QUANT_VERSION = 1
-SCHEMES = ("int8-dynamic",)
+SCHEMES = ("int8-dynamic", "int8")
+INT_DTYPES = ("int8", "int16", "int32")  # "int8" full integer adds int16 (LSTM cell), int32 bias
 QMAX = 127  # symmetric int8 weights use [-127, 127]: -128 would make the range lopsided
 
 
@@ -34,13 +35,15 @@ class TensorQuant:
     axis: int | None = None
     scale: tuple[float, ...] = ()
     zero_point: tuple[int, ...] = ()
-    source: str = "weight"  # "weight" (from the value), later "calibrated" | "fixed"
+    # "weight" (from the value); scheme "int8" adds "bias", "calibrated" and "fixed"
+    # (activations: axis None, one scale; see quantize/plan_int8.py)
+    source: str = "weight"
     why: str = ""
 
     def __post_init__(self) -> None:
-        if self.dtype not in ("int8", "float32"):
+        if self.dtype not in (*INT_DTYPES, "float32"):
             raise BundleError(f"quant.json: tensor {self.tensor!r} has dtype {self.dtype!r}")
-        if self.dtype == "int8" and (
+        if self.dtype in INT_DTYPES and (
             not self.scale
             or len(self.scale) != len(self.zero_point)
             or not all(np.isfinite(s) and s > 0 for s in self.scale)
@@ -49,7 +52,7 @@ class TensorQuant:
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"tensor": self.tensor, "dtype": self.dtype, "node": self.node}
-        if self.dtype == "int8":
+        if self.dtype in INT_DTYPES:
             d |= {"axis": self.axis, "scale": list(self.scale), "zero_point": list(self.zero_point)}
             d["source"] = self.source
         else:
@@ -88,6 +91,13 @@ class QuantPlan:
         """The int8 weight of the node producing `node_output`, or None if it runs float."""
         for t in self.tensors:
             if t.node == node_output and t.dtype == "int8":
+                return t
+        return None
+
+    def activation(self, tensor: str) -> TensorQuant | None:
+        """Scheme "int8": the entry of activation `tensor` (not a weight or bias), if any."""
+        for t in self.tensors:
+            if t.tensor == tensor and t.source not in ("weight", "bias"):
                 return t
         return None
 
