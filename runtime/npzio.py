@@ -44,8 +44,9 @@ def read_npz(data: bytes, *, what: str) -> dict[str, np.ndarray]:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         members = zf.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise BundleError(f"{what}: not a valid npz archive ({e})") from e
+    except Exception as e:  # BadZipFile, OSError, EOFError, NotImplementedError("zip file
+        # version 8.4") from a mutated header, ...: whatever zipfile raises, it is not an npz
+        raise BundleError(f"{what}: not a valid npz archive ({type(e).__name__}: {e})") from e
     if len(members) > MAX_MEMBERS:
         raise BundleError(f"{what}: {len(members)} arrays exceeds the limit of {MAX_MEMBERS}")
     out = {}

@@ -178,3 +178,12 @@ def test_bad_golden_sequences_are_refused(tmp_path, golden, message) -> None:
     with pytest.raises(InputError, match=message):
         export_bundle(model, example, tmp_path / "g.rnnedge", golden=golden)
     assert not (tmp_path / "g.rnnedge").exists()
+
+
+def test_npz_from_a_newer_zip_version_is_refused() -> None:
+    # found by the slow fuzz: zipfile raises NotImplementedError for "version needed" > 6.3
+    data = bytearray(write_npz({"a": np.zeros(3, np.float32)}))
+    central = data.rfind(b"PK\x01\x02")
+    data[central + 6] = 84  # version needed to extract: 8.4
+    with pytest.raises(BundleError, match=r"not a valid npz archive \(NotImplementedError"):
+        read_npz(bytes(data), what="weights.npz")
