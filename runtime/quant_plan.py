@@ -107,7 +107,7 @@ class QuantPlan:
 
     @property
     def left_float(self) -> tuple[TensorQuant, ...]:
-        return tuple(t for t in self.tensors if t.dtype != "int8")
+        return tuple(t for t in self.tensors if t.dtype == "float32")
 
     def to_json(self) -> str:
         d = {
