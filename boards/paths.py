@@ -14,6 +14,7 @@ import numpy as np
 from rnnedge.boards.latency import raw_call
 from rnnedge.errors import BackendError, InputError
 from rnnedge.runtime import available_backends, load
+from rnnedge.runtime.backends import MODEL_FILE_KIND
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.model import Model
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from rnnedge.boards.bench import BenchConfig
 
 # which model file each backend runs; numpy runs the Graph itself
-BACKEND_FILES = {"litert": "tflite", "onnxruntime": "onnx", "numpy": None}
+BACKEND_FILES = {**MODEL_FILE_KIND, "numpy": None}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,8 +58,6 @@ def stepper(model: Model, n: int, x: np.ndarray, checked: bool) -> Callable[[], 
     if n == 1:
         stream = model.stream(checked=checked)
         return lambda: stream.step(x)
-    if not hasattr(model, "streams"):
-        raise BackendError(f"{n} streams: this runtime has no Model.streams(n)")
     many = model.streams(n, checked=checked)
     axis = getattr(model.step_input, "batch_axis", None)
     if axis is None:

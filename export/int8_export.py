@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 
 from rnnedge.export.emit_onnx import emit_onnx
 from rnnedge.export.emit_tflite import emit_tflite
-from rnnedge.quantize.calibrate import calibrate, check_sequences
+from rnnedge.quantize.calibrate import calibrate
 from rnnedge.quantize.plan import plan_int8_dynamic
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.graph import Graph
@@ -30,10 +30,6 @@ BUDGET_FLOOR = 1e-3  # the budget is 2x the measured error plus this, so check h
 BUDGET_STEPS = 2000
 
 Progress = Callable[[str], None]
-
-
-def calibration_sequences(graph: Graph, calibration: Iterable[np.ndarray]) -> list[np.ndarray]:
-    return check_sequences(graph, calibration)
 
 
 def add_int8_dynamic(

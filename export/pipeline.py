@@ -71,9 +71,9 @@ def export_bundle(
     files["model.tflite"] = emit_tflite(cap.graph)
     calib = None
     if calibration is not None:  # checked (shape, NaN/Inf, empty) before anything else runs
-        from rnnedge.export.int8_export import calibration_sequences
+        from rnnedge.quantize.calibrate import check_sequences
 
-        calib = calibration_sequences(cap.graph, calibration)
+        calib = check_sequences(cap.graph, calibration)
     say("recording golden vectors with PyTorch")
     sequences = _golden_inputs(cap.graph, golden if golden is not None else _first(calib))
     files["golden.npz"] = write_npz(golden_vectors(cap, sequences))

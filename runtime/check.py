@@ -21,7 +21,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from rnnedge.errors import BackendError, InputError
-from rnnedge.runtime.backends import BACKENDS, available_backends, open_backend
+from rnnedge.runtime.backends import (
+    BACKENDS,
+    MODEL_FILE_KIND,
+    available_backends,
+    open_backend,
+)
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.check_data import Sequences, golden_sequences, loop
 from rnnedge.runtime.check_metrics import OutputMetrics, judge, output_metrics, task_metrics
@@ -31,7 +36,6 @@ from rnnedge.runtime.runners import Runner, make_runner
 # (x, states) -> (data outputs, next states): one step of a backend or of the reference
 StepFn = Callable[[np.ndarray, list[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray]]]
 Progress = Callable[[str], None]
-FILE_KIND = {"litert": "tflite", "onnxruntime": "onnx"}  # which model file a backend runs
 STATUSES = ("pass", "fail", "error", "skipped")
 
 
@@ -176,10 +180,10 @@ def _pairs(bundle: Bundle, config: CheckConfig) -> list[tuple[str, str]]:
 def _why_skip(bundle: Bundle, config: CheckConfig, backend: str, precision: str, ref: str) -> str:
     if backend == "numpy" and precision == "float" and ref == "numpy":
         return "is the reference"
-    if backend in FILE_KIND:
+    if backend in MODEL_FILE_KIND:
         held = {(m.backend, m.precision) for m in bundle.manifest.models}
-        if (FILE_KIND[backend], precision) not in held:
-            return f"the bundle has no {FILE_KIND[backend]} {precision} model"
+        if (MODEL_FILE_KIND[backend], precision) not in held:
+            return f"the bundle has no {MODEL_FILE_KIND[backend]} {precision} model"
     if backend not in available_backends() and backend not in config.backends:
         return "not installed"
     return ""

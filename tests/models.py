@@ -178,3 +178,21 @@ def build(name: str) -> tuple[nn.Module, object]:
     factory, example = ZOO[name]
     torch.manual_seed(sum(map(ord, name)))
     return factory().eval(), example()
+
+
+class RnnWithHead(nn.Module):
+    """A random-weight GRU/LSTM/RNN (batch_first, no state argument) and a Linear(hidden, 8)."""
+
+    def __init__(self, kind: str, hidden: int, layers: int, features: int) -> None:
+        super().__init__()
+        cls = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}[kind]
+        self.rnn = cls(features, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0])
+
+
+def rnn_with_head(kind: str, hidden: int, layers: int, features: int) -> nn.Module:
+    torch.manual_seed(hidden + layers)
+    return RnnWithHead(kind, hidden, layers, features).eval()

@@ -13,6 +13,7 @@ import onnx
 import pytest
 import tflite
 import torch
+from models import rnn_with_head
 from onnx import numpy_helper
 from torch import nn
 
@@ -80,19 +81,7 @@ def test_bad_calibration_data_is_refused_clearly(bad, message):
 
 
 def _rnn(kind: str, hidden: int, layers: int) -> nn.Module:
-    torch.manual_seed(hidden + layers)
-    cls = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}[kind]
-
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.rnn = cls(FEATURES, hidden, num_layers=layers, batch_first=True)
-            self.head = nn.Linear(hidden, 8)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(self.rnn(x)[0])
-
-    return Net().eval()
+    return rnn_with_head(kind, hidden, layers, FEATURES)
 
 
 def test_plan_is_per_channel_symmetric_and_round_trips():

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from models import rnn_with_head
 from torch import nn
 
 from rnnedge.export.capture import capture
@@ -34,19 +35,7 @@ STEPS = 1000
 
 
 def _rnn(kind: str, hidden: int, layers: int) -> nn.Module:
-    torch.manual_seed(hidden + layers)
-    cls = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}[kind]
-
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.rnn = cls(FEATURES, hidden, num_layers=layers, batch_first=True)
-            self.head = nn.Linear(hidden, 8)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(self.rnn(x)[0])
-
-    return Net().eval()
+    return rnn_with_head(kind, hidden, layers, FEATURES)
 
 
 def _sequences(seed: int, count: int, steps: int) -> list[np.ndarray]:

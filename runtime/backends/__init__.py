@@ -46,6 +46,10 @@ BACKENDS: dict[str, Callable[[Bundle, str], Backend]] = {
 }
 
 
+# which model file kind each interpreter backend runs (numpy runs graph.json itself)
+MODEL_FILE_KIND = {"litert": "tflite", "onnxruntime": "onnx"}
+
+
 def open_backend(bundle: Bundle, name: str, precision: str) -> Backend:
     if name == "auto":
         errors = []
