@@ -32,11 +32,18 @@ MAX_PROTO_BYTES = (1 << 31) - 1  # protobuf's hard limit for one message
 
 def emit_onnx(graph: Graph, plan: QuantPlan | None = None) -> bytes:
     """Serialises `graph` as an ONNX model; raises ExportError for anything it cannot lower.
-    With a `plan` (precision int8-dynamic), planned linears get int8 weights (onnx_int8.py)."""
+    With a `plan`: scheme "int8-dynamic", planned linears get int8 weights (onnx_int8.py);
+    scheme "int8", the whole step runs on integers (onnx_int8_static.py)."""
     shapes = _shapes(graph)
     em = OnnxEmitter(graph, shapes)
-    lowerings = LOWERINGS
-    if plan is not None:
+    lowerings, finish = LOWERINGS, em.bind_outputs
+    if plan is not None and plan.scheme == "int8":
+        from rnnedge.export.onnx_int8_static import Int8Static
+
+        static = Int8Static(graph, plan, em)
+        static.enter()
+        lowerings, finish = static.lowerings(), static.leave
+    elif plan is not None:
         from rnnedge.export.onnx_int8 import int8_dynamic_lowerings
 
         lowerings = int8_dynamic_lowerings(plan)
@@ -50,7 +57,7 @@ def emit_onnx(graph: Graph, plan: QuantPlan | None = None) -> bytes:
             lower(em, node)
         except (KeyError, IndexError, TypeError, ValueError) as e:
             raise ExportError(f"{where(node)}: bad attributes or inputs ({e!r})") from e
-    em.bind_outputs()
+    finish()
     model = _model(graph, em)
     if model.ByteSize() > MAX_PROTO_BYTES:
         raise ExportError(f"ONNX model is {model.ByteSize()} bytes, over protobuf's 2 GiB limit")
@@ -213,5 +220,6 @@ def _model(graph: Graph, em: OnnxEmitter) -> onnx.ModelProto:
         g,
         producer_name=PRODUCER,
         ir_version=IR_VERSION,
-        opset_imports=[helper.make_opsetid("", OPSET)],
+        opset_imports=[helper.make_opsetid("", OPSET)]
+        + [helper.make_opsetid(d, 1) for d in sorted({n.domain for n in em.nodes} - {""})],
     )

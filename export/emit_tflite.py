@@ -27,7 +27,9 @@ MAX_RANK = 6
 
 def emit_tflite(graph: Graph, plan: QuantPlan | None = None) -> bytes:
     """The TFLite flatbuffer (schema version 3) computing one step of `graph` in float32;
-    with a `plan` (int8-dynamic), planned linears get int8 weights (tflite_int8.py)."""
+    with an "int8-dynamic" `plan`, planned linears get int8 weights (tflite_int8.py); with an
+    "int8" plan, the full-integer model (tflite_int8_static.py): the same float32 inputs and
+    outputs, integers inside."""
     for t in (*graph.inputs, *graph.outputs):
         if t.dtype != "float32":
             raise ExportError(f"TFLite export: tensor {t.name!r} is {t.dtype}, not float32")
@@ -37,6 +39,8 @@ def emit_tflite(graph: Graph, plan: QuantPlan | None = None) -> bytes:
         raise ExportError(f"TFLite export: cannot infer tensor shapes: {e}") from e
     _check_boundaries(graph)
     emitter = Emitter(graph, shapes)
+    if plan is not None and plan.scheme == "int8":
+        return _emit_int8(graph, plan, emitter, shapes)
     lowerings = LOWERINGS
     if plan is not None:
         from rnnedge.export.tflite_int8 import int8_dynamic_lowerings
@@ -49,6 +53,20 @@ def emit_tflite(graph: Graph, plan: QuantPlan | None = None) -> bytes:
         lowerings[node.op](emitter, node)
     program = emitter.program([t.name for t in graph.inputs], [t.name for t in graph.outputs])
     return write_program(program)
+
+
+def _emit_int8(
+    graph: Graph, plan: QuantPlan, emitter: Emitter, shapes: Mapping[str, tuple[int, ...]]
+) -> bytes:
+    from rnnedge.export.tflite_int8_static import lower_int8, with_versions
+
+    for t in graph.inputs:
+        emitter.tensor(t.name)
+    for node in graph.nodes:
+        _check_node(node, shapes)
+    lower_int8(emitter, graph, plan)
+    program = emitter.program([t.name for t in graph.inputs], [t.name for t in graph.outputs])
+    return write_program(with_versions(program))
 
 
 def _check_node(node: Node, shapes: Mapping[str, tuple[int, ...]]) -> None:

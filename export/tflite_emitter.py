@@ -20,12 +20,13 @@ from rnnedge.runtime.graph import Graph, Node
 FLOAT32 = tflite.TensorType.FLOAT32
 INT32 = tflite.TensorType.INT32
 INT8 = tflite.TensorType.INT8
+INT16 = tflite.TensorType.INT16
 
 
 class Emitter:
     def __init__(self, graph: Graph, shapes: Mapping[str, tuple[int, ...]]) -> None:
         self._constants = graph.constants
-        self._shapes = shapes
+        self._shapes = dict(shapes)  # grows with `activation` (named tensors a lowering adds)
         self._tensors: list[TensorDef] = []
         self._operators: list[OperatorDef] = []
         self._index: dict[str, int] = {}  # tensor name -> index, for every tensor added
@@ -44,6 +45,16 @@ class Emitter:
                 signature = tuple(-1 if i == axis else d for i, d in enumerate(shape))
             self._add(TensorDef(name, shape, FLOAT32, data, signature))
         return self._index[name]
+
+    def activation(
+        self, name: str, shape: Sequence[int], dtype: int, quant: QuantDef | None = None
+    ) -> int:
+        """A named activation tensor of any type (e.g. an int8 tensor with its per-tensor
+        parameters); later `tensor(name)` and `shape(name)` find it, so float lowerings can
+        read it by name."""
+        if name in self._index:
+            raise ExportError(f"TFLite export: tensor {name!r} is defined twice")
+        return self._add(TensorDef(name, tuple(shape), dtype, quantization=quant))
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._shapes[name])
@@ -68,6 +79,13 @@ class Emitter:
         """An int8 constant with its QuantizationParameters (e.g. per-channel weights)."""
         array = np.asarray(value, np.int8)
         t = TensorDef(self._fresh(hint), array.shape, INT8, array.tobytes(), quantization=quant)
+        return self._add(t)
+
+    def const_quantized(self, hint: str, value: np.ndarray, dtype: int, quant: QuantDef) -> int:
+        """An integer constant (INT8 / INT16 / INT32, e.g. an int32 bias) with its parameters."""
+        np_type = {INT8: "<i1", INT16: "<i2", INT32: "<i4"}[dtype]
+        array = np.asarray(value).astype(np_type)
+        t = TensorDef(self._fresh(hint), array.shape, dtype, array.tobytes(), quantization=quant)
         return self._add(t)
 
     def const_i32(self, hint: str, value: Sequence[int] | Sequence[Sequence[int]]) -> int:
@@ -98,7 +116,15 @@ class Emitter:
             outputs=tuple(outs),
         )
 
+    def name(self, index: int) -> str:
+        return self._tensors[index].name
+
+    def fresh(self, hint: str) -> str:
+        """A tensor name not used yet: `hint`, or `hint` with a numeric suffix."""
+        return self._fresh(hint)
+
     def _add(self, t: TensorDef) -> int:
+        self._shapes.setdefault(t.name, t.shape)  # every tensor's shape, by name
         self._index[t.name] = len(self._tensors)
         self._tensors.append(t)
         return self._index[t.name]

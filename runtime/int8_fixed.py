@@ -75,6 +75,14 @@ def multiply_by_quantized_multiplier(
     return rounding_divide_by_pot(srdhm(np.asarray(x, I64) << left, q), right)
 
 
+def fp32_requantize_fn(real: float | np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """x -> rint(float32(x) * float32(real)), half to even: the "fp32" requantization of
+    XNNPACK's int8 kernels (LiteRT's default delegate) and of onnxruntime's. `real` scalar
+    or per channel (last axis)."""
+    r = np.asarray(real, np.float64).astype(np.float32)
+    return lambda x: np.rint(np.asarray(x).astype(np.float32) * r).astype(I64)
+
+
 def requantize_fn(real: float | np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """x -> round(x * real) by MultiplyByQuantizedMultiplier; `real` scalar or per channel."""
     pairs = [quantize_multiplier(float(m)) for m in np.atleast_1d(real)]

@@ -1,16 +1,23 @@
-"""The numpy reference of precision "int8" (full integer): the arithmetic TFLite's int8
+"""The numpy reference of precision "int8" (full integer): the arithmetic the deployed int8
 kernels do, op by op, so the TFLite and ONNX int8 files can be checked against it.
 
 Every tensor of the plan holds integers (int8, int16 for an LSTM cell state) or, where the
-plan says so, float32. Kernels (all fixed-point rounding in int8_fixed.py):
-  linear   FULLY_CONNECTED: acc = (x - x_zp) @ w_q^T + b_q in int32, then
-           MultiplyByQuantizedMultiplier(acc, x_scale w_scale[n] / y_scale) + y_zp, clamped
-           (reference/integer_ops/fully_connected.h, per-channel multipliers)
-  add/sub  reference/integer_ops/add.h AddFunc: inputs shifted left by 20 (15 for an int16
-           output), each scaled by s_i / (2 max(s1, s2)), summed, then scaled by
-           2 max(s1, s2) / (2^shift y_scale) (multipliers as kernels/add.cc Prepare)
-  mul      reference/integer_ops/mul.h MulElementwise:
-           MBQM((a - a_zp)(b - b_zp), a_scale b_scale / y_scale) + y_zp
+plan says so, float32. Two families of kernels run the files, and they round differently:
+  int8 ops (linear, add, sub, mul)  LiteRT's default XNNPACK delegate and onnxruntime's
+           QLinear / MatMulInteger kernels requantize in float32: y = rint(acc * s) + y_zp,
+           s the float32 product/quotient of the scales, rint half to even ("fp32"
+           requantization). The spec does the same, and equals both: measured 0 steps apart
+           from LiteRT over 1,000 steps on GRU / RNN, <= 1 from onnxruntime (its sub runs
+           as an add with a negated scale).
+             linear  acc = (x - x_zp) @ w_q^T + b_q (int32), s = x_s w_s[n] / y_s per channel
+             add/sub y = rint((a - a_zp) a_s / y_s +- (b - b_zp) b_s / y_s) + y_zp
+             mul     y = rint((a - a_zp)(b - b_zp) a_s b_s / y_s) + y_zp
+  int16 ops (the LSTM cell)  XNNPACK has no int16 kernels, so LiteRT runs TFLite's builtin
+           ones, in fixed point (int8_fixed.py): add/sub as reference/integer_ops/add.h
+           (inputs shifted left by 15, scaled by s_i / (2 max(s1, s2)), summed, scaled to
+           the output), mul as MulElementwise MBQM((a - a_zp)(b - b_zp), a_s b_s / y_s); an
+           int8 input is first widened to int16, (q - zp) * 128 at scale / 128, exactly, as
+           the TFLite file must (its kernels take one input type).
   sigmoid, tanh   a lookup table per node, built as TFLite's LUTPopulate (int8_fixed.py)
   relu     activations.cc ReluX: MBQM(x - x_zp, x_scale / y_scale) + y_zp, clamped at y_zp
   reshape, slice  the integers unchanged (the plan gives in and out one set of parameters)
@@ -35,7 +42,13 @@ import numpy as np
 
 from rnnedge.errors import GraphError
 from rnnedge.runtime.graph import Graph, Node
-from rnnedge.runtime.int8_fixed import RANGES, lookup_table, requantize_fn, round_away
+from rnnedge.runtime.int8_fixed import (
+    RANGES,
+    fp32_requantize_fn,
+    lookup_table,
+    requantize_fn,
+    round_away,
+)
 from rnnedge.runtime.ops import OPS, sigmoid
 from rnnedge.runtime.quant_plan import QuantPlan, TensorQuant, quantize_weight
 
@@ -137,6 +150,8 @@ class Int8StaticExecutor:
             return self._linear(node, ins[0], out)
         if out is None or node.op not in _INT or any(p is None for p in ins):
             return self._float(node, ins, out)
+        if node.op in ("add", "sub", "mul") and out.dtype == "int16":
+            return _widened(node, ins, out)
         return _INT[node.op](node, ins, out)
 
     def _input_params(self, node: Node, name: str) -> QParams | None:
@@ -182,10 +197,9 @@ class Int8StaticExecutor:
             b_scale = np.asarray(b_t.scale, np.float64)
             b = self.graph.constants[node.inputs[2]].astype(np.float64)
             bias = np.clip(round_away(b / b_scale), -(2**31), 2**31 - 1).astype(I64)
-        # real multiplier per channel from the float32 scales, in double (TFLite
-        # GetQuantizedConvolutionMultipler: input_scale * filter_scale / output_scale)
-        real = float(F32(x.scale)) * w_scale.astype(F32).astype(np.float64) / float(F32(out.scale))
-        requant = requantize_fn(real)
+        # per-channel requantization scale in float32, as XNNPACK's qc8 GEMM computes it
+        scale = float(F32(x.scale)) * w_scale.astype(F32).astype(np.float64) / float(F32(out.scale))
+        requant = fp32_requantize_fn(scale)
         # The int32 accumulation runs as a float64 matmul (BLAS; numpy's integer matmul is
         # not): every product and partial sum is an integer below 255 * 127 * K < 2^53, so
         # float64 holds each exactly and the result equals the int32 sum bit for bit.
@@ -206,28 +220,57 @@ def _requant(p: QParams, to: QParams) -> Callable[[np.ndarray], np.ndarray]:
     return lambda q: np.clip(f(np.asarray(q, I64) - p.zp) + to.zp, to.lo, to.hi)
 
 
+def widen(p: QParams) -> QParams:
+    """The int16 twin of int8 parameters: (q - zp) * 128 at scale / 128, zero point 0."""
+    return p if p.dtype == "int16" else QParams("int16", float(F32(p.scale)) / 128, 0)
+
+
+def _widened(node: Node, ins: list[QParams], out: QParams) -> Kernel:
+    """An int16 add/sub/mul: TFLite's kernels take one input type, so the TFLite file widens
+    each int8 input by QUANTIZE int8 -> int16 first ((q - zp) * 128, exact); so does this."""
+    wide = [widen(p) for p in ins]
+    fixes = [_requant(p, w) for p, w in zip(ins, wide)]
+    inner = _INT[node.op](node, wide, out)
+    return lambda *xs: inner(*(f(x) for f, x in zip(fixes, xs)))
+
+
 def _add_sub(sign: int) -> Callable[[Node, list, QParams], Kernel]:
     def make(node: Node, ins: list[QParams], out: QParams) -> Kernel:
+        if out.dtype == "int16":
+            return _fixed_add_sub(sign, ins, out)
         a, b = ins
-        shift = 15 if out.dtype == "int16" else 20
-        twice_max = 2 * max(float(F32(a.scale)), float(F32(b.scale)))
-        fa = requantize_fn(float(F32(a.scale)) / twice_max)
-        fb = requantize_fn(float(F32(b.scale)) / twice_max)
-        fo = requantize_fn(twice_max / ((1 << shift) * float(F32(out.scale))))
+        ra, rb = (F32(F32(p.scale) / F32(out.scale)) for p in ins)
 
         def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-            sa = fa((x.astype(I64) - a.zp) << shift)
-            sb = fb((y.astype(I64) - b.zp) << shift)
-            return np.clip(fo(sa + sign * sb) + out.zp, out.lo, out.hi)
+            v = (x.astype(I64) - a.zp).astype(F32) * ra
+            v += F32(sign) * ((y.astype(I64) - b.zp).astype(F32) * rb)
+            return np.clip(np.rint(v).astype(I64) + out.zp, out.lo, out.hi)
 
         return kernel
 
     return make
 
 
+def _fixed_add_sub(sign: int, ins: list[QParams], out: QParams) -> Kernel:
+    a, b = ins
+    shift = 15  # reference/integer_ops/add.h for an int16 output
+    twice_max = 2 * max(float(F32(a.scale)), float(F32(b.scale)))
+    fa = requantize_fn(float(F32(a.scale)) / twice_max)
+    fb = requantize_fn(float(F32(b.scale)) / twice_max)
+    fo = requantize_fn(twice_max / ((1 << shift) * float(F32(out.scale))))
+
+    def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        sa = fa((x.astype(I64) - a.zp) << shift)
+        sb = fb((y.astype(I64) - b.zp) << shift)
+        return np.clip(fo(sa + sign * sb) + out.zp, out.lo, out.hi)
+
+    return kernel
+
+
 def _mul(node: Node, ins: list[QParams], out: QParams) -> Kernel:
     a, b = ins
-    f = requantize_fn(float(F32(a.scale)) * float(F32(b.scale)) / float(F32(out.scale)))
+    real = float(F32(a.scale)) * float(F32(b.scale)) / float(F32(out.scale))
+    f = requantize_fn(real) if out.dtype == "int16" else fp32_requantize_fn(real)
 
     def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         prod = (x.astype(I64) - a.zp) * (y.astype(I64) - b.zp)
