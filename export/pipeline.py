@@ -17,7 +17,7 @@ from rnnedge.errors import ExportError, RnnedgeError
 from rnnedge.export.capture import Captured, capture
 from rnnedge.export.emit_onnx import emit_onnx
 from rnnedge.export.emit_tflite import emit_tflite
-from rnnedge.runtime.backends import BACKENDS
+from rnnedge.runtime.backends import BACKENDS, available_backends
 from rnnedge.runtime.bundle import Bundle, write_bundle
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.manifest import DEFAULT_BUDGETS, Manifest, ModelFile, StateSpec, Task
@@ -41,22 +41,20 @@ def export_bundle(
     *,
     quantize: str = "none",
     calibration: Iterable[np.ndarray] | None = None,
+    percentile: float | None = None,
     golden: Iterable[np.ndarray] | None = None,
     task: Task | dict | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Exports `model` at one step to the bundle directory `out` and returns its path.
     golden: input sequences (T, *step shape) for golden.npz; seeded random inputs if None.
+    quantize: "none", "int8-dynamic" (int8 weights) or "int8" (full integer; needs
+    `calibration`: input sequences (T, *step shape) run with the state carried to fix every
+    activation's range, minmax or, with `percentile`, the [100 - p, p] percentiles).
     task: what the output means, for `rnnedge check`'s task metric, e.g.
     {"kind": "classification"} or {"kind": "regression", "output": "y"} (see docs/check.md)."""
     if quantize not in QUANTIZE:
         raise ExportError(f"quantize={quantize!r}: choose one of {', '.join(QUANTIZE)}")
-    if quantize == "int8":
-        raise ExportError(
-            "quantize='int8': full-integer int8 export is not available yet (the next slice "
-            "of issue 3); "
-            "use 'int8-dynamic' (int8 weights, float activations) or 'none'"
-        )
     say = progress or (lambda _msg: None)
     say("capturing one step with torch.export")
     cap = capture(model, example)
@@ -79,21 +77,23 @@ def export_bundle(
     files["golden.npz"] = write_npz(golden_vectors(cap, sequences))
     manifest = _manifest(cap.graph, files={}, task=_task(task, cap.graph))
     manifest = dataclasses.replace(manifest, unbatched_why=cap.unbatched_why)
-    if quantize == "int8-dynamic":
-        from rnnedge.export.int8_export import add_int8_dynamic
+    if quantize != "none":
+        from rnnedge.export.int8_export import add_int8
 
-        manifest, files = add_int8_dynamic(cap.graph, calib, manifest, files, say)
+        manifest, files = add_int8(
+            quantize, cap.graph, calib, sequences, manifest, files, say, percentile=percentile
+        )
     if cap.unbatched_why:
         say(f"streams(n) unavailable (single streams work): {cap.unbatched_why}")
     say("checking every backend against PyTorch")
     bundle = Bundle(Path(out), manifest, cap.graph, files)
     results, _ = parity(bundle, "float", EXPORT_PARITY_GATE, say)
     manifest = dataclasses.replace(manifest, parity={**manifest.parity, **results})
-    if quantize == "int8-dynamic":
-        from rnnedge.export.int8_export import int8_dynamic_parity
+    if quantize != "none":
+        from rnnedge.export.int8_export import int8_parity
 
         bundle = Bundle(Path(out), manifest, cap.graph, files)
-        manifest = int8_dynamic_parity(bundle, manifest, say)
+        manifest = int8_parity(bundle, manifest, quantize, say)
     path = write_bundle(out, manifest, files)
     say(f"wrote {path}")
     return path
@@ -207,12 +207,18 @@ def parity(
     to write the bundle rather than ship a silent wrong answer."""
     results: dict[str, Any] = {}
     worst_all = 0.0
+    installed = available_backends()
     for name in BACKENDS:
+        if name not in installed:
+            say(f"  {name}/{precision}: skipped (not installed)")
+            continue
         try:
             worst = run_golden(bundle, name, precision)
-        except RnnedgeError as e:
-            say(f"  {name}/{precision}: skipped ({e})")
-            continue
+        except RnnedgeError as e:  # a file its interpreter cannot load or run is a bug
+            raise ExportError(
+                f"{name} cannot run the {precision} model it was given: {e}; refusing to "
+                "write a bundle it cannot run. Please report it."
+            ) from e
         err = max(worst.values(), default=0.0)
         results[f"{name}/{precision}"] = {"max_rel_err": err}
         say(f"  {name}/{precision}: max error vs PyTorch {err:.2e}")

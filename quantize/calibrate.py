@@ -80,6 +80,39 @@ def calibrate(
     return Ranges(ranges=ranges, sequences=len(seqs), steps=steps, method=method)
 
 
+@dataclass(frozen=True)
+class Overrun:
+    """A tensor that other data drives beyond its calibrated range."""
+
+    tensor: str
+    seen: tuple[float, float]
+    calibrated: tuple[float, float]
+
+    @property
+    def fraction(self) -> float:
+        """How far beyond, as a fraction of the calibrated range's width."""
+        (lo, hi), (clo, chi) = self.seen, self.calibrated
+        return max(clo - lo, hi - chi, 0.0) / max(chi - clo, 1e-12)
+
+    def describe(self) -> str:
+        (lo, hi), (clo, chi) = self.seen, self.calibrated
+        return (
+            f"tensor {self.tensor!r} reaches [{lo:.4g}, {hi:.4g}], beyond its calibrated range "
+            f"[{clo:.4g}, {chi:.4g}] by {100 * self.fraction:.0f}% of its width; int8 clips "
+            "it there (calibrate on data more like this)"
+        )
+
+
+def range_overruns(calibrated: Ranges, seen: Ranges, tensors: Iterable[str]) -> list[Overrun]:
+    """The `tensors` whose range in `seen` leaves their range in `calibrated`, worst first."""
+    out = [
+        Overrun(name, seen.ranges[name], calibrated.ranges[name])
+        for name in tensors
+        if name in seen.ranges and name in calibrated.ranges
+    ]
+    return sorted((o for o in out if o.fraction > 0), key=lambda o: -o.fraction)
+
+
 def check_sequences(
     graph: Graph, sequences: Iterable[np.ndarray], what: str = "calibration"
 ) -> list[np.ndarray]:

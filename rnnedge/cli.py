@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
-from rnnedge.errors import InputError, RnnedgeError
+from rnnedge.errors import CalibrationRangeWarning, InputError, RnnedgeError
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -56,9 +57,17 @@ def cmd_export(a: argparse.Namespace) -> None:
     x = torch.zeros(a.step_shape)
     example = (x, *(torch.zeros(s) for s in a.state_shape)) if a.state_shape else x
     calibration = _calibration(a.calibration) if a.calibration else None
-    path = export_bundle(
-        model, example, a.output, quantize=a.quantize, calibration=calibration, progress=_say
-    )
+    with warnings.catch_warnings():  # the progress lines already say it, once
+        warnings.simplefilter("ignore", CalibrationRangeWarning)
+        path = export_bundle(
+            model,
+            example,
+            a.output,
+            quantize=a.quantize,
+            calibration=calibration,
+            percentile=a.percentile,
+            progress=_say,
+        )
     print(f"exported {a.model} -> {path}")
 
 
@@ -224,6 +233,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--quantize", default="none", choices=["none", "int8", "int8-dynamic"])
     e.add_argument(
         "--calibration", help=".npz of sequences (T, *step shape), one per array, for int8"
+    )
+    e.add_argument(
+        "--percentile",
+        type=float,
+        help="calibrate int8 ranges on the [100-P, P] percentiles instead of min/max, e.g. 99.99",
     )
     e.add_argument("-o", "--output", required=True, help="bundle directory to write (NAME.rnnedge)")
     e.set_defaults(func=cmd_export)

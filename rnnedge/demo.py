@@ -18,6 +18,7 @@ from rnnedge.runtime.model import Model
 
 EPOCHS = 30
 HIDDEN = 64
+CALIBRATION_IMAGES = 200  # training images, each a sequence of 8 rows
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -96,19 +97,21 @@ def run_demo(out_dir: str, *, steps: int = 5000, progress: Progress | None = Non
         model,
         torch.zeros(1, 1, 8),
         Path(out_dir) / "digits.rnnedge",
+        quantize="int8",  # full integer, next to float in the same bundle
+        calibration=[img[:, None, None, :] for img in x_train[:CALIBRATION_IMAGES]],
         golden=x_test[:4],
         task={"kind": "classification"},  # lets `rnnedge check` report argmax agreement
         progress=say,
     )
     rows = [f"PyTorch (whole sequence)   accuracy {torch_acc:.4f}", ""]
     rows.append("latency per step in microseconds (p50 / p99), one thread, state carried:")
-    header = ("backend", "accuracy", "checked", "unchecked", "raw call", "overhead")
-    rows.append("{:12s} {:>9s} {:>15s} {:>15s} {:>15s} {:>14s}".format(*header))
+    header = ("backend", "precision", "accuracy", "checked", "unchecked", "raw call", "overhead")
+    rows.append("{:12s} {:9s} {:>9s} {:>15s} {:>15s} {:>15s} {:>14s}".format(*header))
     x = np.zeros((1, 1, 8), np.float32)
-    for name in available_backends():
-        m = load(path, backend=name)
+    for name, precision in [(b, p) for b in available_backends() for p in ("float", "int8")]:
+        m = load(path, backend=name, precision=precision)
         acc = stream_accuracy(m, x_test, y_test)
-        say(f"{name}: accuracy {acc:.4f}; timing {steps} steps")
+        say(f"{name} {precision}: accuracy {acc:.4f}; timing {steps} steps")
         checked = measure(stream_call(m, x), steps)
         unchecked = measure(stream_call(m, x, checked=False), steps)
         raw = raw_call(m, x)
@@ -120,7 +123,8 @@ def run_demo(out_dir: str, *, steps: int = 5000, progress: Progress | None = Non
             else "-"
         )
         rows.append(
-            f"{name:12s} {acc:9.4f} {cols[0]:>15s} {cols[1]:>15s} {cols[2]:>15s} {ratio:>14s}"
+            f"{name:12s} {precision:9s} {acc:9.4f} {cols[0]:>15s} {cols[1]:>15s} {cols[2]:>15s} "
+            f"{ratio:>14s}"
         )
     rows.append("")
     rows.append(f"bundle: {path}")

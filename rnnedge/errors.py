@@ -43,3 +43,7 @@ class ProfileError(RnnedgeError):
 
 class StreamsError(RnnedgeError):
     """Streams cannot be batched for this bundle, or a stream id is unknown."""
+
+
+class CalibrationRangeWarning(UserWarning):
+    """Data (e.g. the golden sequences) drives a tensor beyond the range int8 calibrated for it."""

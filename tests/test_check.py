@@ -382,9 +382,10 @@ def test_float_demo_bundle_does_not_drift_over_10000_steps(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_int8_dynamic_demo_bundle_does_not_drift_over_10000_steps(tmp_path) -> None:
-    """The demo's digits GRU in int8-dynamic (full int8 is not built yet): 10,000 steps with the
-    state carried pass check's budget on every backend and the error does not grow."""
+@pytest.mark.parametrize("precision", ["int8-dynamic", "int8"])
+def test_int8_demo_bundle_does_not_drift_over_10000_steps(tmp_path, precision) -> None:
+    """The demo's digits GRU in int8 and int8-dynamic: 10,000 steps with the state carried
+    pass check's budget on every backend and the error does not grow."""
     import torch
 
     from rnnedge.demo import _digits, train
@@ -397,14 +398,14 @@ def test_int8_dynamic_demo_bundle_does_not_drift_over_10000_steps(tmp_path) -> N
         model,
         torch.zeros(1, 1, 8),
         tmp_path / "digits.rnnedge",
-        quantize="int8-dynamic",
+        quantize=precision,
         calibration=calibration,
         golden=x_test[:4],
         task={"kind": "classification"},
     )
     j = tmp_path / "r.json"
     assert main(["check", str(path), "--steps", "10000", "--json", str(j)]) == 0
-    results = [r for r in json.loads(j.read_text())["results"] if r["precision"] == "int8-dynamic"]
+    results = [r for r in json.loads(j.read_text())["results"] if r["precision"] == precision]
     assert {r["backend"] for r in results} == {"litert", "onnxruntime", "numpy"}
     for r in results:
         for o in r["outputs"]:

@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from torch import nn
 
 import rnnedge
-from rnnedge.errors import ExportError, InputError
+from rnnedge.errors import InputError
 from rnnedge.export.pipeline import export_bundle
 from rnnedge.quantize.calibrate import calibrate
 from rnnedge.quantize.plan import plan_int8_dynamic
@@ -225,13 +225,6 @@ def test_manifest_records_int8_dynamic_models_parity_and_budget(exported):
     assert "calibration" in json.loads(b.files["quant.json"])
 
 
-def test_full_int8_is_refused_naming_the_next_slice(tmp_path):
-    with pytest.raises(ExportError, match="int8-dynamic"):
-        export_bundle(
-            _rnn("gru", 64, 1), torch.zeros(1, 1, FEATURES), tmp_path / "a", quantize="int8"
-        )
-
-
 def test_bad_calibration_fails_the_export(tmp_path):
     bad = [np.zeros((4, 1, 1, FEATURES + 1), np.float32)]
     with pytest.raises(InputError, match="calibration sequence 0"):
@@ -248,7 +241,7 @@ def test_inspect_shows_the_plan(exported):
     from rnnedge.runtime.inspect import describe
 
     text = describe(read_bundle(exported("gru", 64, 1)))
-    assert "quantization (int8-dynamic): 5 tensors int8, 0 left float" in text
+    assert "quantization (int8-dynamic): 5 tensors integer, 0 left float" in text
     assert "int8 per-channel axis 0" in text and "zero point 0" in text
 
 
