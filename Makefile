@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test test-slow bench-step arm64 format clean
+.PHONY: setup demo test test-slow bench-step bench-int8 arm64 format clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ test: setup
 # per-step cost against raw interpreter calls and PyTorch eager, one run (issue 4's numbers)
 bench-step: setup
 	$(PY) -m rnnedge.boards.step_bench
+
+# int8 vs float vs the peers' int8 per step, GRU/LSTM at hidden 64..512 (issue 3); the LiteRT
+# int8 peer needs a Python with tensorflow: make bench-int8 TF_PYTHON=/tmp/tfvenv/bin/python
+bench-int8: setup
+	$(PY) -m rnnedge.boards.int8_bench $(if $(TF_PYTHON),--tf-python $(TF_PYTHON))
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
