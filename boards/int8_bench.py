@@ -7,19 +7,22 @@
 Model: GRU or LSTM (40 -> H) + Linear(H -> 10), batch 1, one time step per call, state fed
 back (step_bench's setting). For every kind x hidden size:
 
-- rnnedge: a Stream (checked, as deployed) on litert and onnxruntime x float, int8-dynamic and
-  int8 (full integer). A precision the exporter cannot build yet is a row "not available:
-  <reason>", so the same command gives the full table once it can.
+- rnnedge: litert and onnxruntime x float, int8-dynamic and int8 (full integer), each twice:
+  through a Stream (call "stream": inputs checked, as deployed) and through the peers' own
+  harness (call "raw": IOBinding / set_tensor + invoke), so file meets file on equal terms.
+  A precision the exporter cannot build is a row "not available: <reason>".
 - peers (boards/int8_peers.py): onnxruntime quantize_dynamic / quantize_static on
   torch.onnx.export's file (cell and op form), and LiteRT on TensorFlow's full-int8 file
-  when a Python with tensorflow is given (--tf-python; see docs/boards.md).
+  when a Python with tensorflow is given (--tf-python; see docs/boards.md). A peer file
+  whose largest weight stayed float (onnxruntime cannot quantize the GRU op) is shown but
+  not counted as an int8 peer.
 
 Method: one thread; every path of one model opens first, then `rounds` interleaved rounds
 (each path warmed up by count, then `steps` calls timed one by one), samples pooled over the
 rounds, so drift on a shared machine hits all paths alike. Reported: p50/p90/p99 (us), the
-file size, the p50 ratio to rnnedge float on the same backend and to the best peer int8 of
-the same model (on the same backend, and on any), and the largest |y - PyTorch float| over
-a held-out sequence with the state carried (so a fast but wrong file shows). Needs torch.
+file size, the p50 ratio to rnnedge float on the same backend and call, and to the best peer
+int8 of the same model (on the same backend, and on any), and the largest |y - PyTorch float|
+over a held-out sequence with the state carried (so a fast but wrong file shows). Needs torch.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ HIDDEN = (64, 128, 256, 512)
 BACKENDS = ("litert", "onnxruntime")
 PRECISIONS = ("float", "int8-dynamic", "int8")
 PEER_TAG = "peer"
+CALLS = ("stream", "raw")
 
 Say = Callable[[str], None]
 Stepper = Callable[[np.ndarray], np.ndarray]
@@ -85,14 +89,16 @@ class Row:
     name: str
     backend: str
     precision: str  # float | int8-dynamic | int8 (peers: what the tool calls it)
+    call: str = "raw"  # "stream" (rnnedge.Stream.step) or "raw" (the peers' harness)
+    weights_float: bool = False  # a peer that left its recurrent weights float
     file_bytes: int | None = None
     ops: dict[str, int] = field(default_factory=dict)
     latency_us: dict[str, float | None] | None = None
     max_abs_err: float | None = None  # of y against PyTorch float over eval_steps steps
     unavailable: str | None = None
-    vs_float: float | None = None  # p50 / rnnedge float p50 on the same backend
-    vs_best_peer: float | None = None  # p50 / best peer int8 p50 on the same backend
-    vs_any_peer: float | None = None  # p50 / best peer int8 p50 on any backend
+    vs_float: float | None = None  # p50 / rnnedge float p50 on the same backend and call
+    vs_best_peer: float | None = None  # p50 / best int8 peer p50 on the same backend
+    vs_any_peer: float | None = None  # p50 / best int8 peer p50 on any backend
 
 
 def make_model(kind: str, hidden: int):
@@ -163,20 +169,33 @@ def _rnnedge_paths(kind: str, hidden: int, cfg: Int8BenchConfig, bundles: dict) 
     paths = []
     for backend in cfg.backends:
         for precision in PRECISIONS:
-            base = dict(kind=kind, hidden=hidden, who="rnnedge", backend=backend)
-            base |= dict(precision=precision, name=f"rnnedge {backend} {precision}")
-            where = bundles[precision]
-            if isinstance(where, str):
-                paths.append(_Path(row=Row(**base, unavailable=where), make=_none))
-                continue
-            try:
-                model = load(where, backend=backend, precision=precision)
-            except RnnedgeError as e:
-                paths.append(_Path(row=Row(**base, unavailable=f"not available: {e}"), make=_none))
-                continue
-            row = Row(**base, **_file_info(model, backend, precision))
-            paths.append(_Path(row=row, make=lambda m=model: m.stream().step))
+            for call in CALLS:
+                name = f"rnnedge {backend} {precision}" + (" raw" if call == "raw" else "")
+                base = dict(kind=kind, hidden=hidden, who="rnnedge", backend=backend, call=call)
+                base |= dict(precision=precision, name=name)
+                where = bundles[precision]
+                if isinstance(where, str):
+                    paths.append(_Path(row=Row(**base, unavailable=where), make=_none))
+                    continue
+                try:
+                    model = load(where, backend=backend, precision=precision)
+                except RnnedgeError as e:
+                    row = Row(**base, unavailable=f"not available: {e}")
+                    paths.append(_Path(row=row, make=_none))
+                    continue
+                info = _file_info(model, backend, precision)
+                paths.append(_Path(row=Row(**base, **info), make=_stepper(model, backend, call)))
     return paths
+
+
+def _stepper(model, backend: str, call: str) -> Callable[[], Stepper]:
+    from rnnedge.boards.int8_peers import litert_stepper, ort_stepper
+
+    if call == "stream":
+        return lambda: model.stream().step
+    fmt, raw = ("tflite", litert_stepper) if backend == "litert" else ("onnx", ort_stepper)
+    data = model.bundle.model_bytes(fmt, model.precision)
+    return lambda: raw(data)
 
 
 def _file_info(model, backend: str, precision: str) -> dict:
@@ -221,7 +240,10 @@ def _peer_paths(kind: str, hidden: int, cfg: Int8BenchConfig, bundle, say: Say) 
     for p in peers:
         precision = "int8-dynamic" if "dynamic" in p.name else "int8"
         row = Row(**base, name=p.name, backend=p.backend, precision=precision)
-        row = Row(**asdict(row) | {"file_bytes": p.file_bytes, "ops": p.ops})
+        row = Row(
+            **asdict(row)
+            | {"file_bytes": p.file_bytes, "ops": p.ops, "weights_float": p.weights_float}
+        )
         paths.append(_Path(row=row, make=p.make))
     if why is not None:
         row = Row(**base, name="litert TF-converter int8", backend="litert", precision="int8")
@@ -285,14 +307,20 @@ def _p50(row: Row) -> float | None:
 
 
 def _ratios(rows: list[Row]) -> list[Row]:
-    floats = {r.backend: _p50(r) for r in rows if r.who == "rnnedge" and r.precision == "float"}
-    peers = [r for r in rows if r.who == PEER_TAG and _p50(r) is not None]
+    floats = {
+        (r.backend, r.call): _p50(r) for r in rows if r.who == "rnnedge" and r.precision == "float"
+    }
+    peers = [r for r in rows if r.who == PEER_TAG and _p50(r) is not None and not r.weights_float]
     best_any = min((_p50(r) for r in peers), default=None)
     out = []
     for r in rows:
         same = min((_p50(q) for q in peers if q.backend == r.backend), default=None)
         p50 = _p50(r)
-        ratios = {"vs_float": floats.get(r.backend), "vs_best_peer": same, "vs_any_peer": best_any}
+        ratios = {
+            "vs_float": floats.get((r.backend, r.call)),
+            "vs_best_peer": same,
+            "vs_any_peer": best_any,
+        }
         ratios = {k: p50 / v if p50 is not None and v else None for k, v in ratios.items()}
         out.append(Row(**asdict(r) | ratios))
     return out

@@ -49,6 +49,7 @@ class PeerFile:
     make: Callable[[], Stepper]
     file_bytes: int
     ops: dict[str, int]  # op type -> count in the file
+    weights_float: bool = False  # its largest weight stayed float32: not an int8 file
 
 
 class CellStep(nn.Module):
@@ -162,6 +163,16 @@ def onnx_ops(data: bytes) -> dict[str, int]:
     return dict(Counter(f"{n.domain}.{n.op_type}" if n.domain else n.op_type for n in nodes))
 
 
+def largest_weight_is_float(data: bytes) -> bool:
+    """Whether the file's largest initializer is float32: onnxruntime's quantizers leave the
+    GRU op's W and R float (it cannot quantize GRU), so such a file is no int8 peer."""
+    import onnx
+
+    inits = onnx.load_from_string(data).graph.initializer
+    largest = max(inits, key=lambda t: int(np.prod(t.dims)))
+    return largest.data_type == onnx.TensorProto.FLOAT
+
+
 def ort_stepper(data: bytes) -> Stepper:
     """onnxruntime, one thread, two IOBindings with swapped state buffers (the fastest raw
     pattern in boards/step_bench.py); returns a copy of y."""
@@ -220,6 +231,7 @@ def ort_peers(
                     make=lambda d=data: ort_stepper(d),
                     file_bytes=len(data),
                     ops=onnx_ops(data),
+                    weights_float=largest_weight_is_float(data),
                 )
             )
     return out
@@ -323,7 +335,7 @@ def litert_stepper(data: bytes) -> Stepper:
     interp = _interpreter(data)
     sig = interp._get_full_signature_list()["serving_default"]
     ins, outs = sig["inputs"], sig["outputs"]
-    names = [n for n in ("h", "c") if n in ins]
+    names = [n for n in ins if n != "x"]  # the states: h and c, or rnnedge's rnn.h, ...
     state_in = [ins[n] for n in names]
     state_out = [outs[f"{n}_out"] for n in names]
     states = [np.zeros(interp.get_tensor(i).shape, np.float32) for i in state_in]

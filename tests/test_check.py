@@ -116,7 +116,7 @@ def test_healthy_bundle_passes_with_valid_json_and_junit(zoo_bundle, tmp_path, c
     [
         ("model.onnx", "linear.b", {"y"}),
         ("model.tflite", "linear.b", {"y"}),
-        ("model.tflite", "rnn.l0.n_h.b", {"y", "rnn.h_out"}),  # a recurrent weight: state too
+        ("model.tflite", "rnn.l0.gates_h.b", {"y", "rnn.h_out"}),  # a recurrent weight: state too
     ],
 )
 def test_corrupted_model_file_fails_naming_backend_and_output(

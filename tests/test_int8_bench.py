@@ -10,7 +10,7 @@ import math
 import pytest
 
 from rnnedge.boards import int8_bench, int8_peers
-from rnnedge.boards.int8_bench import BACKENDS, PRECISIONS
+from rnnedge.boards.int8_bench import BACKENDS, CALLS, PRECISIONS
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def doc(tmp_path_factory):
         steps=100,  # p99 needs 100 samples (boards/latency.MIN_SAMPLES)
         rounds=1,
         warmup=5,
-        calib_sequences=2,
+        calib_sequences=4,  # the int8 exporter needs 4
         calib_steps=20,
         eval_steps=20,
         tf_python=None,
@@ -37,8 +37,9 @@ def _rows(doc, **match):
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 def test_every_rnnedge_backend_and_precision_has_a_row(doc, kind):
-    got = {(r["backend"], r["precision"]) for r in _rows(doc, kind=kind, who="rnnedge")}
-    assert got == {(b, p) for b in BACKENDS for p in PRECISIONS}
+    rows = _rows(doc, kind=kind, who="rnnedge")
+    got = [(r["backend"], r["precision"], r["call"]) for r in rows]
+    assert sorted(got) == sorted((b, p, c) for b in BACKENDS for p in PRECISIONS for c in CALLS)
 
 
 def test_measured_rows_have_ordered_finite_percentiles_and_sizes(doc):
@@ -84,6 +85,29 @@ def test_peer_files_list_what_was_quantized(doc):
     assert qdq["ops"].get("QuantizeLinear", 0) > 0
 
 
+def test_float_weight_peers_are_flagged_and_not_counted_as_int8(doc):
+    # onnxruntime cannot quantize the GRU op: its op-form files keep float weights
+    for name in ("ort quantize_dynamic (op)", "ort quantize_static (op)"):
+        (row,) = _rows(doc, kind="gru", name=name)
+        assert row["weights_float"], row
+    (cell,) = _rows(doc, kind="gru", name="ort quantize_dynamic (cell)")
+    assert not cell["weights_float"]
+    int8_peers_ = [
+        r for r in _rows(doc, kind="gru", who="peer", backend="onnxruntime") if r["latency_us"]
+    ]
+    best = min(r["latency_us"]["p50"] for r in int8_peers_ if not r["weights_float"])
+    for r in _rows(doc, kind="gru", who="rnnedge", backend="onnxruntime"):
+        if r["latency_us"]:
+            assert r["vs_best_peer"] == pytest.approx(r["latency_us"]["p50"] / best)
+
+
+def test_raw_rows_compare_to_raw_float(doc):
+    for r in _rows(doc, who="rnnedge", call="raw", unavailable=None):
+        (flt,) = _rows(doc, kind=r["kind"], who="rnnedge", backend=r["backend"], call="raw",
+                       precision="float")  # fmt: skip
+        assert r["vs_float"] == pytest.approx(r["latency_us"]["p50"] / flt["latency_us"]["p50"])
+
+
 def test_report_shows_every_row(doc):
     from rnnedge.boards.int8_report import format_table
 
@@ -104,7 +128,7 @@ def test_command_prints_the_table_and_writes_json(tmp_path, capsys, monkeypatch)
     argv = ["--kinds", "gru", "--hidden", "4", "--steps", "100", "--rounds", "1", "--no-peers"]
     int8_bench.main([*argv, "--json", str(out), "--results", str(tmp_path / "res")])
     doc = json.loads(out.read_text())
-    assert doc["format"] == "rnnedge.int8-bench" and len(doc["rows"]) == 6
+    assert doc["format"] == "rnnedge.int8-bench" and len(doc["rows"]) == 12
     assert "rnnedge litert float" in capsys.readouterr().out
     (results,) = (tmp_path / "res" / "int8-bench").glob("*.jsonl")
     assert json.loads(results.read_text().splitlines()[0])["rows"] == doc["rows"]
