@@ -54,9 +54,9 @@ class TensorQuant:
         d: dict[str, Any] = {"tensor": self.tensor, "dtype": self.dtype, "node": self.node}
         if self.dtype in INT_DTYPES:
             d |= {"axis": self.axis, "scale": list(self.scale), "zero_point": list(self.zero_point)}
-            d["source"] = self.source
         else:
             d["why"] = self.why
+        d["source"] = self.source  # a float activation too: without it, it would read as weight
         return d
 
     @classmethod
