@@ -58,7 +58,7 @@ def _last_slice(b: GraphBuilder, x: Sym, start: int, end: int, hint: str) -> Sym
 
 def gru_cell(b: GraphBuilder, x: Sym, h: Sym, w: CellWeights, hint: str) -> Sym:
     # One linear per side with all three gates (as LSTM's), sliced after: two matmuls instead
-    # of four, which measured faster on every backend and precision (docs/int8.md, latency).
+    # of four, fewer kernel calls per step on every backend (docs/int8.md, "Latency").
     hs = w.w_hh.shape[1]
     zeros = np.zeros(2 * hs, w.w_hh.dtype)
     b_x = None if w.b_ih is None else np.concatenate([_bias(w, 0, 2 * hs), w.b_ih[2 * hs :]])
