@@ -67,9 +67,7 @@ def add_int8(
     ranges, overruns = None, []
     if precision == "int8":
         ranges = _calibrate_int8(graph, calib, percentile, say)
-        # the LSTM cell in float: as accurate as int16 and 1.4-1.7x faster on LiteRT, whose
-        # XNNPACK delegate has no int16 kernels (docs/int8.md, "The LSTM cell")
-        plan = plan_int8(graph, ranges, h="calibrated", cell="float")
+        plan = plan_int8(graph, ranges)
         overruns = _warn_out_of_range(graph, plan, ranges, golden, say)
     else:
         plan = plan_int8_dynamic(graph)

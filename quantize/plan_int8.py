@@ -12,8 +12,8 @@ TFLite emitter can write them as they are:
                (calibrated: it is a float island, see _reads_cell); with h="fixed",
                recurrent h states in [-1, 1] 1/128 zp 0
   LSTM cell c  int16, symmetric, power-of-two scale 2^ceil(log2 max|c|) / 2^15 (TFLite's 8x8_16
-               LSTM keeps its cell state so), or float (`cell="float"`). Export uses float:
-               as accurate (measured) and faster on LiteRT, whose XNNPACK has no int16 ops
+               LSTM keeps its cell state so, `cell="int16"`), or float (the default: as
+               accurate, measured, and faster on LiteRT, whose XNNPACK has no int16 ops)
 Tensors joined by reshape / slice / concat and a state's input and output form ONE group with
 ONE set of parameters: TFLite's int8 RESHAPE, STRIDED_SLICE and CONCATENATION require equal
 input and output parameters, and an int8 state is fed straight back into the next step.
@@ -41,10 +41,13 @@ OUTPUT_HEADROOM = 0.05
 Interval = tuple[float, float]
 
 
-def plan_int8(graph: Graph, ranges: Ranges, *, cell: str = "int16", h: str = "fixed") -> QuantPlan:
-    """`cell`: the LSTM cell state in "int16" or "float". `h`: a bounded state (GRU / LSTM h)
-    at the fixed 1/128 ("fixed") or at its calibrated range ("calibrated"; still one set for
-    the state's input and output). An RNN-tanh h is a TANH output: 1/128 either way."""
+def plan_int8(
+    graph: Graph, ranges: Ranges, *, cell: str = "float", h: str = "calibrated"
+) -> QuantPlan:
+    """`cell`: the LSTM cell state in "float" or "int16". `h`: a bounded state (GRU / LSTM h)
+    at its calibrated range ("calibrated"; still one set for the state's input and output) or
+    at the fixed 1/128 ("fixed"). An RNN-tanh h is a TANH output: 1/128 either way. The
+    defaults are export's, each chosen by measurement (docs/int8.md)."""
     if cell not in CELLS:
         raise InputError(f"cell {cell!r} must be one of {CELLS}")
     if h not in HS:

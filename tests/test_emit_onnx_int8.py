@@ -38,7 +38,7 @@ def _seqs(seed: int, count: int, steps: int, batch: int = 1) -> np.ndarray:
 @cache
 def _planned(kind: str, hidden: int, layers: int) -> tuple[Graph, QuantPlan, bytes]:
     g = capture(rnn_with_head(kind, hidden, layers, FEATURES), torch.zeros(1, 1, FEATURES)).graph
-    plan = plan_int8(g, calibrate(g, list(_seqs(1, 4, 100)[:, :, 0])), h="calibrated")
+    plan = plan_int8(g, calibrate(g, list(_seqs(1, 4, 100)[:, :, 0])), cell="int16")
     return g, plan, emit_onnx(g, plan)
 
 

@@ -35,7 +35,7 @@ def _planned(kind: str, hidden: int, layers: int) -> tuple[Graph, QuantPlan]:
     g = capture(rnn_with_head(kind, hidden, layers, FEATURES), torch.zeros(1, 1, FEATURES)).graph
     rng = np.random.default_rng(1)
     seqs = [rng.standard_normal((100, 1, 1, FEATURES)).astype(np.float32) for _ in range(3)]
-    return g, plan_int8(g, calibrate(g, seqs), h="calibrated")
+    return g, plan_int8(g, calibrate(g, seqs), cell="int16")
 
 
 def _interpreter(data: bytes, delegate: bool):
