@@ -131,6 +131,14 @@ class TwoRNNs(nn.Module):
         return out
 
 
+class StateCopiesInput(nn.Module):
+    """State out = a copy of x: the numpy executor would hand back a view of the caller's x
+    (tests/test_runtime.py checks that the state never aliases the caller's arrays)."""
+
+    def forward(self, x: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x - prev, x.clone()
+
+
 def _seq(rnn: nn.Module, out: int) -> Callable[[], nn.Module]:
     return lambda: Seq(rnn, out)
 
@@ -171,6 +179,7 @@ ZOO: dict[str, tuple[Callable[[], nn.Module], Callable[[], object]]] = {
     "front_end": (FrontEnd, lambda: _x(1, 1, 16)),
     "math_head": (MathHead, lambda: _x(1, 1, F_IN)),
     "two_rnns": (TwoRNNs, lambda: _x(1, 1, F_IN)),
+    "state_copies_input": (StateCopiesInput, lambda: (_x(1, 3), _x(1, 3))),
 }
 
 

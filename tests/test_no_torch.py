@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def _run_without_torch(code: str) -> subprocess.CompletedProcess:
@@ -33,6 +34,14 @@ def test_a_bundle_streams_without_torch(zoo_bundle) -> None:
     assert r.stdout.split("\n")[:3] == [
         f"{b} (5, 1, 1, 4)" for b in ("numpy", "onnxruntime", "litert")
     ]
+
+
+def test_runtime_tests_import_without_torch() -> None:
+    # `make arm64` runs tests/test_runtime.py in a root without torch: a torch import there
+    # (bundles it needs are exported on x86, see boards/arm64/export_bundles.py) breaks it
+    tests = str(Path(__file__).parent)
+    r = _run_without_torch(f"sys.path.insert(0, {tests!r}); import test_runtime")
+    assert r.returncode == 0, r.stderr
 
 
 def test_torch_guard_is_real() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from helpers import assert_close
 
 import rnnedge
@@ -108,24 +107,9 @@ def test_every_non_finite_position_is_caught(gru_path, bad) -> None:
     assert np.isfinite(s.step(big)).all()
 
 
-class _Aliasing(torch.nn.Module):
-    """State out = a copy of x: the numpy executor would hand back a view of the caller's x."""
-
-    def forward(self, x, prev):
-        return x - prev, x.clone()
-
-
-@pytest.fixture(scope="module")
-def aliasing_path(tmp_path_factory):
-    from rnnedge.export.pipeline import export_bundle
-
-    out = tmp_path_factory.mktemp("alias") / "alias.rnnedge"
-    return export_bundle(_Aliasing(), (torch.zeros(1, 3), torch.zeros(1, 3)), out)
-
-
 @pytest.mark.parametrize("backend", available_backends())
-def test_state_never_aliases_the_callers_arrays(aliasing_path, backend) -> None:
-    s = rnnedge.load(aliasing_path, backend=backend).stream()
+def test_state_never_aliases_the_callers_arrays(zoo_bundle, backend) -> None:
+    s = rnnedge.load(zoo_bundle("state_copies_input")[0], backend=backend).stream()
     buf = np.zeros((1, 3), np.float32)
     seen = []
     for value in (1.0, 2.0, 4.0):
