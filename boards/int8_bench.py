@@ -32,7 +32,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -164,28 +164,41 @@ def _calib(cfg: Int8BenchConfig) -> list[np.ndarray]:
 
 
 def _rnnedge_paths(kind: str, hidden: int, cfg: Int8BenchConfig, bundles: dict) -> list[_Path]:
-    from rnnedge.runtime import load
-
     paths = []
     for backend in cfg.backends:
         for precision in PRECISIONS:
-            for call in CALLS:
-                name = f"rnnedge {backend} {precision}" + (" raw" if call == "raw" else "")
-                base = dict(kind=kind, hidden=hidden, who="rnnedge", backend=backend, call=call)
-                base |= dict(precision=precision, name=name)
-                where = bundles[precision]
-                if isinstance(where, str):
-                    paths.append(_Path(row=Row(**base, unavailable=where), make=_none))
-                    continue
-                try:
-                    model = load(where, backend=backend, precision=precision)
-                except RnnedgeError as e:
-                    row = Row(**base, unavailable=f"not available: {e}")
-                    paths.append(_Path(row=row, make=_none))
-                    continue
-                info = _file_info(model, backend, precision)
-                paths.append(_Path(row=Row(**base, **info), make=_stepper(model, backend, call)))
+            base = dict(kind=kind, hidden=hidden, who="rnnedge", backend=backend)
+            base |= dict(precision=precision)
+            rows = {
+                c: Row(**base, call=c, name=f"rnnedge {backend} {precision}" + _SUFFIX[c])
+                for c in CALLS
+            }
+            model = _open(bundles[precision], backend, precision)
+            if isinstance(model, str):
+                paths += [
+                    _Path(row=replace(r, unavailable=model), make=_none) for r in rows.values()
+                ]
+                continue
+            info = _file_info(model, backend, precision)  # one open serves both calls
+            for c, r in rows.items():
+                paths.append(_Path(row=replace(r, **info), make=_stepper(model, backend, c)))
     return paths
+
+
+_SUFFIX = {"stream": "", "raw": " raw"}
+
+
+def _open(where: Path | str, backend: str, precision: str):
+    """The loaded model, or why there is none (`where` is already a reason when the exporter
+    could not build the precision)."""
+    from rnnedge.runtime import load
+
+    if isinstance(where, str):
+        return where
+    try:
+        return load(where, backend=backend, precision=precision)
+    except RnnedgeError as e:
+        return f"not available: {e}"
 
 
 def _stepper(model, backend: str, call: str) -> Callable[[], Stepper]:
