@@ -23,12 +23,12 @@ test: setup
 
 # per-step cost against raw interpreter calls and PyTorch eager, one run (issue 4's numbers)
 bench-step: setup
-	$(PY) -m rnnedge.boards.step_bench
+	$(PY) -m rnnedge.boards.sweeps.step
 
 # int8 vs float vs the peers' int8 per step, GRU/LSTM at hidden 64..512 (issue 3); the LiteRT
 # int8 peer needs a Python with tensorflow: make bench-int8 TF_PYTHON=/tmp/tfvenv/bin/python
 bench-int8: setup
-	$(PY) -m rnnedge.boards.int8_bench $(if $(TF_PYTHON),--tf-python $(TF_PYTHON))
+	$(PY) -m rnnedge.boards.sweeps.int8 $(if $(TF_PYTHON),--tf-python $(TF_PYTHON))
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

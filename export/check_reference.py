@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from rnnedge.errors import ExportError, UnsupportedModelError
 from rnnedge.runtime.bundle import Bundle
-from rnnedge.runtime.check import StepFn
+from rnnedge.runtime.check.run import StepFn
 
 
 def torch_reference(bundle: Bundle, spec: str, weights: str | None = None) -> StepFn:
     import torch
 
-    from rnnedge.export.capture import capture
+    from rnnedge.export.capture.program import capture
     from rnnedge.export.model_spec import load_model
 
     model = load_model(spec, weights)

@@ -14,9 +14,9 @@ import torch
 
 from rnnedge import __version__
 from rnnedge.errors import ExportError, RnnedgeError
-from rnnedge.export.capture import Captured, capture
-from rnnedge.export.emit_onnx import emit_onnx
-from rnnedge.export.emit_tflite import emit_tflite
+from rnnedge.export.capture.program import Captured, capture
+from rnnedge.export.onnx import emit_onnx
+from rnnedge.export.tflite import emit_tflite
 from rnnedge.runtime.backends import BACKENDS, available_backends
 from rnnedge.runtime.bundle import Bundle, write_bundle
 from rnnedge.runtime.graph import Graph
@@ -78,7 +78,7 @@ def export_bundle(
     manifest = _manifest(cap.graph, files={}, task=_task(task, cap.graph))
     manifest = dataclasses.replace(manifest, unbatched_why=cap.unbatched_why)
     if quantize != "none":
-        from rnnedge.export.int8_export import add_int8
+        from rnnedge.export.quantized import add_int8
 
         manifest, files = add_int8(
             quantize, cap.graph, calib, sequences, manifest, files, say, percentile=percentile
@@ -90,7 +90,7 @@ def export_bundle(
     results, _ = parity(bundle, "float", EXPORT_PARITY_GATE, say)
     manifest = dataclasses.replace(manifest, parity={**manifest.parity, **results})
     if quantize != "none":
-        from rnnedge.export.int8_export import int8_parity
+        from rnnedge.export.quantized import int8_parity
 
         bundle = Bundle(Path(out), manifest, cap.graph, files)
         manifest = int8_parity(bundle, manifest, quantize, say)
@@ -181,8 +181,8 @@ def run_golden(bundle: Bundle, backend_name: str, precision: str = "float") -> d
     max(1, |reference|) at each step, run through the runner a Stream deploys with (its own
     interpreter or IO bindings), the state carried inside it as in deployment."""
     from rnnedge.runtime.backends import open_backend
-    from rnnedge.runtime.check import run_streams
-    from rnnedge.runtime.check_data import golden_sequences
+    from rnnedge.runtime.check.data import golden_sequences
+    from rnnedge.runtime.check.run import run_streams
     from rnnedge.runtime.runners import make_runner
 
     runner = make_runner(open_backend(bundle, backend_name, precision), bundle, precision)

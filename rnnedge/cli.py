@@ -121,9 +121,9 @@ def cmd_run(a: argparse.Namespace) -> None:
 def cmd_check(a: argparse.Namespace) -> int:
     from rnnedge.errors import ExportError, ModelSpecError, UnsupportedModelError
     from rnnedge.runtime.bundle import read_bundle
-    from rnnedge.runtime.check import CheckConfig, run_check
-    from rnnedge.runtime.check_data import load_data
-    from rnnedge.runtime.check_report import format_table, write_json, write_junit
+    from rnnedge.runtime.check.data import load_data
+    from rnnedge.runtime.check.report import format_table, write_json, write_junit
+    from rnnedge.runtime.check.run import CheckConfig, run_check
 
     if a.weights and not a.model:
         print("rnnedge check: usage error: --weights needs --model", file=sys.stderr)
@@ -150,7 +150,7 @@ def cmd_check(a: argparse.Namespace) -> int:
             write(report, path)
             print(f"wrote {path}")
     if a.plot:
-        from rnnedge.runtime.check_plot import write_plot
+        from rnnedge.runtime.check.plot import write_plot
 
         write_plot(report, a.plot)
         print(f"wrote {a.plot}")
@@ -179,9 +179,9 @@ def _ms(text: str) -> float:
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
-    from rnnedge.boards.bench import MODES, BenchConfig
-    from rnnedge.boards.progress import ProgressBar
-    from rnnedge.boards.report import Outputs, bench
+    from rnnedge.boards.bench.report import Outputs, bench
+    from rnnedge.boards.bench.run import MODES, BenchConfig
+    from rnnedge.progress import ProgressBar
 
     config = BenchConfig(
         bundle=a.bundle,
@@ -342,7 +342,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--model", help="the PyTorch MODEL spec of the bundle, for the torch peers")
     b.add_argument("--weights", help="state_dict or .safetensors for --model")
     b.add_argument("--board", help="record under this board profile (default: detect)")
-    b.add_argument("--json", help="write the result as JSON (schema: boards/bench_schema.json)")
+    b.add_argument(
+        "--json", help="write the result as JSON (schema: boards/bench/bench_schema.json)"
+    )
     b.add_argument(
         "--results",
         default="results",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnedge.boards.latency import LatencyStats
+from rnnedge.boards.bench.latency import LatencyStats
 from rnnedge.export.pipeline import Progress
 from rnnedge.runtime import available_backends, load
 from rnnedge.runtime.model import Model
@@ -82,7 +82,7 @@ def stream_accuracy(model: Model, x: np.ndarray, y: np.ndarray) -> float:
 def run_demo(out_dir: str, *, steps: int = 5000, progress: Progress | None = None) -> str:
     import torch
 
-    from rnnedge.boards.latency import measure, raw_call, stream_call
+    from rnnedge.boards.bench.latency import measure, raw_call, stream_call
     from rnnedge.export.pipeline import export_bundle
 
     say = progress or (lambda _m: None)

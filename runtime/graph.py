@@ -29,7 +29,7 @@ class TensorSpec:
     shape: tuple[int, ...]  # of ONE stream (the export example's batch)
     dtype: str = "float32"
     # The axis along which n streams are stacked into one batched call, or None when the
-    # graph cannot batch streams (see export/batching.py). Absent in JSON when None.
+    # graph cannot batch streams (see export/capture/batching.py). Absent in JSON when None.
     batch_axis: int | None = None
 
     def __post_init__(self) -> None:

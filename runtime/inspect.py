@@ -38,7 +38,7 @@ def describe(bundle: Bundle) -> str:
             f"  {k:20s} {v.get('max_rel_err', float('nan')):.2e}" for k, v in m.parity.items()
         ]
     if "quant.json" in bundle.files:
-        from rnnedge.runtime.quant_describe import describe_plan
+        from rnnedge.runtime.quant.describe import describe_plan
 
         lines += describe_plan(bundle.files["quant.json"])
     return "\n".join(lines)

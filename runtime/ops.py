@@ -1,7 +1,7 @@
 """The op set of the Graph, defined by numpy code: this file is the executable specification.
 
 Every op takes float32 arrays and returns ONE float32 array. Shapes follow numpy broadcasting
-where an op is elementwise. PyTorch checks these functions (tests/test_ops.py) and these
+where an op is elementwise. PyTorch checks these functions (tests/spec/test_ops.py) and these
 functions check every other backend. docs/ops.md lists the ops and the ATen ops that map to them.
 """
 

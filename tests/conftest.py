@@ -15,7 +15,7 @@ def zoo_bundle(tmp_path_factory):
     """zoo_bundle(name) -> (bundle path, Captured); each model is exported once."""
     from models import build
 
-    from rnnedge.export.capture import capture
+    from rnnedge.export.capture.program import capture
     from rnnedge.export.pipeline import export_bundle
 
     cache: dict = {}

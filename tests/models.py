@@ -133,7 +133,7 @@ class TwoRNNs(nn.Module):
 
 class StateCopiesInput(nn.Module):
     """State out = a copy of x: the numpy executor would hand back a view of the caller's x
-    (tests/test_runtime.py checks that the state never aliases the caller's arrays)."""
+    (tests/runtime/test_runtime.py checks that the state never aliases the caller's arrays)."""
 
     def forward(self, x: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x - prev, x.clone()

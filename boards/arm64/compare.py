@@ -134,7 +134,7 @@ def _meta() -> dict[str, str]:
     return meta
 
 
-# ---- report: pure functions over the recorded dicts (tested in tests/test_arm64_compare.py)
+# ---- report: pure functions over the recorded dicts (tested in tests/boards/test_arm64_compare.py)
 
 
 def max_abs(a: np.ndarray, b: np.ndarray) -> float:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-# gru, lstm_2layer and state_copies_input: tests/test_runtime.py and tests/test_no_torch.py
-# use them; the rest cover every RNN kind, explicit and nested states, a conv front end and
-# elementwise math
+# gru, lstm_2layer and state_copies_input: tests/runtime/test_runtime.py and
+# tests/runtime/test_no_torch.py use them; the rest cover every RNN kind, explicit and nested
+# states, a conv front end and elementwise math
 ZOO = (
     "gru",
     "lstm_2layer",

@@ -1,5 +1,5 @@
 """conftest.py for the runtime tests inside the emulated arm64 root (copied there as
-conftest.py next to tests/test_runtime.py and tests/test_no_torch.py).
+conftest.py next to tests/runtime/test_runtime.py and tests/runtime/test_no_torch.py).
 
 The repo's own fixture exports zoo models with torch, which the root does not have (and must
 not: the runtime is proved without it). This one hands out the same zoo models exported

@@ -204,10 +204,11 @@ install_runtime() {
 stage_inputs() {
 	local opt=$ROOT$OPT
 	rm -rf "$opt/bundles" "$opt/tests" "$opt/out"
-	mkdir -p "$opt/tests" "$opt/out"
+	mkdir -p "$opt/tests/runtime" "$opt/out"
 	cp -r "$BUNDLES" "$opt/bundles"
 	cp "$HERE"/{compare.py,footprint.py} "$opt/"
-	cp "$REPO"/tests/{helpers.py,test_runtime.py,test_no_torch.py} "$opt/tests/"
+	cp "$REPO"/tests/helpers.py "$opt/tests/"
+	cp "$REPO"/tests/runtime/{test_runtime.py,test_no_torch.py} "$opt/tests/runtime/"
 	cp "$HERE/root_conftest.py" "$opt/tests/conftest.py"
 	cp "$OUT/x86.npz" "$opt/x86.npz"
 }
@@ -236,7 +237,7 @@ main() {
 
 	local cpu records=()
 	for cpu in $CPUS; do
-		say "$cpu: runtime tests (tests/test_runtime.py, tests/test_no_torch.py)"
+		say "$cpu: runtime tests (tests/runtime/test_runtime.py, tests/runtime/test_no_torch.py)"
 		if ! in_root "$cpu" "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
 			--rootdir "$OPT/tests" "$OPT/tests" >"$OUT/pytest-$cpu.txt" 2>&1; then
 			cat "$OUT/pytest-$cpu.txt"

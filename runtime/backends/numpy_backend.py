@@ -7,9 +7,9 @@ import numpy as np
 from rnnedge.errors import BackendError, GraphError
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.executor import Executor
-from rnnedge.runtime.int8_dynamic import Int8DynamicExecutor
-from rnnedge.runtime.int8_static import Int8StaticExecutor
-from rnnedge.runtime.quant_plan import read_plan
+from rnnedge.runtime.quant.int8 import Int8StaticExecutor
+from rnnedge.runtime.quant.int8_dynamic import Int8DynamicExecutor
+from rnnedge.runtime.quant.plan import read_plan
 
 
 class NumpyBackend:

@@ -1,0 +1,1 @@
+"""What runs on a board (no torch): `rnnedge bench`, latency statistics, machine info."""

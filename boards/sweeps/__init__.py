@@ -1,0 +1,1 @@
+"""The repo's benchmark sweeps (`make bench-step`, `make bench-int8`)."""

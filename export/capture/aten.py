@@ -1,0 +1,402 @@
+"""ATEN_TO_GRAPH: the one registry from core-ATen ops to Graph ops.
+
+Each entry is a small function `(ctx, node, *args, **kwargs) -> value` where tensor arguments
+are `Sym` (computed at run time) and everything that depends on no model input has already
+been folded to a torch.Tensor constant by capture. An op missing here is refused by capture
+with its name and the module path it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnnedge.errors import UnsupportedModelError
+from rnnedge.export.capture.builder import GraphBuilder, Sym
+from rnnedge.export.capture.rnn import (
+    CellWeights,
+    SeqCall,
+    gru_cell,
+    lower_sequence,
+    lstm_cell,
+    rnn_cell,
+)
+
+
+@dataclass
+class Ctx:
+    b: GraphBuilder
+    where: str  # module path of the node being lowered ("" at top level)
+    out_shape: tuple[int, ...]  # shape of the node's (first) result, from torch's tracing
+    lift: Callable[[str, torch.Tensor], Sym]  # lift a constant initial state into a state input
+    emit_state: Callable[[Sym, Sym], None]  # record a lifted state's next value
+
+
+def sym(ctx: Ctx, v: Any) -> Sym:
+    """Any tensor-like argument as a graph tensor (constants become float32 constants)."""
+    if isinstance(v, Sym):
+        return v
+    if isinstance(v, torch.Tensor):
+        return ctx.b.const(v.detach().to(torch.float32).numpy(), "const")
+    if isinstance(v, (int, float, bool)):
+        return ctx.b.const(np.float32(v), "scalar")
+    raise UnsupportedModelError(
+        f"{ctx.where or 'model'}: cannot use {type(v).__name__} as a tensor"
+    )
+
+
+def const(ctx: Ctx, v: Any, what: str) -> np.ndarray:
+    if isinstance(v, Sym):
+        raise UnsupportedModelError(
+            f"{ctx.where or 'model'}: {what} must be a constant (a parameter), "
+            "not computed from the input"
+        )
+    return v.detach().to(torch.float32).numpy() if isinstance(v, torch.Tensor) else np.float32(v)
+
+
+def _axis(ctx: Ctx, v: Sym, dim: int) -> int:
+    rank = len(ctx.b.shape(v))
+    return dim + rank if dim < 0 else dim
+
+
+# --- elementwise -------------------------------------------------------------------------
+
+
+def _binary(op: str, swap: bool = False) -> Callable[..., Sym]:
+    def lower(ctx: Ctx, node, a, b, alpha=1) -> Sym:
+        if alpha != 1:
+            b = ctx.b.op("mul", [sym(ctx, b), sym(ctx, alpha)])
+        x, y = (sym(ctx, b), sym(ctx, a)) if swap else (sym(ctx, a), sym(ctx, b))
+        return ctx.b.op(op, [x, y])
+
+    return lower
+
+
+def _unary(op: str) -> Callable[..., Sym]:
+    return lambda ctx, node, x: ctx.b.op(op, [sym(ctx, x)])
+
+
+def _clamp(ctx: Ctx, node, x, lo=None, hi=None) -> Sym:
+    y = sym(ctx, x)
+    if lo is not None:
+        y = ctx.b.op("maximum", [y, sym(ctx, lo)])
+    if hi is not None:
+        y = ctx.b.op("minimum", [y, sym(ctx, hi)])
+    return y
+
+
+def _gelu(ctx: Ctx, node, x, approximate="none") -> Sym:
+    return ctx.b.op("gelu", [sym(ctx, x)], approximate=approximate)
+
+
+# --- linear, conv, norm ------------------------------------------------------------------
+
+
+def _linear(ctx: Ctx, node, x, w, bias=None) -> Sym:
+    ins = [sym(ctx, x), ctx.b.const(const(ctx, w, "a Linear weight"), "linear.w")]
+    if bias is not None:
+        ins.append(ctx.b.const(const(ctx, bias, "a Linear bias"), "linear.b"))
+    return ctx.b.op("linear", ins)
+
+
+def _addmm(ctx: Ctx, node, bias, x, w_t, beta=1, alpha=1) -> Sym:
+    # addmm(b, x, W^T) is how the decomposition writes x W^T + b; W^T must be a parameter
+    w = const(ctx, w_t, "the weight of a matrix product").T * alpha
+    ins = [sym(ctx, x), ctx.b.const(w, "linear.w"), sym(ctx, const(ctx, bias, "bias") * beta)]
+    return ctx.b.op("linear", ins)
+
+
+def _mm(ctx: Ctx, node, x, w_t) -> Sym:
+    w = const(ctx, w_t, "the right operand of a matrix product").T
+    return ctx.b.op("linear", [sym(ctx, x), ctx.b.const(w, "linear.w")])
+
+
+def _conv(ctx: Ctx, node, x, w, bias, stride, padding, dilation, transposed, _out_pad, groups):
+    x = sym(ctx, x)
+    if transposed or len(ctx.b.shape(x)) != 3 or len(stride) != 1:
+        raise UnsupportedModelError(
+            f"{ctx.where or 'model'}: only Conv1d over a (batch, channels, length) chunk "
+            "is supported"
+        )
+    ins = [x, ctx.b.const(const(ctx, w, "a Conv1d weight"), "conv.w")]
+    if bias is not None:
+        ins.append(ctx.b.const(const(ctx, bias, "a Conv1d bias"), "conv.b"))
+    attrs = dict(stride=stride[0], padding=padding[0], dilation=dilation[0], groups=groups)
+    return ctx.b.op("conv1d", ins, **attrs)
+
+
+def _layer_norm(ctx: Ctx, node, x, normalized_shape, w=None, bias=None, eps=1e-5):
+    ins = [sym(ctx, x)]
+    if w is not None or bias is not None:
+        dim = list(normalized_shape)
+        ins.append(ctx.b.const(np.ones(dim) if w is None else const(ctx, w, "a LayerNorm weight")))
+        if bias is not None:
+            ins.append(ctx.b.const(const(ctx, bias, "a LayerNorm bias")))
+    y = ctx.b.op("layer_norm", ins, axes=len(normalized_shape), eps=float(eps))
+    return (y, None, None)  # native_layer_norm also returns mean and rstd, never used at inference
+
+
+# --- reductions and shapes ---------------------------------------------------------------
+
+
+def _reduce(op: str) -> Callable[..., Sym]:
+    def lower(ctx: Ctx, node, x, dims=None, keepdim=False, dtype=None) -> Sym:
+        x = sym(ctx, x)
+        axes = dims if dims else range(len(ctx.b.shape(x)))
+        return ctx.b.op(
+            op, [x], axes=sorted(_axis(ctx, x, d) for d in axes), keepdims=bool(keepdim)
+        )
+
+    return lower
+
+
+def _reshape(ctx: Ctx, node, x, *_shape_args) -> Sym:
+    return ctx.b.op("reshape", [sym(ctx, x)], shape=list(ctx.out_shape))
+
+
+def _identity(ctx: Ctx, node, x, *_args, **_kwargs) -> Sym:
+    return sym(ctx, x)
+
+
+def _to_copy(ctx: Ctx, node, x, dtype=None, **_kwargs) -> Sym:
+    if dtype not in (None, torch.float32):
+        raise UnsupportedModelError(
+            f"{ctx.where or 'model'}: cast to {dtype} (only float32 is supported)"
+        )
+    return sym(ctx, x)
+
+
+def _permute(ctx: Ctx, node, x, dims) -> Sym:
+    x = sym(ctx, x)
+    return ctx.b.op("transpose", [x], perm=[_axis(ctx, x, d) for d in dims])
+
+
+def _cat(ctx: Ctx, node, xs, dim=0) -> Sym:
+    parts = [sym(ctx, v) for v in xs]
+    return ctx.b.op("concat", parts, axis=_axis(ctx, parts[0], dim))
+
+
+def _slice(ctx: Ctx, node, x, dim=0, start=None, end=None, step=1) -> Sym:
+    x = sym(ctx, x)
+    axis = _axis(ctx, x, dim)
+    start, end, _ = slice(start, end, step).indices(ctx.b.shape(x)[axis])
+    return ctx.b.op("slice", [x], axis=axis, start=start, end=max(end, start), step=step)
+
+
+def _select(ctx: Ctx, node, x, dim, index) -> Sym:
+    x = sym(ctx, x)
+    axis = _axis(ctx, x, dim)
+    i = index + ctx.b.shape(x)[axis] if index < 0 else index
+    one = ctx.b.op("slice", [x], axis=axis, start=i, end=i + 1, step=1)
+    return ctx.b.op("reshape", [one], shape=list(ctx.out_shape))
+
+
+def _split_with_sizes(ctx: Ctx, node, x, sizes, dim=0) -> tuple[Sym, ...]:
+    x = sym(ctx, x)
+    axis, start, parts = _axis(ctx, x, dim), 0, []
+    for size in sizes:
+        parts.append(ctx.b.op("slice", [x], axis=axis, start=start, end=start + size, step=1))
+        start += size
+    return tuple(parts)
+
+
+def _split(ctx: Ctx, node, x, size, dim=0) -> tuple[Sym, ...]:
+    n = ctx.b.shape(sym(ctx, x))[_axis(ctx, sym(ctx, x), dim)]
+    return _split_with_sizes(ctx, node, x, [min(size, n - s) for s in range(0, n, size)], dim)
+
+
+def _expand(ctx: Ctx, node, x, _size, **_kwargs) -> Sym:
+    return ctx.b.op("expand", [sym(ctx, x)], shape=list(ctx.out_shape))
+
+
+def _pad_pairs(ctx: Ctx, x: Sym, pad: list[int]) -> list[list[int]]:
+    # ATen pads are (last_before, last_after, 2nd_last_before, ...); ours one pair per axis
+    rank = len(ctx.b.shape(x))
+    pairs = [[0, 0] for _ in range(rank)]
+    for k in range(len(pad) // 2):
+        pairs[rank - 1 - k] = [pad[2 * k], pad[2 * k + 1]]
+    if any(p < 0 for pair in pairs for p in pair):
+        raise UnsupportedModelError(
+            f"{ctx.where or 'model'}: negative padding (cropping) is not supported"
+        )
+    return pairs
+
+
+def _constant_pad(ctx: Ctx, node, x, pad, value=0.0) -> Sym:
+    x = sym(ctx, x)
+    return ctx.b.op("pad", [x], pads=_pad_pairs(ctx, x, pad), mode="constant", value=float(value))
+
+
+def _reflect_pad(ctx: Ctx, node, x, pad) -> Sym:
+    x = sym(ctx, x)
+    return ctx.b.op("pad", [x], pads=_pad_pairs(ctx, x, pad), mode="reflect", value=0.0)
+
+
+def _getitem(ctx: Ctx, node, seq, i) -> Any:
+    return seq[i]
+
+
+ATEN_TO_GRAPH: dict[str, Callable[..., Any]] = {
+    "aten.add.Tensor": _binary("add"),
+    "aten.add.Scalar": _binary("add"),
+    "aten.sub.Tensor": _binary("sub"),
+    "aten.sub.Scalar": _binary("sub"),
+    "aten.rsub.Scalar": _binary("sub", swap=True),
+    "aten.rsub.Tensor": _binary("sub", swap=True),
+    "aten.mul.Tensor": _binary("mul"),
+    "aten.mul.Scalar": _binary("mul"),
+    "aten.div.Tensor": _binary("div"),
+    "aten.div.Scalar": _binary("div"),
+    "aten.pow.Tensor_Scalar": _binary("pow"),
+    "aten.pow.Tensor_Tensor": _binary("pow"),
+    "aten.maximum.default": _binary("maximum"),
+    "aten.minimum.default": _binary("minimum"),
+    "aten.clamp.default": _clamp,
+    "aten.clamp_min.default": lambda ctx, node, x, lo: _clamp(ctx, node, x, lo, None),
+    "aten.clamp_max.default": lambda ctx, node, x, hi: _clamp(ctx, node, x, None, hi),
+    "aten.neg.default": _unary("neg"),
+    "aten.abs.default": _unary("abs"),
+    "aten.sqrt.default": _unary("sqrt"),
+    "aten.rsqrt.default": _unary("rsqrt"),
+    "aten.exp.default": _unary("exp"),
+    "aten.log.default": _unary("log"),
+    "aten.sigmoid.default": _unary("sigmoid"),
+    "aten.tanh.default": _unary("tanh"),
+    "aten.relu.default": _unary("relu"),
+    "aten.gelu.default": _gelu,
+    "aten.linear.default": _linear,
+    "aten.addmm.default": _addmm,
+    "aten.mm.default": _mm,
+    "aten.convolution.default": _conv,
+    "aten.native_layer_norm.default": _layer_norm,
+    "aten.mean.dim": _reduce("mean"),
+    "aten.mean.default": _reduce("mean"),
+    "aten.sum.dim_IntList": _reduce("sum"),
+    "aten.sum.default": _reduce("sum"),
+    "aten.view.default": _reshape,
+    "aten.reshape.default": _reshape,
+    "aten._unsafe_view.default": _reshape,
+    "aten.squeeze.dims": _reshape,
+    "aten.squeeze.dim": _reshape,
+    "aten.squeeze.default": _reshape,
+    "aten.unsqueeze.default": _reshape,
+    "aten.flatten.using_ints": _reshape,
+    "aten.clone.default": _identity,
+    "aten.alias.default": _identity,
+    "aten.detach.default": _identity,
+    "aten.contiguous.default": _identity,
+    "aten.dropout.default": _identity,  # export runs the model in eval mode: dropout is identity
+    "aten._to_copy.default": _to_copy,
+    "aten.permute.default": _permute,
+    "aten.cat.default": _cat,
+    "aten.slice.Tensor": _slice,
+    "aten.select.int": _select,
+    "aten.split_with_sizes.default": _split_with_sizes,
+    "aten.split.Tensor": _split,
+    "aten.expand.default": _expand,
+    "aten.constant_pad_nd.default": _constant_pad,
+    "aten.reflection_pad1d.default": _reflect_pad,
+    "aten.reflection_pad2d.default": _reflect_pad,
+    "getitem": _getitem,
+}
+
+
+# --- recurrent ops -----------------------------------------------------------------------
+
+RNN_SEQUENCE_OPS = {
+    "aten.gru.input": "gru",
+    "aten.lstm.input": "lstm",
+    "aten.rnn_tanh.input": "rnn_tanh",
+    "aten.rnn_relu.input": "rnn_relu",
+}
+RNN_CELL_OPS = {
+    "aten.gru_cell.default": "gru",
+    "aten.lstm_cell.default": "lstm",
+    "aten.rnn_tanh_cell.default": "rnn_tanh",
+    "aten.rnn_relu_cell.default": "rnn_relu",
+}
+
+
+def _states(ctx: Ctx, hx: Any, kind: str) -> tuple[list[Sym], bool]:
+    """The state tensors of an RNN call; lifted into new state inputs when they are constants
+    (the model passed no state, or a fixed one). Returns them and whether they were lifted."""
+    parts = list(hx) if isinstance(hx, (list, tuple)) else [hx]
+    if all(isinstance(p, Sym) for p in parts):
+        step_input = ctx.b.inputs[0].name
+        if any(ctx.b.depends_on(p, step_input) for p in parts):
+            raise UnsupportedModelError(
+                f"{ctx.where or kind}: the initial state is computed from the step input, so a "
+                "stream would restart it at every step; pass the state as a forward() argument "
+                "or leave it out"
+            )
+        return parts, False
+    if any(isinstance(p, Sym) for p in parts):
+        raise UnsupportedModelError(
+            f"{ctx.where}: LSTM state (h, c) must be both given or both omitted"
+        )
+    names = ["h", "c"] if kind == "lstm" else ["h"]
+    return [ctx.lift(f"{ctx.where or kind}.{n}", p) for n, p in zip(names, parts)], True
+
+
+def _rnn_sequence(kind: str) -> Callable[..., Any]:
+    def lower(
+        ctx: Ctx,
+        node,
+        x,
+        hx,
+        params,
+        has_biases,
+        num_layers,
+        _dropout,
+        _train,
+        bidirectional,
+        batch_first,
+    ):
+        call = SeqCall(
+            kind=kind,
+            params=[const(ctx, p, f"{kind.upper()} weights") for p in params],
+            has_biases=has_biases,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            batch_first=batch_first,
+        )
+        states, lifted = _states(ctx, hx, kind)
+        y, new = lower_sequence(ctx.b, call, sym(ctx, x), states, ctx.out_shape, ctx.where or kind)
+        if lifted:
+            for s, n in zip(states, new):
+                ctx.emit_state(s, n)
+        return (y, *new)
+
+    return lower
+
+
+def _rnn_cell(kind: str) -> Callable[..., Any]:
+    def lower(ctx: Ctx, node, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+        w = CellWeights(
+            *(
+                None if p is None else const(ctx, p, f"{kind} cell weights")
+                for p in (w_ih, w_hh, b_ih, b_hh)
+            )
+        )
+        states, lifted = _states(ctx, hx, kind)
+        x, hint = sym(ctx, x), ctx.where or kind
+        if kind == "gru":
+            new = [gru_cell(ctx.b, x, states[0], w, hint)]
+        elif kind == "lstm":
+            new = list(lstm_cell(ctx.b, x, states[0], states[1], w, hint))
+        else:
+            new = [rnn_cell(ctx.b, x, states[0], w, kind.removeprefix("rnn_"), hint)]
+        if lifted:
+            for s, n in zip(states, new):
+                ctx.emit_state(s, n)
+        return new[0] if kind != "lstm" else tuple(new)
+
+    return lower
+
+
+ATEN_TO_GRAPH.update({name: _rnn_sequence(kind) for name, kind in RNN_SEQUENCE_OPS.items()})
+ATEN_TO_GRAPH.update({name: _rnn_cell(kind) for name, kind in RNN_CELL_OPS.items()})

@@ -1,0 +1,123 @@
+"""Graph -> ONNX: one float32 model (opset 17) that runs one time step.
+
+The model's inputs and outputs are the Graph's, in order, with its names and static shapes;
+constants become initializers. The bytes depend only on the Graph: no timestamps, nodes in
+graph order, initializers in order of first use. Each op's lowering lives in `float_ops.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx
+from onnx import TensorProto, helper
+
+from rnnedge.errors import ExportError, GraphError
+from rnnedge.export.onnx.emitter import OnnxEmitter
+from rnnedge.export.onnx.float_ops import LOWERINGS, where
+from rnnedge.runtime.executor import infer_shapes
+from rnnedge.runtime.graph import Graph, Node
+from rnnedge.runtime.ops import OPS
+from rnnedge.runtime.quant.plan import QuantPlan
+
+OPSET = 17
+# IR version 8 is the one released with opset 17 (onnx 1.12); every onnxruntime since 1.12
+# loads it. https://github.com/onnx/onnx/blob/main/docs/Versioning.md#released-versions
+IR_VERSION = 8
+PRODUCER = "rnnedge"
+GRAPH_NAME = "rnnedge_step"
+MAX_PROTO_BYTES = (1 << 31) - 1  # protobuf's hard limit for one message
+
+
+def emit_onnx(graph: Graph, plan: QuantPlan | None = None) -> bytes:
+    """Serialises `graph` as an ONNX model; raises ExportError for anything it cannot lower.
+    With a `plan`: scheme "int8-dynamic", planned linears get int8 weights (int8_dynamic.py);
+    scheme "int8", the whole step runs on integers (int8.py)."""
+    shapes = _shapes(graph)
+    em = OnnxEmitter(graph, shapes)
+    lowerings, finish = LOWERINGS, em.bind_outputs
+    if plan is not None and plan.scheme == "int8":
+        from rnnedge.export.onnx.int8 import Int8Static
+
+        static = Int8Static(graph, plan, em)
+        static.enter()
+        lowerings, finish = static.lowerings(), static.leave
+    elif plan is not None:
+        from rnnedge.export.onnx.int8_dynamic import int8_dynamic_lowerings
+
+        lowerings = int8_dynamic_lowerings(plan)
+    for node in graph.nodes:
+        _check_node(node)
+        lower = lowerings.get(node.op)
+        if lower is None:
+            raise ExportError(f"{where(node)}: no ONNX lowering for this op")
+        em.begin(node)
+        try:
+            lower(em, node)
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise ExportError(f"{where(node)}: bad attributes or inputs ({e!r})") from e
+    finish()
+    model = _model(graph, em)
+    if model.ByteSize() > MAX_PROTO_BYTES:
+        raise ExportError(f"ONNX model is {model.ByteSize()} bytes, over protobuf's 2 GiB limit")
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ExportError(f"emitted ONNX model fails onnx.checker: {e}") from e
+    return model.SerializeToString(deterministic=True)
+
+
+def _shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
+    for t in (*graph.inputs, *graph.outputs):
+        if t.dtype != "float32":
+            raise ExportError(
+                f"ONNX export: tensor {t.name!r} is {t.dtype}, only float32 is supported"
+            )
+    try:
+        shapes = infer_shapes(graph)
+    except GraphError as e:
+        raise ExportError(f"ONNX export: cannot infer shapes: {e}") from e
+    names = [t.name for t in graph.outputs]
+    if len(set(names)) != len(names):
+        raise ExportError(f"ONNX export: graph outputs {names} repeat a name")
+    for t in graph.outputs:
+        if tuple(shapes[t.name]) != tuple(t.shape):
+            raise ExportError(
+                f"ONNX export: output {t.name!r} is declared {list(t.shape)} "
+                f"but computes {list(shapes[t.name])}"
+            )
+    return shapes
+
+
+def _check_node(node: Node) -> None:
+    op = OPS[node.op]
+    if len(node.outputs) != 1 or not op.min_inputs <= len(node.inputs) <= op.max_inputs:
+        raise ExportError(
+            f"{where(node)}: takes {op.min_inputs}-{op.max_inputs} inputs and one output, "
+            f"node has {len(node.inputs)} and {len(node.outputs)}"
+        )
+    missing = [a for a in op.attrs if a not in node.attrs]
+    if missing:
+        raise ExportError(f"{where(node)}: lacks attributes {missing}")
+
+
+def _model(graph: Graph, em: OnnxEmitter) -> onnx.ModelProto:
+    def info(t: Any) -> onnx.ValueInfoProto:
+        # a batched graph's batch axis is symbolic, so one session runs any number of streams
+        dims = ["batch" if i == t.batch_axis else d for i, d in enumerate(t.shape)]
+        return helper.make_tensor_value_info(t.name, TensorProto.FLOAT, dims)
+
+    g = helper.make_graph(
+        em.nodes,
+        GRAPH_NAME,
+        [info(t) for t in graph.inputs],
+        [info(t) for t in graph.outputs],
+        initializer=list(em.initializers.values()),
+    )
+    return helper.make_model(
+        g,
+        producer_name=PRODUCER,
+        ir_version=IR_VERSION,
+        opset_imports=[helper.make_opsetid("", OPSET)]
+        + [helper.make_opsetid(d, 1) for d in sorted({n.domain for n in em.nodes} - {""})],
+    )

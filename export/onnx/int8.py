@@ -1,0 +1,378 @@
+"""ONNX lowering of precision "int8" (full integer), following the plan (quantize/int8.py)
+and checked against its numpy spec (runtime/quant/int8.py) within 2 steps of each output.
+
+Choices, each measured on onnxruntime 1.32 (x86-64 with AVX-512 VNNI, 1 thread, 2026-11):
+  activations  uint8 with zero point plan_zp + 128: an exact re-encoding of the plan's int8
+               integers (q_u8 = q_int8 + 128, same scale). MLAS runs u8 x s8 fast; int8 x s8
+               QGemm / QLinearMatMul ran 5-60x SLOWER (a 512x2048 QLinearMatMul: 1,367 us
+               s8s8, 25 us u8s8, 58 us float Gemm). Weights stay int8 (quantize_weight).
+  linear       no bias: QLinearMatMul (u8 x s8 per-column scales -> u8), one node.
+               bias: MatMulInteger -> Add int32 bias -> Cast -> QuantizeLinear with the
+               per-channel scale y_s / (x_s w_s[n]): the int32 sum is exact (as the spec's), only
+               the final requantisation rounds in float. com.microsoft QGemm does the same in one
+               node but its per-column requantisation was slower (32 vs 25 us at 512x2048,
+               8.4 vs 7.9 us at 128x384, session overhead included) and it takes only 2-D A.
+  add, sub     com.microsoft QLinearAdd; sub is QLinearAdd with b's scale negated (checked
+               on all 65,536 u8 pairs: identical to an exact a - b rounded, as add is).
+  mul          com.microsoft QLinearMul.
+  sigmoid, tanh  com.microsoft QLinearSigmoid (one MLAS lookup kernel; Cast + Gather cost 6-16
+               us at N=1024), tanh as 2 sigmoid(2x) - 1 at tanh's fixed output parameters; its
+               table equals the spec's on all 256 entries. Otherwise (and relu, requantize):
+               Cast(u8 -> int32) + Gather from a 256-entry table built with the spec's rule.
+  reshape, slice, concat    the float lowerings (float_ops.py) on integer tensors.
+  int16 (the LSTM cell)    onnxruntime has no int16 QLinear kernels. Each op touching int16
+               runs as DequantizeLinear -> float op -> QuantizeLinear (com.microsoft's, which
+               take int16). For the cell this is exact up to ties: f*c, i*g and their sum are
+               small integers times powers of two, which float32 holds exactly, so only the
+               final rounding (half to even here, TFLite's double rounding in the spec) can
+               differ, by one int16 step. Exact int32 arithmetic (the rescales are powers of
+               two) would need ~8 integer nodes per rounding (sign, bias, divide, clamp), about
+               35 extra nodes per layer at ~0.3 us each, for the same result within 1 int16 step.
+  float islands   DequantizeLinear -> onnx_ops.LOWERINGS -> QuantizeLinear, as the spec.
+  boundary     float32 inputs and states in, QuantizeLinear; outputs and states DequantizeLinear
+               back to float32: same names, shapes and symbolic batch axis as the float file.
+onnxruntime's QLinear* and (de)quantisation round in float32, half to even, as the spec's
+int8 kernels do (it follows XNNPACK, LiteRT's default delegate, which rounds so too): measured
+0-1 steps apart per step, 2 at most (tests/export/test_emit_onnx_int8.py, test_int8_export.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from onnx import TensorProto, numpy_helper
+
+from rnnedge.export.onnx.float_ops import LOWERINGS, Lowering, unsupported
+from rnnedge.runtime.graph import Graph, Node
+from rnnedge.runtime.ops import sigmoid
+from rnnedge.runtime.quant.fixed import lookup_table, requantize_fn, round_away
+from rnnedge.runtime.quant.plan import QuantPlan, TensorQuant, quantize_weight
+
+if TYPE_CHECKING:
+    from rnnedge.export.onnx.emitter import OnnxEmitter
+
+MS = "com.microsoft"
+F32 = np.float32
+SHAPE_OPS = ("reshape", "slice", "concat")
+LUT_OPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"sigmoid": sigmoid, "tanh": np.tanh}
+
+
+@dataclass(frozen=True)
+class Rep:
+    """How a quantized tensor is held in the file: "u8" (uint8, zero point plan + 128) or
+    "i16" (int16); `zp` is in the file's encoding. A float32 tensor has no Rep (None)."""
+
+    kind: str
+    scale: float
+    zp: int
+
+    @property
+    def lo(self) -> int:
+        return 0 if self.kind == "u8" else -32768
+
+    @property
+    def hi(self) -> int:
+        return 255 if self.kind == "u8" else 32767
+
+    @property
+    def int8_zp(self) -> int:
+        return self.zp - 128
+
+
+def _rep(t: TensorQuant | None) -> Rep | None:
+    if t is None or t.dtype == "float32":
+        return None
+    if t.dtype == "int8":
+        return Rep("u8", float(F32(t.scale[0])), int(t.zero_point[0]) + 128)
+    if t.dtype == "int16":
+        return Rep("i16", float(F32(t.scale[0])), int(t.zero_point[0]))
+    raise unsupported(Node(op="?", inputs=(), outputs=(t.tensor,)), f"dtype {t.dtype}")
+
+
+def _quantize(value: np.ndarray, r: Rep) -> np.ndarray:
+    """The spec's QUANTIZE (round half away from zero, clamped) in the file's encoding."""
+    q = round_away(np.asarray(value, F32) / F32(r.scale)).astype(np.int64) + r.zp
+    return np.clip(q, r.lo, r.hi).astype(np.uint8 if r.kind == "u8" else np.int16)
+
+
+class Int8Static:
+    """The lowerings of one emit_onnx call at precision "int8": `enter` quantizes the graph
+    inputs, `lowerings` lowers each node, `leave` dequantizes the graph outputs."""
+
+    def __init__(self, graph: Graph, plan: QuantPlan, em: OnnxEmitter) -> None:
+        self.graph, self.plan, self.em = graph, plan, em
+        self.reps: dict[str, Rep | None] = {}
+        for name in [t.name for t in graph.inputs] + [n.outputs[0] for n in graph.nodes]:
+            t = plan.activation(name)
+            if t is None:
+                raise unsupported(_producer(graph, name), f"quant.json has no entry for {name!r}")
+            self.reps[name] = _rep(t)
+        self.outputs = {t.name for t in graph.outputs}
+        self._float: dict[str, str] = {}  # tensor -> its DequantizeLinear output
+        self._scalars: dict[tuple[str, bytes], str] = {}
+
+    # --- reps and initializers ---------------------------------------------------------
+
+    def rep(self, name: str) -> Rep | None:
+        if name not in self.graph.constants:
+            return self.reps[name]
+        t = next(
+            (t for t in self.plan.tensors if t.tensor == name and t.source == "constant"), None
+        )
+        return _rep(t)
+
+    def _scalar(self, value: np.generic, hint: str) -> str:
+        """A 0-d initializer (QLinear* and Q/DQ want scalar parameters; em.derived and em.f32
+        make 1-element vectors)."""
+        key = (value.dtype.str, value.tobytes())
+        if key not in self._scalars:
+            name = self.em.fresh(hint)
+            self.em.initializers[name] = numpy_helper.from_array(np.array(value), name)
+            self._scalars[key] = name
+        return self._scalars[key]
+
+    def _scale(self, r: Rep, sign: int = 1) -> str:
+        return self._scalar(F32(sign * r.scale), "s")  # short names: every QLinear node
+        # lists six of them, a visible share of a small model's file
+
+    def _zp(self, r: Rep) -> str:
+        value = np.uint8(r.zp) if r.kind == "u8" else np.int16(r.zp)
+        return self._scalar(value, "z")
+
+    def _value(self, name: str) -> str:
+        """A tensor read by an integer op: a quantized constant becomes an initializer."""
+        r = self.rep(name)
+        if name in self.graph.constants and r is not None:
+            value = self.graph.constants[name]
+            return self.em.derived(("q", name, r), f"{name}.{r.kind}", lambda: _quantize(value, r))
+        return name
+
+    def _qdq(self, op: str, x: str, r: Rep, out: str | None = None) -> str:
+        domain = {"domain": MS} if r.kind == "i16" else {}  # int16: com.microsoft's Q/DQ
+        return self.em.add(op, [x, self._scale(r), self._zp(r)], out, **domain)
+
+    # --- boundary ------------------------------------------------------------------------
+
+    def enter(self) -> None:
+        for t in self.graph.inputs:
+            r = self.reps[t.name]
+            if r is not None:
+                self.em.begin(Node(op="quantize", inputs=(), outputs=(t.name,)))
+                self.em.alias(t.name, self._qdq("QuantizeLinear", t.name, r))
+
+    def leave(self) -> None:
+        self.em.source = ""
+        for t in self.graph.outputs:
+            r = self.reps.get(t.name)
+            src = self.em.resolve(t.name)
+            if r is not None:
+                self.em.stem = t.name
+                self._qdq("DequantizeLinear", src, r, t.name)
+            elif src != t.name:
+                self.em.add("Identity", [src], t.name)
+
+    # --- nodes ---------------------------------------------------------------------------
+
+    def lowerings(self) -> dict[str, Lowering]:
+        return {op: self.lower for op in LOWERINGS}
+
+    def lower(self, em: OnnxEmitter, node: Node) -> None:
+        """Dispatch as the spec's Int8StaticExecutor._compile does."""
+        out = self.reps[node.outputs[0]]
+        ins = [self.rep(i) for i in node.inputs]
+        if node.op == "linear" and out is not None and ins[0] is not None and _u8(out, ins[0]):
+            self._emit(node, self._linear)
+        elif out is None or any(r is None for r in ins) or not self._integer(node, ins, out):
+            self._emit(node, self._float_island)
+        elif node.op in SHAPE_OPS:
+            self._emit(node, self._shape)
+        elif node.op in ("add", "sub", "mul"):
+            self._emit(node, self._elementwise)
+        else:
+            self._emit(node, self._lut)
+
+    def _integer(self, node: Node, ins: list[Rep | None], out: Rep) -> bool:
+        """Whether an integer kernel here runs the node (else: through float)."""
+        if node.op in SHAPE_OPS:  # int16 shape ops too, when no input needs requantizing
+            return all(r is not None and r.kind == out.kind for r in ins) and (
+                out.kind == "u8" or all(r == out for r in ins)
+            )
+        return node.op in ("add", "sub", "mul", "sigmoid", "tanh", "relu") and _u8(out, *ins)
+
+    def _emit(self, node: Node, fn: Callable[[Node, str], None]) -> None:
+        """Runs `fn(node, out)`; a graph output is written under a fresh name (the graph's
+        name is its float32 DequantizeLinear, written by `leave`) and aliased afterwards."""
+        name = node.outputs[0]
+        if name in self.outputs and self.reps[name] is not None:
+            fresh = self.em.fresh(f"{name}.q")
+            fn(node, fresh)
+            self.em.alias(name, fresh)
+        else:
+            fn(node, name)
+
+    def _linear(self, node: Node, out: str) -> None:
+        x, w, *bias = node.inputs
+        xr, yr = self.rep(x), self.reps[node.outputs[0]]
+        assert xr is not None and yr is not None
+        wt = self.plan.weight(node.outputs[0])
+        value = self.em.const(w)
+        if wt is None or wt.tensor != w or value is None or value.ndim != 2:
+            raise unsupported(node, f"quant.json has no int8 weight for {w!r}")
+        if len(wt.scale) != value.shape[0]:
+            raise unsupported(node, f"quant.json does not fit weight {w!r}")
+        em = self.em
+        w_scale = np.asarray(wt.scale, F32)
+        w_q = em.derived(("int8", w), f"{w}.int8", lambda: quantize_weight(value, wt.scale).T)
+        w_zp = self._scalar(np.int8(0), "wz")  # symmetric weights: one scalar zero point
+        if not bias:
+            ws = em.derived(("scale", w), f"{w}.scale", lambda: w_scale)
+            ins = [x, self._scale(xr), self._zp(xr), w_q, ws, w_zp, self._scale(yr), self._zp(yr)]
+            em.add("QLinearMatMul", ins, out)
+            return
+        b_int = em.derived(("bias", bias[0]), f"{bias[0]}.int32", lambda: self._bias(node))
+        acc = em.add("MatMulInteger", [x, w_q, self._zp(xr), w_zp])
+        acc = em.add("Cast", [em.add("Add", [acc, b_int])], to=TensorProto.FLOAT)
+        # y = round(acc x_s w_s[n] / y_s) + y_zp: a per-channel Mul, then a per-tensor
+        # QuantizeLinear (per-axis QuantizeLinear runs a scalar loop: 13-23 us at N=1024)
+        step = em.derived(
+            ("requant", w, xr.scale, yr.scale),
+            f"{node.outputs[0]}.requant",
+            lambda: (F32(xr.scale) * w_scale / F32(yr.scale)).astype(F32),
+        )
+        one = Rep("u8", 1.0, yr.zp)
+        em.add("QuantizeLinear", [em.add("Mul", [acc, step]), self._scale(one), self._zp(one)], out)
+
+    def _bias(self, node: Node) -> np.ndarray:
+        # the plan's int32 bias, rounded half away from zero as int8_static._linear
+        b_t = next(
+            (t for t in self.plan.tensors if t.tensor == node.inputs[2] and t.source == "bias"),
+            None,
+        )
+        if b_t is None:
+            raise unsupported(node, f"quant.json has no int32 bias {node.inputs[2]!r}")
+        b = self.graph.constants[node.inputs[2]].astype(np.float64)
+        q = round_away(b / np.asarray(b_t.scale, np.float64))
+        return np.clip(q, -(2**31), 2**31 - 1).astype(np.int32)
+
+    def _elementwise(self, node: Node, out: str) -> None:
+        (a, b), r = node.inputs, self.reps[node.outputs[0]]
+        ar, br = self.rep(a), self.rep(b)
+        assert ar is not None and br is not None and r is not None
+        b_scale = self._scale(br, -1 if node.op == "sub" else 1)
+        op = "QLinearMul" if node.op == "mul" else "QLinearAdd"
+        ins = [self._value(a), self._scale(ar), self._zp(ar), self._value(b), b_scale]
+        ins += [self._zp(br), self._scale(r), self._zp(r)]
+        self.em.add(op, ins, out, domain=MS)
+
+    def _lut(self, node: Node, out: str) -> None:
+        x = node.inputs[0]
+        p, r = self.rep(x), self.reps[node.outputs[0]]
+        assert p is not None and r is not None
+        sig = _as_sigmoid(node.op, p, r)
+        if sig is not None:  # one MLAS lookup kernel; Cast + Gather cost 6-16 us at N=1024
+            p2, r2 = sig
+            ins = [self._value(x), self._scale(p2), self._zp(p2), self._scale(r2), self._zp(r2)]
+            self.em.add("QLinearSigmoid", ins, out, domain=MS)
+            return
+        key = (node.op, p, r)
+        table = self.em.derived(key, f"{node.op}.lut", lambda: _table(node.op, p, r))
+        self._gather(self._value(x), table, out)
+
+    def _gather(self, x: str, table: str, out: str | None) -> str:
+        idx = self.em.add("Cast", [x], to=TensorProto.INT32)  # Gather takes int32/int64 only
+        return self.em.add("Gather", [table, idx], out)
+
+    def _shape(self, node: Node, out: str) -> None:
+        r = self.reps[node.outputs[0]]
+        assert r is not None
+        ins = []
+        for i in node.inputs:
+            p = self.rep(i)
+            if p != r:  # only u8 gets here with differing parameters (see _integer)
+                assert p is not None
+                table = self.em.derived(
+                    ("requant", p, r), "requant.lut", lambda p=p: _table("", p, r)
+                )
+                ins.append(self._gather(self._value(i), table, None))
+            else:
+                ins.append(self._value(i))
+        self._lower_as(node, ins, out)
+
+    def _float_island(self, node: Node, out: str) -> None:
+        """DequantizeLinear -> the float lowering -> QuantizeLinear (spec: Executor._float)."""
+        ins = [self._dequantized(i) for i in node.inputs]
+        r = self.reps[node.outputs[0]]
+        if r is None:
+            self._lower_as(node, ins, out)
+            return
+        y = self.em.fresh(f"{node.outputs[0]}.f")
+        self.em.shapes[y] = self.em.shape(node.outputs[0])
+        self._lower_as(node, ins, y)
+        self._qdq("QuantizeLinear", y, r, out)
+
+    def _dequantized(self, name: str) -> str:
+        r = self.rep(name)
+        if r is None:
+            return name
+        if name in self.graph.constants:  # the spec runs float ops on the quantized constant
+            value = self.graph.constants[name]
+            return self.em.derived(
+                ("dq", name, r), f"{name}.dq", lambda: _dequantize(_quantize(value, r), r)
+            )
+        if name not in self._float:
+            self._float[name] = self._qdq("DequantizeLinear", name, r)
+            self.em.shapes[self._float[name]] = self.em.shape(name)
+        return self._float[name]
+
+    def _lower_as(self, node: Node, ins: list[str], out: str) -> None:
+        """The float lowering of `node`, reading `ins` and writing `out` (any dtype: the
+        shape ops and float ops of float_ops.py do not depend on it)."""
+        for new, old in zip(ins, node.inputs):
+            self.em.shapes.setdefault(new, self.em.shape(old))
+        self.em.shapes.setdefault(out, self.em.shape(node.outputs[0]))
+        renamed = Node(
+            op=node.op, inputs=tuple(ins), outputs=(out,), attrs=node.attrs, source=node.source
+        )
+        LOWERINGS[node.op](self.em, renamed)
+
+
+def _u8(*reps: Rep | None) -> bool:
+    return all(r is not None and r.kind == "u8" for r in reps)
+
+
+def _as_sigmoid(op: str, p: Rep, r: Rep) -> tuple[Rep, Rep] | None:
+    """(input, output) parameters of a QLinearSigmoid computing `op`, if one can. tanh(x) =
+    2 sigmoid(2x) - 1, so tanh at output scale s (1/s an integer) is sigmoid read at twice
+    the input scale, written at scale s/2 with the zero point moved down by 1/s."""
+    if op == "sigmoid":
+        return p, r
+    inv = 1 / r.scale
+    if op != "tanh" or inv != round(inv) or not 0 <= r.zp - round(inv) <= 255:
+        return None
+    return Rep("u8", 2 * p.scale, p.zp), Rep("u8", r.scale / 2, r.zp - round(inv))
+
+
+def _dequantize(q: np.ndarray, r: Rep) -> np.ndarray:
+    return (F32(r.scale) * (q.astype(np.int64) - r.zp).astype(F32)).astype(F32)
+
+
+def _table(op: str, p: Rep, r: Rep) -> np.ndarray:
+    """u8 -> u8 table of the spec's kernel: sigmoid / tanh (lookup_table), relu and plain
+    requantisation (requantize_fn, TFLite's fixed-point multiplier); index = q_int8 + 128."""
+    if op in LUT_OPS:
+        t = lookup_table(LUT_OPS[op], p.scale, p.int8_zp, r.scale, r.int8_zp)
+        return (t + 128).astype(np.uint8)
+    q = np.arange(-128, 128, dtype=np.int64)
+    f = requantize_fn(float(F32(p.scale)) / float(F32(r.scale)))
+    lo = max(-128, r.int8_zp) if op == "relu" else -128
+    return (np.clip(f(q - p.int8_zp) + r.int8_zp, lo, 127) + 128).astype(np.uint8)
+
+
+def _producer(graph: Graph, name: str) -> Node:
+    for n in graph.nodes:
+        if name in n.outputs:
+            return n
+    return Node(op="input", inputs=(), outputs=(name,))

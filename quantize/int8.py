@@ -1,0 +1,368 @@
+"""plan_int8(graph, ranges) -> QuantPlan: the full-integer int8 scheme, made once on the Graph.
+
+Conventions are TFLite's (https://ai.google.dev/edge/litert/models/quantization_spec), so the
+TFLite emitter can write them as they are:
+  weights      int8, symmetric per output channel (axis 0), [-127, 127], zero point 0
+  biases       int32, scale[n] = x_scale * w_scale[n], zero point 0
+  activations  int8 per tensor, asymmetric: scale = (hi - lo) / 255 over a range that always
+               holds 0, zero point = round(-128 - lo / scale); a graph output's range is
+               first widened by OUTPUT_HEADROOM of its width on each side (see _headroom)
+  fixed        sigmoid outputs 1/256 zp -128, tanh outputs 1/128 zp 0 (the LOGISTIC / TANH
+               int8 output parameters the spec prescribes), except tanh of an LSTM cell
+               (calibrated: it is a float island, see _reads_cell); with h="fixed",
+               recurrent h states in [-1, 1] 1/128 zp 0
+  LSTM cell c  int16, symmetric, power-of-two scale 2^ceil(log2 max|c|) / 2^15 (TFLite's 8x8_16
+               LSTM keeps its cell state so, `cell="int16"`), or float (the default: as
+               accurate, measured, and faster on LiteRT, whose XNNPACK has no int16 ops)
+Tensors joined by reshape / slice / concat and a state's input and output form ONE group with
+ONE set of parameters: TFLite's int8 RESHAPE, STRIDED_SLICE and CONCATENATION require equal
+input and output parameters, and an int8 state is fed straight back into the next step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rnnedge.errors import InputError
+from rnnedge.quantize.calibrate import Ranges
+from rnnedge.quantize.int8_dynamic import weight_scales
+from rnnedge.runtime.graph import Graph, Node
+from rnnedge.runtime.quant.plan import QuantPlan, TensorQuant
+
+SHAPE_OPS = ("reshape", "slice", "concat")
+INT_OPS = ("linear", "add", "sub", "mul", "sigmoid", "tanh", "relu", *SHAPE_OPS)
+SIGMOID = (1 / 256, -128)
+TANH = (1 / 128, 0)
+CELLS = ("int16", "float")
+HS = ("fixed", "calibrated")
+OUTPUT_HEADROOM = 0.05
+Interval = tuple[float, float]
+
+
+def plan_int8(
+    graph: Graph, ranges: Ranges, *, cell: str = "float", h: str = "calibrated"
+) -> QuantPlan:
+    """`cell`: the LSTM cell state in "float" or "int16". `h`: a bounded state (GRU / LSTM h)
+    at its calibrated range ("calibrated"; still one set for the state's input and output) or
+    at the fixed 1/128 ("fixed"). An RNN-tanh h is a TANH output: 1/128 either way. The
+    defaults are export's, each chosen by measurement (docs/int8.md)."""
+    if cell not in CELLS:
+        raise InputError(f"cell {cell!r} must be one of {CELLS}")
+    if h not in HS:
+        raise InputError(f"h {h!r} must be one of {HS}")
+    producer = {n.outputs[0]: n for n in graph.nodes}
+    groups = _groups(graph)
+    floats = _float_tensors(graph, groups, producer)
+    proven = bounded_states(graph)
+    bounded = proven if h == "fixed" else set()
+    cells = _cell_groups(graph, groups, producer, proven)
+    members: dict[str, list[str]] = {}
+    for name, root in groups.items():
+        members.setdefault(root, []).append(name)
+    acts: dict[str, TensorQuant] = {}
+    for names in members.values():
+        for name in names:
+            acts[name] = _act(name, names, graph, ranges, producer, floats, bounded, cells, cell)
+    tensors = [acts[n] for n in _activation_order(graph)]
+    tensors += _constants(graph, producer, acts)
+    return QuantPlan(scheme="int8", tensors=tuple(tensors))
+
+
+# --- groups and float tensors -------------------------------------------------------------
+
+
+def _activation_order(graph: Graph) -> list[str]:
+    return [t.name for t in graph.inputs] + [n.outputs[0] for n in graph.nodes]
+
+
+def _groups(graph: Graph) -> dict[str, str]:
+    """Union-find over activations: shape ops and state pairs join their tensors."""
+    parent = {n: n for n in _activation_order(graph)}
+
+    def find(a: str) -> str:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    def union(a: str, b: str) -> None:
+        parent[find(a)] = find(b)
+
+    for node in graph.nodes:
+        if node.op in SHAPE_OPS:
+            for i in node.inputs:
+                if i in parent:
+                    union(i, node.outputs[0])
+    for s in graph.states:
+        union(s.input, s.output)
+    return {n: find(n) for n in parent}
+
+
+def _float_tensors(graph: Graph, groups: dict[str, str], producer: dict[str, Node]) -> dict:
+    """root -> why, for groups that must stay float; iterated because a linear or shape op that
+    reads a float tensor makes its output float too."""
+    why: dict[str, str] = {}
+    for node in graph.nodes:
+        out = node.outputs[0]
+        if node.op not in INT_OPS:
+            why[groups[out]] = f"op {node.op!r} has no int8 kernel in this scheme"
+        elif node.op == "linear":
+            w = graph.constants.get(node.inputs[1])
+            if w is None or w.ndim != 2 or not np.isfinite(w).all():
+                why[groups[out]] = "linear weight is not a finite constant [N, K] matrix"
+    changed = True
+    while changed:
+        changed = False
+        for node in graph.nodes:
+            out = groups[node.outputs[0]]
+            if node.op == "linear" and out not in why and groups.get(node.inputs[0]) in why:
+                why[out] = "linear reads a float tensor"
+                changed = True
+    return why
+
+
+# --- bounded states (h in [-1, 1]) ---------------------------------------------------------
+
+
+def bounded_states(graph: Graph) -> set[str]:
+    """State inputs proven to stay in [-1, 1]: assume it of every state, derive each state
+    output's bound from the ops, drop the states whose output is not inside [-1, 1] (or whose
+    initial value is not), and repeat until nothing changes (an induction over steps)."""
+    hyp = {
+        s.input
+        for s in graph.states
+        if np.all(np.abs(graph.constants[s.init]) <= 1)  # the induction's base case
+    }
+    while True:
+        b = _bounds(graph, hyp)
+        ok = {s.input for s in graph.states if s.input in hyp and _inside(b.get(s.output))}
+        if ok == hyp:
+            return ok
+        hyp = ok
+
+
+def _inside(iv: Interval | None) -> bool:
+    return iv is not None and iv[0] >= -1 and iv[1] <= 1
+
+
+def _bounds(graph: Graph, states: set[str]) -> dict[str, Interval]:
+    b: dict[str, Interval] = {s: (-1.0, 1.0) for s in states}
+    producer: dict[str, Node] = {}
+    for node in graph.nodes:
+        out = node.outputs[0]
+        producer[out] = node
+        ins = [b.get(i) for i in node.inputs]
+        if node.op == "sigmoid":
+            b[out] = (0.0, 1.0)
+        elif node.op == "tanh":
+            b[out] = (-1.0, 1.0)
+        elif node.op in SHAPE_OPS and all(ins):
+            b[out] = (min(i[0] for i in ins), max(i[1] for i in ins))
+        elif node.op == "mul" and all(ins):
+            p = [x * y for x in ins[0] for y in ins[1]]
+            b[out] = (min(p), max(p))
+        elif node.op == "add":
+            iv = _convex(node, b, producer)
+            if iv is not None:
+                b[out] = iv
+    return b
+
+
+def _convex(add: Node, b: dict[str, Interval], producer: dict[str, Node]) -> Interval | None:
+    """add(a, mul(z, sub(s, a))) with z in [0, 1] is a + z (s - a), between a and s: GRU's
+    h' = n + z (h - n). Its bound is the hull of a's and s's."""
+    for a, m in (add.inputs, add.inputs[::-1]):
+        mul = producer.get(m)
+        if mul is None or mul.op != "mul":
+            continue
+        for z, d in (mul.inputs, mul.inputs[::-1]):
+            sub = producer.get(d)
+            zb = b.get(z)
+            if sub is None or sub.op != "sub" or sub.inputs[1] != a or zb is None:
+                continue
+            sb, ab = b.get(sub.inputs[0]), b.get(a)
+            if zb[0] >= 0 and zb[1] <= 1 and sb and ab:
+                return (min(sb[0], ab[0]), max(sb[1], ab[1]))
+    return None
+
+
+# --- the LSTM cell state -------------------------------------------------------------------
+
+
+def _cell_groups(
+    graph: Graph, groups: dict[str, str], producer: dict[str, Node], bounded: set[str]
+) -> dict[str, set[str]]:
+    """root of each cell-state group -> the tensors kept at its precision: the group and the
+    two products its update adds (c' = f c + i g keeps f c and i g at the cell's scale, so the
+    integrating state never passes through an 8-bit rounding)."""
+    out: dict[str, set[str]] = {}
+    for s in graph.states:
+        root = groups[s.input]
+        if s.input in bounded:
+            continue
+        group = {n for n, r in groups.items() if r == root}
+        makers = [producer[n] for n in group if n in producer and producer[n].op not in SHAPE_OPS]
+        products: set[str] = set()
+        for node in makers:
+            muls = [producer.get(i) for i in node.inputs]
+            if node.op != "add" or not all(m is not None and m.op == "mul" for m in muls):
+                break
+            if not any(i in group for m in muls for i in m.inputs):
+                break
+            products.update(node.inputs)
+        else:
+            if makers:
+                out[root] = group | products
+    return out
+
+
+# --- parameters ----------------------------------------------------------------------------
+
+
+def _act(
+    name: str,
+    names: list[str],
+    graph: Graph,
+    ranges: Ranges,
+    producer: dict[str, Node],
+    floats: dict[str, str],
+    bounded: set[str],
+    cells: dict[str, set[str]],
+    cell: str,
+) -> TensorQuant:
+    # the cell group's own tensors and the products its update adds share its parameters
+    for members in cells.values():
+        if name in members:
+            return _cell(name, members, ranges, cell)
+    for n in names:
+        if n in floats:
+            return TensorQuant(tensor=name, dtype="float32", source="calibrated", why=floats[n])
+    if any(n in bounded for n in names):
+        return _fixed(name, TANH)
+    ops = {producer[n].op for n in names if n in producer and producer[n].op not in SHAPE_OPS}
+    if ops == {"sigmoid"}:
+        return _fixed(name, SIGMOID)
+    if ops == {"tanh"} and not _reads_cell(names, producer, cells):
+        return _fixed(name, TANH)
+    lo, hi = _union(names, ranges)
+    if any(t.name in names for t in graph.outputs):
+        lo, hi = _headroom(lo, hi)
+    scale, zp = asymmetric(lo, hi)
+    return TensorQuant(
+        tensor=name, dtype="int8", scale=(scale,), zero_point=(zp,), source="calibrated"
+    )
+
+
+def _headroom(lo: float, hi: float) -> Interval:
+    """A graph output clipped at the calibrated range is an error the user sees as it is, with
+    no later op to squash it: held-out data routinely runs a few percent past the range seen in
+    calibration (GRU 256x1: the clipped output was 3.2% of its range in error, 1.3% with 5%
+    headroom; the worst of 18 GRU/LSTM/RNN models went from 3.2% to 2.6%). 10% more width on
+    an output costs 10% of its resolution."""
+    pad = OUTPUT_HEADROOM * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def _reads_cell(names: list[str], producer: dict[str, Node], cells: dict[str, set[str]]) -> bool:
+    """tanh(c) of an LSTM cell: no int8 TANH kernel reads the int16 (or float) cell, so it
+    runs as a float island and may take calibrated parameters. It must: a layer whose h
+    stays small has small tanh(c), and the fixed 1/128 grid gives it few levels (measured,
+    LSTM 128x2: 2.8% of the output range with fixed, 1.9% calibrated; 256x2: 3.5%, 2.2%)."""
+    in_cell = set().union(*cells.values()) if cells else set()
+    return any(
+        producer[n].inputs[0] in in_cell
+        for n in names
+        if n in producer and producer[n].op == "tanh"
+    )
+
+
+def _cell(name: str, members: set[str], ranges: Ranges, cell: str) -> TensorQuant:
+    if cell == "float":
+        why = "LSTM cell state kept float: as accurate as int16, and LiteRT's XNNPACK has no int16"
+        return TensorQuant(tensor=name, dtype="float32", source="calibrated", why=why)
+    lo, hi = _union(sorted(members), ranges)
+    return TensorQuant(
+        tensor=name, dtype="int16", scale=(pow2_scale(max(-lo, hi)),), zero_point=(0,),
+        source="calibrated",
+    )  # fmt: skip
+
+
+def _fixed(name: str, params: tuple[float, int]) -> TensorQuant:
+    return TensorQuant(
+        tensor=name, dtype="int8", scale=(params[0],), zero_point=(params[1],), source="fixed"
+    )
+
+
+def _union(names: list[str], ranges: Ranges) -> tuple[float, float]:
+    missing = [n for n in names if n not in ranges.ranges]
+    if missing:
+        raise InputError(f"calibration has no range for tensor(s) {missing}")
+    lo = min(ranges.ranges[n][0] for n in names)
+    hi = max(ranges.ranges[n][1] for n in names)
+    return lo, hi
+
+
+def asymmetric(lo: float, hi: float) -> tuple[float, int]:
+    """int8 scale and zero point for [lo, hi] widened to hold 0 (0 must be exact: zero padding
+    and zero states), as TFLite's converter does."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi == lo:
+        return 1.0, 0  # an all-zero tensor: any scale is exact
+    scale = float(np.float32((hi - lo) / 255))
+    zp = int(np.clip(round(-128 - lo / scale), -128, 127))
+    return scale, zp
+
+
+def pow2_scale(peak: float) -> float:
+    """int16 symmetric scale 2^ceil(log2 peak) / 2^15: the cell's integer bits, as TFLite's
+    integer LSTM (its cell_scale is a power of two so the cell update is pure shifts)."""
+    if not peak > 0:
+        return 2.0**-15
+    return 2.0 ** (math.ceil(math.log2(peak)) - 15)
+
+
+# --- weights, biases and other constants ---------------------------------------------------
+
+
+def _constants(
+    graph: Graph, producer: dict[str, Node], acts: dict[str, TensorQuant]
+) -> list[TensorQuant]:
+    out: list[TensorQuant] = []
+    for node in graph.nodes:
+        dest = acts[node.outputs[0]]
+        if node.op == "linear" and dest.dtype != "float32":
+            out += _linear(graph, node, acts[node.inputs[0]])
+            continue
+        for i in node.inputs:
+            if i in graph.constants and dest.dtype != "float32" and node.op in INT_OPS:
+                v = graph.constants[i]
+                scale, zp = asymmetric(float(v.min()), float(v.max()))
+                out.append(
+                    TensorQuant(tensor=i, dtype="int8", node=node.outputs[0], scale=(scale,),
+                                zero_point=(zp,), source="constant")
+                )  # fmt: skip
+    return out
+
+
+def _linear(graph: Graph, node: Node, x: TensorQuant) -> list[TensorQuant]:
+    w = graph.constants[node.inputs[1]]
+    w_scale = weight_scales(w)
+    out = [
+        TensorQuant(
+            tensor=node.inputs[1], dtype="int8", node=node.outputs[0], axis=0, scale=w_scale,
+            zero_point=(0,) * len(w_scale), source="weight",
+        )
+    ]  # fmt: skip
+    if len(node.inputs) == 3:
+        # TFLite: bias scale = input scale * filter scale (float32 product), zero point 0
+        xs = np.float32(x.scale[0])
+        b_scale = tuple(float(xs * np.float32(s)) for s in w_scale)
+        out.append(
+            TensorQuant(
+                tensor=node.inputs[2], dtype="int32", node=node.outputs[0], axis=0,
+                scale=b_scale, zero_point=(0,) * len(b_scale), source="bias",
+            )
+        )  # fmt: skip
+    return out

@@ -1,0 +1,315 @@
+"""The numpy reference of precision "int8" (full integer): the arithmetic the deployed int8
+kernels do, op by op, so the TFLite and ONNX int8 files can be checked against it.
+
+Every tensor of the plan holds integers (int8, int16 for an LSTM cell state) or, where the
+plan says so, float32. Two families of kernels run the files, and they round differently:
+  int8 ops (linear, add, sub, mul)  LiteRT's default XNNPACK delegate and onnxruntime's
+           QLinear / MatMulInteger kernels requantize in float32: y = rint(acc * s) + y_zp,
+           s the float32 product/quotient of the scales, rint half to even ("fp32"
+           requantization). The spec does the same, and equals both: measured 0 steps apart
+           from LiteRT over 1,000 steps on GRU / RNN, <= 1 from onnxruntime (its sub runs
+           as an add with a negated scale).
+             linear  acc = (x - x_zp) @ w_q^T + b_q (int32), s = x_s w_s[n] / y_s per channel
+             add/sub y = rint((a - a_zp) a_s / y_s +- (b - b_zp) b_s / y_s) + y_zp
+             mul     y = rint((a - a_zp)(b - b_zp) a_s b_s / y_s) + y_zp
+  int16 ops (the LSTM cell)  XNNPACK has no int16 kernels, so LiteRT runs TFLite's builtin
+           ones, in fixed point (fixed.py): add/sub as reference/integer_ops/add.h
+           (inputs shifted left by 15, scaled by s_i / (2 max(s1, s2)), summed, scaled to
+           the output), mul as MulElementwise MBQM((a - a_zp)(b - b_zp), a_s b_s / y_s); an
+           int8 input is first widened to int16, (q - zp) * 128 at scale / 128, exactly, as
+           the TFLite file must (its kernels take one input type).
+  sigmoid, tanh   a lookup table per node, built as TFLite's LUTPopulate (fixed.py)
+  relu     activations.cc ReluX: MBQM(x - x_zp, x_scale / y_scale) + y_zp, clamped at y_zp
+  reshape, slice  the integers unchanged (the plan gives in and out one set of parameters)
+  concat   inputs whose parameters differ from the output's are requantized first
+A node whose output the plan keeps float runs the float op on dequantized inputs; an integer
+output computed from a float input runs float and is quantized (a float island ending in
+QUANTIZE). Graph inputs are quantized and outputs dequantized at the boundary.
+
+States: `step(feeds, qstate)` takes and returns the states as integers (the deployed form:
+an int8 h is fed straight back, never through float), `initial_qstate()` gives the quantized
+initial values. `run(feeds)` is the float convenience: float states in and out; exact,
+because a state's input and output share one set of parameters, so dequantizing and
+quantizing again returns the same integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnedge.errors import GraphError
+from rnnedge.runtime.graph import Graph, Node
+from rnnedge.runtime.ops import OPS, sigmoid
+from rnnedge.runtime.quant.fixed import (
+    RANGES,
+    fp32_requantize_fn,
+    lookup_table,
+    requantize_fn,
+    round_away,
+)
+from rnnedge.runtime.quant.plan import QuantPlan, TensorQuant, quantize_weight
+
+F32 = np.float32
+I64 = np.int64
+Kernel = Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
+class QParams:
+    dtype: str  # "int8" | "int16"
+    scale: float
+    zp: int
+
+    @property
+    def lo(self) -> int:
+        return RANGES[self.dtype][0]
+
+    @property
+    def hi(self) -> int:
+        return RANGES[self.dtype][1]
+
+
+def quantize(x: np.ndarray, p: QParams) -> np.ndarray:
+    # TFLite QUANTIZE (reference/quantize.h): round(x / scale) + zp, TfLiteRound, clamped
+    q = round_away(np.asarray(x, F32) / F32(p.scale)).astype(I64) + p.zp
+    return np.clip(q, p.lo, p.hi)
+
+
+def dequantize(q: np.ndarray, p: QParams) -> np.ndarray:
+    return (F32(p.scale) * (np.asarray(q, I64) - p.zp).astype(F32)).astype(F32)
+
+
+def _params(t: TensorQuant | None) -> QParams | None:
+    if t is None or t.dtype == "float32":
+        return None
+    return QParams(t.dtype, t.scale[0], t.zero_point[0])
+
+
+class Int8StaticExecutor:
+    """Compiles a Graph and its "int8" plan into integer kernels and runs steps."""
+
+    def __init__(self, graph: Graph, plan: QuantPlan) -> None:
+        if plan.scheme != "int8":
+            raise GraphError(f"Int8StaticExecutor needs an 'int8' plan, got {plan.scheme!r}")
+        self.graph, self.plan = graph, plan
+        self.params: dict[str, QParams | None] = {}
+        for name in [t.name for t in graph.inputs] + [n.outputs[0] for n in graph.nodes]:
+            t = plan.activation(name)
+            if t is None:
+                raise GraphError(f"quant.json: no parameters for tensor {name!r}")
+            self.params[name] = _params(t)
+        self.consts: dict[str, np.ndarray] = {}
+        self._steps = [(self._compile(n), n.inputs, n.outputs[0]) for n in graph.nodes]
+
+    # --- running ------------------------------------------------------------------------
+
+    def initial_qstate(self) -> dict[str, np.ndarray]:
+        return self._to_q({s.input: self.graph.constants[s.init] for s in self.graph.states})
+
+    def step(
+        self, feeds: Mapping[str, np.ndarray], qstate: Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Float data inputs + integer states -> (float data outputs, integer states)."""
+        values = dict(self.consts)
+        values.update(self._to_q(feeds))
+        values.update(qstate)
+        for fn, ins, out in self._steps:
+            values[out] = fn(*(values[i] for i in ins))
+        outs = {t.name: self._to_f(t.name, values[t.name]) for t in self.graph.data_outputs}
+        return outs, {s.input: values[s.output] for s in self.graph.states}
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every graph input as float -> every graph output as float (states dequantized)."""
+        states = set(self.graph.state_inputs)
+        qstate = self._to_q({k: v for k, v in feeds.items() if k in states})
+        outs, new = self.step({k: v for k, v in feeds.items() if k not in states}, qstate)
+        for s in self.graph.states:
+            outs[s.output] = self._to_f(s.input, new[s.input])
+        return outs
+
+    def _to_q(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {}
+        for k, v in feeds.items():
+            p = self.params[k]
+            out[k] = np.asarray(v, F32) if p is None else quantize(v, p)
+        return out
+
+    def _to_f(self, name: str, v: np.ndarray) -> np.ndarray:
+        p = self.params[name]
+        return v if p is None else dequantize(v, p)
+
+    # --- compiling ----------------------------------------------------------------------
+
+    def _compile(self, node: Node) -> Kernel:
+        out = self.params[node.outputs[0]]
+        ins = [self._input_params(node, i) for i in node.inputs]
+        if node.op == "linear" and out is not None and ins[0] is not None:
+            return self._linear(node, ins[0], out)
+        if out is None or node.op not in _INT or any(p is None for p in ins):
+            return self._float(node, ins, out)
+        if node.op in ("add", "sub", "mul") and out.dtype == "int16":
+            return _widened(node, ins, out)
+        return _INT[node.op](node, ins, out)
+
+    def _input_params(self, node: Node, name: str) -> QParams | None:
+        if name not in self.graph.constants:
+            return self.params[name]
+        t = next(
+            (t for t in self.plan.tensors if t.tensor == name and t.source == "constant"), None
+        )
+        p = _params(t)
+        if p is not None:
+            self.consts[name] = quantize(self.graph.constants[name], p)
+        else:
+            self.consts[name] = self.graph.constants[name]
+        return p
+
+    def _float(self, node: Node, ins: list[QParams | None], out: QParams | None) -> Kernel:
+        fn = OPS[node.op].fn
+        attrs = dict(node.attrs)
+
+        def kernel(*xs: np.ndarray) -> np.ndarray:
+            fs = [x if p is None else dequantize(x, p) for x, p in zip(xs, ins)]
+            y = np.asarray(fn(*fs, **attrs), F32)
+            return y if out is None else quantize(y, out)
+
+        return kernel
+
+    def _linear(self, node: Node, x: QParams, out: QParams) -> Kernel:
+        w_t = self.plan.weight(node.outputs[0])
+        if w_t is None or w_t.tensor != node.inputs[1]:
+            raise GraphError(f"quant.json: no int8 weight for linear {node.outputs[0]!r}")
+        w = self.graph.constants[w_t.tensor]
+        w_scale = np.asarray(w_t.scale, np.float64)
+        # the one weight rounding every int8 file uses (quant_plan.quantize_weight)
+        w_q = quantize_weight(w, w_t.scale).astype(I64)
+        bias = np.zeros(w.shape[0], I64)
+        if len(node.inputs) == 3:
+            b_t = next(
+                (t for t in self.plan.tensors if t.tensor == node.inputs[2] and t.source == "bias"),
+                None,
+            )
+            if b_t is None:
+                raise GraphError(f"quant.json: no int32 bias for linear {node.outputs[0]!r}")
+            b_scale = np.asarray(b_t.scale, np.float64)
+            b = self.graph.constants[node.inputs[2]].astype(np.float64)
+            bias = np.clip(round_away(b / b_scale), -(2**31), 2**31 - 1).astype(I64)
+        # per-channel requantization scale in float32, as XNNPACK's qc8 GEMM computes it
+        scale = float(F32(x.scale)) * w_scale.astype(F32).astype(np.float64) / float(F32(out.scale))
+        requant = fp32_requantize_fn(scale)
+        # The int32 accumulation runs as a float64 matmul (BLAS; numpy's integer matmul is
+        # not): every product and partial sum is an integer below 255 * 127 * K < 2^53, so
+        # float64 holds each exactly and the result equals the int32 sum bit for bit.
+        wt = np.ascontiguousarray(w_q.T, np.float64)
+
+        def kernel(xq: np.ndarray, *_consts: np.ndarray) -> np.ndarray:
+            acc = ((xq - x.zp).astype(np.float64) @ wt).astype(I64) + bias
+            return np.clip(requant(acc) + out.zp, out.lo, out.hi)
+
+        return kernel
+
+
+def _requant(p: QParams, to: QParams) -> Callable[[np.ndarray], np.ndarray]:
+    """Integers at p -> integers at `to` (TFLite REQUANTIZE / int8->int8 QUANTIZE)."""
+    if p == to:
+        return lambda q: q
+    f = requantize_fn(float(F32(p.scale)) / float(F32(to.scale)))
+    return lambda q: np.clip(f(np.asarray(q, I64) - p.zp) + to.zp, to.lo, to.hi)
+
+
+def widen(p: QParams) -> QParams:
+    """The int16 twin of int8 parameters: (q - zp) * 128 at scale / 128, zero point 0."""
+    return p if p.dtype == "int16" else QParams("int16", float(F32(p.scale)) / 128, 0)
+
+
+def _widened(node: Node, ins: list[QParams], out: QParams) -> Kernel:
+    """An int16 add/sub/mul: TFLite's kernels take one input type, so the TFLite file widens
+    each int8 input by QUANTIZE int8 -> int16 first ((q - zp) * 128, exact); so does this."""
+    wide = [widen(p) for p in ins]
+    fixes = [_requant(p, w) for p, w in zip(ins, wide)]
+    inner = _INT[node.op](node, wide, out)
+    return lambda *xs: inner(*(f(x) for f, x in zip(fixes, xs)))
+
+
+def _add_sub(sign: int) -> Callable[[Node, list, QParams], Kernel]:
+    def make(node: Node, ins: list[QParams], out: QParams) -> Kernel:
+        if out.dtype == "int16":
+            return _fixed_add_sub(sign, ins, out)
+        a, b = ins
+        ra, rb = (F32(F32(p.scale) / F32(out.scale)) for p in ins)
+
+        def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            v = (x.astype(I64) - a.zp).astype(F32) * ra
+            v += F32(sign) * ((y.astype(I64) - b.zp).astype(F32) * rb)
+            return np.clip(np.rint(v).astype(I64) + out.zp, out.lo, out.hi)
+
+        return kernel
+
+    return make
+
+
+def _fixed_add_sub(sign: int, ins: list[QParams], out: QParams) -> Kernel:
+    a, b = ins
+    shift = 15  # reference/integer_ops/add.h for an int16 output
+    twice_max = 2 * max(float(F32(a.scale)), float(F32(b.scale)))
+    fa = requantize_fn(float(F32(a.scale)) / twice_max)
+    fb = requantize_fn(float(F32(b.scale)) / twice_max)
+    fo = requantize_fn(twice_max / ((1 << shift) * float(F32(out.scale))))
+
+    def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        sa = fa((x.astype(I64) - a.zp) << shift)
+        sb = fb((y.astype(I64) - b.zp) << shift)
+        return np.clip(fo(sa + sign * sb) + out.zp, out.lo, out.hi)
+
+    return kernel
+
+
+def _mul(node: Node, ins: list[QParams], out: QParams) -> Kernel:
+    a, b = ins
+    real = float(F32(a.scale)) * float(F32(b.scale)) / float(F32(out.scale))
+    f = requantize_fn(real) if out.dtype == "int16" else fp32_requantize_fn(real)
+
+    def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        prod = (x.astype(I64) - a.zp) * (y.astype(I64) - b.zp)
+        return np.clip(f(prod) + out.zp, out.lo, out.hi)
+
+    return kernel
+
+
+def _lut(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Node, list, QParams], Kernel]:
+    def make(node: Node, ins: list[QParams], out: QParams) -> Kernel:
+        p = ins[0]
+        table = lookup_table(fn, p.scale, p.zp, out.scale, out.zp, p.dtype, out.dtype)
+        return lambda x: table[x.astype(I64) - p.lo]
+
+    return make
+
+
+def _relu(node: Node, ins: list[QParams], out: QParams) -> Kernel:
+    p = ins[0]
+    f = requantize_fn(float(F32(p.scale)) / float(F32(out.scale)))
+    lo = max(out.lo, out.zp)
+    return lambda x: np.clip(f(x.astype(I64) - p.zp) + out.zp, lo, out.hi)
+
+
+def _shape(node: Node, ins: list[QParams], out: QParams) -> Kernel:
+    fn = OPS[node.op].fn
+    attrs = dict(node.attrs)
+    fixes = [_requant(p, out) for p in ins]
+    return lambda *xs: fn(*(f(x) for f, x in zip(fixes, xs)), **attrs)
+
+
+_INT: dict[str, Callable[[Node, list, QParams], Kernel]] = {
+    "add": _add_sub(1),
+    "sub": _add_sub(-1),
+    "mul": _mul,
+    "sigmoid": _lut(lambda x: sigmoid(x)),
+    "tanh": _lut(np.tanh),
+    "relu": _relu,
+    "reshape": _shape,
+    "slice": _shape,
+    "concat": _shape,
+}
