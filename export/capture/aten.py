@@ -3,59 +3,22 @@
 Each entry is a small function `(ctx, node, *args, **kwargs) -> value` where tensor arguments
 are `Sym` (computed at run time) and everything that depends on no model input has already
 been folded to a torch.Tensor constant by capture. An op missing here is refused by capture
-with its name and the module path it came from.
+with its name and the module path it came from. The recurrent entries (GRU/LSTM/RNN layers
+and cells) are defined in rnn.py, beside the gate orders they depend on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from rnnedge.errors import UnsupportedModelError
-from rnnedge.export.capture.builder import GraphBuilder, Sym
-from rnnedge.export.capture.rnn import (
-    CellWeights,
-    SeqCall,
-    gru_cell,
-    lower_sequence,
-    lstm_cell,
-    rnn_cell,
-)
-
-
-@dataclass
-class Ctx:
-    b: GraphBuilder
-    where: str  # module path of the node being lowered ("" at top level)
-    out_shape: tuple[int, ...]  # shape of the node's (first) result, from torch's tracing
-    lift: Callable[[str, torch.Tensor], Sym]  # lift a constant initial state into a state input
-    emit_state: Callable[[Sym, Sym], None]  # record a lifted state's next value
-
-
-def sym(ctx: Ctx, v: Any) -> Sym:
-    """Any tensor-like argument as a graph tensor (constants become float32 constants)."""
-    if isinstance(v, Sym):
-        return v
-    if isinstance(v, torch.Tensor):
-        return ctx.b.const(v.detach().to(torch.float32).numpy(), "const")
-    if isinstance(v, (int, float, bool)):
-        return ctx.b.const(np.float32(v), "scalar")
-    raise UnsupportedModelError(
-        f"{ctx.where or 'model'}: cannot use {type(v).__name__} as a tensor"
-    )
-
-
-def const(ctx: Ctx, v: Any, what: str) -> np.ndarray:
-    if isinstance(v, Sym):
-        raise UnsupportedModelError(
-            f"{ctx.where or 'model'}: {what} must be a constant (a parameter), "
-            "not computed from the input"
-        )
-    return v.detach().to(torch.float32).numpy() if isinstance(v, torch.Tensor) else np.float32(v)
+from rnnedge.export.capture.builder import Sym
+from rnnedge.export.capture.context import Ctx, const, sym
+from rnnedge.export.capture.rnn import RECURRENT_ATEN
 
 
 def _axis(ctx: Ctx, v: Sym, dim: int) -> int:
@@ -302,101 +265,5 @@ ATEN_TO_GRAPH: dict[str, Callable[..., Any]] = {
     "aten.reflection_pad1d.default": _reflect_pad,
     "aten.reflection_pad2d.default": _reflect_pad,
     "getitem": _getitem,
+    **RECURRENT_ATEN,  # GRU/LSTM/RNN layers and cells: capture/rnn.py
 }
-
-
-# --- recurrent ops -----------------------------------------------------------------------
-
-RNN_SEQUENCE_OPS = {
-    "aten.gru.input": "gru",
-    "aten.lstm.input": "lstm",
-    "aten.rnn_tanh.input": "rnn_tanh",
-    "aten.rnn_relu.input": "rnn_relu",
-}
-RNN_CELL_OPS = {
-    "aten.gru_cell.default": "gru",
-    "aten.lstm_cell.default": "lstm",
-    "aten.rnn_tanh_cell.default": "rnn_tanh",
-    "aten.rnn_relu_cell.default": "rnn_relu",
-}
-
-
-def _states(ctx: Ctx, hx: Any, kind: str) -> tuple[list[Sym], bool]:
-    """The state tensors of an RNN call; lifted into new state inputs when they are constants
-    (the model passed no state, or a fixed one). Returns them and whether they were lifted."""
-    parts = list(hx) if isinstance(hx, (list, tuple)) else [hx]
-    if all(isinstance(p, Sym) for p in parts):
-        step_input = ctx.b.inputs[0].name
-        if any(ctx.b.depends_on(p, step_input) for p in parts):
-            raise UnsupportedModelError(
-                f"{ctx.where or kind}: the initial state is computed from the step input, so a "
-                "stream would restart it at every step; pass the state as a forward() argument "
-                "or leave it out"
-            )
-        return parts, False
-    if any(isinstance(p, Sym) for p in parts):
-        raise UnsupportedModelError(
-            f"{ctx.where}: LSTM state (h, c) must be both given or both omitted"
-        )
-    names = ["h", "c"] if kind == "lstm" else ["h"]
-    return [ctx.lift(f"{ctx.where or kind}.{n}", p) for n, p in zip(names, parts)], True
-
-
-def _rnn_sequence(kind: str) -> Callable[..., Any]:
-    def lower(
-        ctx: Ctx,
-        node,
-        x,
-        hx,
-        params,
-        has_biases,
-        num_layers,
-        _dropout,
-        _train,
-        bidirectional,
-        batch_first,
-    ):
-        call = SeqCall(
-            kind=kind,
-            params=[const(ctx, p, f"{kind.upper()} weights") for p in params],
-            has_biases=has_biases,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            batch_first=batch_first,
-        )
-        states, lifted = _states(ctx, hx, kind)
-        y, new = lower_sequence(ctx.b, call, sym(ctx, x), states, ctx.out_shape, ctx.where or kind)
-        if lifted:
-            for s, n in zip(states, new):
-                ctx.emit_state(s, n)
-        return (y, *new)
-
-    return lower
-
-
-def _rnn_cell(kind: str) -> Callable[..., Any]:
-    def lower(ctx: Ctx, node, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
-        w = CellWeights(
-            *(
-                None if p is None else const(ctx, p, f"{kind} cell weights")
-                for p in (w_ih, w_hh, b_ih, b_hh)
-            )
-        )
-        states, lifted = _states(ctx, hx, kind)
-        x, hint = sym(ctx, x), ctx.where or kind
-        if kind == "gru":
-            new = [gru_cell(ctx.b, x, states[0], w, hint)]
-        elif kind == "lstm":
-            new = list(lstm_cell(ctx.b, x, states[0], states[1], w, hint))
-        else:
-            new = [rnn_cell(ctx.b, x, states[0], w, kind.removeprefix("rnn_"), hint)]
-        if lifted:
-            for s, n in zip(states, new):
-                ctx.emit_state(s, n)
-        return new[0] if kind != "lstm" else tuple(new)
-
-    return lower
-
-
-ATEN_TO_GRAPH.update({name: _rnn_sequence(kind) for name, kind in RNN_SEQUENCE_OPS.items()})
-ATEN_TO_GRAPH.update({name: _rnn_cell(kind) for name, kind in RNN_CELL_OPS.items()})

@@ -21,9 +21,11 @@ from torch import fx
 from torch.utils import _pytree as pytree
 
 from rnnedge.errors import ExportError, UnsupportedModelError
-from rnnedge.export.capture.aten import ATEN_TO_GRAPH, RNN_CELL_OPS, RNN_SEQUENCE_OPS, Ctx
+from rnnedge.export.capture.aten import ATEN_TO_GRAPH
 from rnnedge.export.capture.batching import batch_graph
 from rnnedge.export.capture.builder import GraphBuilder, Sym
+from rnnedge.export.capture.context import Ctx
+from rnnedge.export.capture.rnn import RNN_CELL_OPS, RNN_SEQUENCE_OPS
 from rnnedge.runtime.graph import Graph
 
 A = torch.ops.aten

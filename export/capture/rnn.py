@@ -12,12 +12,15 @@ constant (the model passed no state) is lifted into a graph input/output pair ("
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from rnnedge.errors import UnsupportedModelError
 from rnnedge.export.capture.builder import GraphBuilder, Sym
+from rnnedge.export.capture.context import Ctx, const, sym
 
 
 @dataclass(frozen=True)
@@ -199,3 +202,102 @@ def _stack_layers(b: GraphBuilder, layers: list[Sym], shape: tuple[int, ...], wh
     if len(parts) == 1:
         return parts[0]
     return b.op("concat", parts, f"{where}.hn", axis=0)
+
+
+# --- the recurrent ATen entries of ATEN_TO_GRAPH (aten.py) ---------------------------------
+
+RNN_SEQUENCE_OPS = {
+    "aten.gru.input": "gru",
+    "aten.lstm.input": "lstm",
+    "aten.rnn_tanh.input": "rnn_tanh",
+    "aten.rnn_relu.input": "rnn_relu",
+}
+RNN_CELL_OPS = {
+    "aten.gru_cell.default": "gru",
+    "aten.lstm_cell.default": "lstm",
+    "aten.rnn_tanh_cell.default": "rnn_tanh",
+    "aten.rnn_relu_cell.default": "rnn_relu",
+}
+
+
+def _states(ctx: Ctx, hx: Any, kind: str) -> tuple[list[Sym], bool]:
+    """The state tensors of an RNN call; lifted into new state inputs when they are constants
+    (the model passed no state, or a fixed one). Returns them and whether they were lifted."""
+    parts = list(hx) if isinstance(hx, (list, tuple)) else [hx]
+    if all(isinstance(p, Sym) for p in parts):
+        step_input = ctx.b.inputs[0].name
+        if any(ctx.b.depends_on(p, step_input) for p in parts):
+            raise UnsupportedModelError(
+                f"{ctx.where or kind}: the initial state is computed from the step input, so a "
+                "stream would restart it at every step; pass the state as a forward() argument "
+                "or leave it out"
+            )
+        return parts, False
+    if any(isinstance(p, Sym) for p in parts):
+        raise UnsupportedModelError(
+            f"{ctx.where}: LSTM state (h, c) must be both given or both omitted"
+        )
+    names = ["h", "c"] if kind == "lstm" else ["h"]
+    return [ctx.lift(f"{ctx.where or kind}.{n}", p) for n, p in zip(names, parts)], True
+
+
+def _rnn_sequence(kind: str) -> Callable[..., Any]:
+    def lower(
+        ctx: Ctx,
+        node,
+        x,
+        hx,
+        params,
+        has_biases,
+        num_layers,
+        _dropout,
+        _train,
+        bidirectional,
+        batch_first,
+    ):
+        call = SeqCall(
+            kind=kind,
+            params=[const(ctx, p, f"{kind.upper()} weights") for p in params],
+            has_biases=has_biases,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            batch_first=batch_first,
+        )
+        states, lifted = _states(ctx, hx, kind)
+        y, new = lower_sequence(ctx.b, call, sym(ctx, x), states, ctx.out_shape, ctx.where or kind)
+        if lifted:
+            for s, n in zip(states, new):
+                ctx.emit_state(s, n)
+        return (y, *new)
+
+    return lower
+
+
+def _rnn_cell(kind: str) -> Callable[..., Any]:
+    def lower(ctx: Ctx, node, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+        w = CellWeights(
+            *(
+                None if p is None else const(ctx, p, f"{kind} cell weights")
+                for p in (w_ih, w_hh, b_ih, b_hh)
+            )
+        )
+        states, lifted = _states(ctx, hx, kind)
+        x, hint = sym(ctx, x), ctx.where or kind
+        if kind == "gru":
+            new = [gru_cell(ctx.b, x, states[0], w, hint)]
+        elif kind == "lstm":
+            new = list(lstm_cell(ctx.b, x, states[0], states[1], w, hint))
+        else:
+            new = [rnn_cell(ctx.b, x, states[0], w, kind.removeprefix("rnn_"), hint)]
+        if lifted:
+            for s, n in zip(states, new):
+                ctx.emit_state(s, n)
+        return new[0] if kind != "lstm" else tuple(new)
+
+    return lower
+
+
+RECURRENT_ATEN: dict[str, Callable[..., Any]] = {
+    **{name: _rnn_sequence(kind) for name, kind in RNN_SEQUENCE_OPS.items()},
+    **{name: _rnn_cell(kind) for name, kind in RNN_CELL_OPS.items()},
+}
