@@ -12,10 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
 from rnnedge.errors import RnnedgeError
 from rnnedge.runtime import load
+from rnnedge.version import __version__
 
 __all__ = ["RnnedgeError", "__version__", "export", "load"]
 

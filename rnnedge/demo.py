@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.boards.bench.latency import LatencyStats
-from rnnedge.export.pipeline import Progress
+from rnnedge.progress import Progress
 from rnnedge.runtime import available_backends, load
 from rnnedge.runtime.model import Model
 

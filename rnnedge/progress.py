@@ -1,10 +1,18 @@
-"""A progress bar on a text stream (stderr), for long library calls that take a
-`progress(done, total, what)` callback. The library never prints; the CLI hands this in."""
+"""Progress of long library calls. The library never prints: it calls the callback it is
+given, and the CLI hands in one that writes to stderr.
+
+  Progress      `progress(line)`: export, calibration and check say what they are doing
+  TaskProgress  `progress(done, total, what)`: bench counts its tasks; ProgressBar draws it
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TextIO
+
+Progress = Callable[[str], None]
+TaskProgress = Callable[[int, int, str], None]
 
 WIDTH = 24
 

@@ -11,10 +11,10 @@ import xml.etree.ElementTree as ET
 from importlib import metadata
 from typing import Any
 
-from rnnedge import __version__
 from rnnedge.runtime.check.metrics import OutputMetrics
 from rnnedge.runtime.check.run import CheckReport, PairResult
 from rnnedge.runtime.check.schema import SCHEMA_ID
+from rnnedge.version import __version__
 
 REFERENCES = {
     "golden": "golden.npz (PyTorch at export)",

@@ -323,7 +323,8 @@ def test_emission_is_deterministic() -> None:
 def test_emission_does_not_depend_on_the_process() -> None:
     # set and hash order change with PYTHONHASHSEED; the bytes must not
     code = (
-        "import hashlib, sys; sys.path[:0] = ['tests', 'tests/export']; import test_emit_onnx as t; "
+        "import hashlib, sys; sys.path[:0] = ['tests', 'tests/export']; "
+        "import test_emit_onnx as t; "
         "print(hashlib.sha256(t.emit_onnx(t.gru_cell())).hexdigest())"
     )
     digests = {

@@ -13,7 +13,8 @@ from models import build
 
 import rnnedge
 from rnnedge.errors import BundleError
-from rnnedge.export.pipeline import export_bundle, run_golden
+from rnnedge.export.gates import run_golden
+from rnnedge.export.pipeline import export_bundle
 from rnnedge.runtime.bundle import read_bundle
 from rnnedge.runtime.npzio import read_npz, write_npz
 
