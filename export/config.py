@@ -80,6 +80,8 @@ def _check_int8_calibration(calibration: tuple[np.ndarray, ...] | None) -> None:
             "quantize='int8' needs calibration sequences (--calibration data.npz, or "
             "calibration=[arrays]): full int8 fixes every activation's range from them"
         )
+    if not calibration:
+        raise InputError("calibration: no sequences given")
     if len(calibration) < MIN_CALIBRATION_SEQUENCES:
         raise ExportError(
             f"quantize='int8' needs at least {MIN_CALIBRATION_SEQUENCES} calibration "
