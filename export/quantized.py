@@ -11,7 +11,6 @@ the file dict are replaced, never edited). Two precisions:
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 
 import numpy as np
@@ -20,13 +19,13 @@ from rnnedge.errors import CalibrationRangeWarning
 from rnnedge.export.onnx import emit_onnx
 from rnnedge.export.tflite import emit_tflite
 from rnnedge.progress import Progress
-from rnnedge.quantize.calibrate import Overrun, Ranges, calibrate, range_overruns
+from rnnedge.quantize.calibrate import Overrun, calibrate, range_overruns
 from rnnedge.quantize.int8 import plan_int8
 from rnnedge.quantize.int8_dynamic import plan_int8_dynamic
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.manifest import Manifest, ModelFile
 from rnnedge.runtime.quant.fixed import RANGES
-from rnnedge.runtime.quant.plan import QuantPlan
+from rnnedge.runtime.quant.plan import QuantPlan, Ranges
 
 SCHEMES = {
     "int8-dynamic": "rnnedge int8-dynamic v1: int8 weights per output channel, symmetric; "
@@ -62,13 +61,10 @@ def add_int8(
     say(f"{precision}: {len(ints)} tensors integer, {len(plan.left_float)} left float")
     for t in plan.left_float:
         say(f"  {t.tensor} stays float: {t.why}")
-    doc = json.loads(plan.to_json())
-    if ranges is not None:
-        doc["calibration"] = ranges.to_json()
-    if overruns:
-        doc["golden_beyond_calibration"] = {o.tensor: round(o.fraction, 4) for o in overruns}
+    beyond = {o.tensor: round(o.fraction, 4) for o in overruns}
+    plan = dataclasses.replace(plan, calibration=ranges, golden_beyond_calibration=beyond)
     new = dict(files)
-    new["quant.json"] = (json.dumps(doc, indent=1) + "\n").encode()
+    new["quant.json"] = plan.to_json().encode()
     new[f"model.{precision}.onnx"] = emit_onnx(graph, plan)
     new[f"model.{precision}.tflite"] = emit_tflite(graph, plan)
     models = (

@@ -8,7 +8,7 @@ default; `percentile=p` records the [100 - p, p] percentiles instead (clips rare
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,27 +16,9 @@ import numpy as np
 from rnnedge.errors import InputError
 from rnnedge.runtime.executor import Executor
 from rnnedge.runtime.graph import Graph
-from rnnedge.runtime.ops import OPS
+from rnnedge.runtime.quant.plan import Ranges
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Ranges:
-    """tensor name -> (lo, hi) over every step of every calibration sequence."""
-
-    ranges: Mapping[str, tuple[float, float]]
-    sequences: int
-    steps: int
-    method: str  # "minmax" | "percentile 99.9" ...
-
-    def to_json(self) -> dict:
-        return {
-            "method": self.method,
-            "sequences": self.sequences,
-            "steps": self.steps,
-            "ranges": {k: [lo, hi] for k, (lo, hi) in sorted(self.ranges.items())},
-        }
 
 
 def calibrate(
@@ -49,7 +31,7 @@ def calibrate(
     if percentile is not None and not 50 < percentile <= 100:
         raise InputError(f"calibration percentile {percentile!r} must be in (50, 100]")
     say = progress or (lambda _m: None)
-    Executor(graph)  # refuses a graph that cannot run before any data is read
+    executor = Executor(graph)  # refuses a graph that cannot run before any data is read
     seqs = check_sequences(graph, sequences)
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
@@ -58,7 +40,7 @@ def calibrate(
     for i, seq in enumerate(seqs):
         state = graph.initial_state()
         for x in seq:
-            values = _step(graph, {graph.inputs[0].name: x, **state})
+            values = executor.tensors({graph.inputs[0].name: x, **state})
             state = {s.input: values[s.output] for s in graph.states}
             for name, v in values.items():
                 if name in graph.constants:
@@ -139,13 +121,3 @@ def check_sequences(
     if not out:
         raise InputError(f"{what}: no sequences given (need at least one)")
     return out
-
-
-def _step(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """One step of the float Graph; every tensor's value (the Executor keeps only outputs)."""
-    values: dict[str, np.ndarray] = dict(graph.constants)
-    values.update(feeds)
-    for node in graph.nodes:
-        args = [values[i] for i in node.inputs]
-        values[node.outputs[0]] = OPS[node.op].fn(*args, **node.attrs)
-    return values

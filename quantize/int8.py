@@ -26,15 +26,18 @@ import math
 import numpy as np
 
 from rnnedge.errors import InputError
-from rnnedge.quantize.calibrate import Ranges
 from rnnedge.quantize.int8_dynamic import weight_scales
 from rnnedge.runtime.graph import Graph, Node
-from rnnedge.runtime.quant.plan import QuantPlan, TensorQuant
+from rnnedge.runtime.quant.plan import (
+    FIXED_OUTPUTS,
+    SHAPE_OPS,
+    QParams,
+    QuantPlan,
+    Ranges,
+    TensorQuant,
+)
 
-SHAPE_OPS = ("reshape", "slice", "concat")
 INT_OPS = ("linear", "add", "sub", "mul", "sigmoid", "tanh", "relu", *SHAPE_OPS)
-SIGMOID = (1 / 256, -128)
-TANH = (1 / 128, 0)
 CELLS = ("int16", "float")
 HS = ("fixed", "calibrated")
 OUTPUT_HEADROOM = 0.05
@@ -239,13 +242,13 @@ def _act(
     for n in names:
         if n in floats:
             return TensorQuant(tensor=name, dtype="float32", source="calibrated", why=floats[n])
-    if any(n in bounded for n in names):
-        return _fixed(name, TANH)
+    if any(n in bounded for n in names):  # h in [-1, 1]: the grid of tanh's output
+        return _fixed(name, FIXED_OUTPUTS["tanh"])
     ops = {producer[n].op for n in names if n in producer and producer[n].op not in SHAPE_OPS}
     if ops == {"sigmoid"}:
-        return _fixed(name, SIGMOID)
+        return _fixed(name, FIXED_OUTPUTS["sigmoid"])
     if ops == {"tanh"} and not _reads_cell(names, producer, cells):
-        return _fixed(name, TANH)
+        return _fixed(name, FIXED_OUTPUTS["tanh"])
     lo, hi = _union(names, ranges)
     if any(t.name in names for t in graph.outputs):
         lo, hi = _headroom(lo, hi)
@@ -289,9 +292,9 @@ def _cell(name: str, members: set[str], ranges: Ranges, cell: str) -> TensorQuan
     )  # fmt: skip
 
 
-def _fixed(name: str, params: tuple[float, int]) -> TensorQuant:
+def _fixed(name: str, p: QParams) -> TensorQuant:
     return TensorQuant(
-        tensor=name, dtype="int8", scale=(params[0],), zero_point=(params[1],), source="fixed"
+        tensor=name, dtype=p.dtype, scale=(p.scale,), zero_point=(p.zp,), source="fixed"
     )
 
 

@@ -1,15 +1,20 @@
-"""Runs a Graph with the numpy ops: the reference every other backend is tested against."""
+"""Runs a Graph with the numpy ops: the reference every other backend is tested against.
+
+`run_steps` is the one graph loop. The float Executor, the int8 executors
+(runtime/quant/int8_dynamic.py, int8.py), calibration (every intermediate tensor, through
+`Executor.tensors`) and shape inference (`infer_shapes`, on zeros) all run a Graph through it.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from rnnedge.errors import GraphError
-from rnnedge.runtime.graph import MAX_ELEMENTS, Graph, check_shape
+from rnnedge.runtime.graph import MAX_ELEMENTS, Graph, check_shape, validate
 from rnnedge.runtime.ops import OPS
 
 # What a malformed graph or a bad attr makes numpy raise; ArithmeticError covers a stride of 0
@@ -18,23 +23,49 @@ OP_ERRORS = (ValueError, TypeError, IndexError, ArithmeticError, MemoryError)
 _BROADCASTING = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "layer_norm"}
 
 
+class Step(NamedTuple):
+    """One compiled node: output = fn(*inputs, **attrs)."""
+
+    fn: Callable[..., np.ndarray]
+    inputs: tuple[str, ...]
+    output: str
+    attrs: Mapping[str, Any]
+    op: str
+
+
+# called with each step and its arguments before the step runs (may raise GraphError)
+Guard = Callable[[Step, list[np.ndarray]], None]
+
+
+def compile_steps(graph: Graph) -> list[Step]:
+    """The float steps of `graph`: each node's op from ops.py."""
+    return [Step(OPS[n.op].fn, n.inputs, n.outputs[0], dict(n.attrs), n.op) for n in graph.nodes]
+
+
+def run_steps(
+    steps: Sequence[Step], values: dict[str, np.ndarray], guard: Guard | None = None
+) -> dict[str, np.ndarray]:
+    """The graph loop: runs every step in order on `values` (tensor name -> array, holding
+    the constants and inputs), adds each output to it and returns it."""
+    for step in steps:
+        fn, ins, out, attrs, op = step
+        args = [values[i] for i in ins]
+        try:
+            if guard is not None:
+                guard(step, args)
+            values[out] = fn(*args, **attrs)
+        except OP_ERRORS as e:
+            raise GraphError(f"op {op!r} producing {out!r}: {e}") from e
+    return values
+
+
 class Executor:
-    """Compiles a Graph once into a list of (op, input names, output name) and runs it."""
+    """Compiles a Graph once into steps (op, input names, output name) and runs them."""
 
     def __init__(self, graph: Graph) -> None:
+        validate(graph)
         self.graph = graph
-        self._steps: list[tuple[Callable[..., np.ndarray], tuple[str, ...], str, dict]] = []
-        for node in graph.nodes:
-            op = OPS[node.op]
-            if not op.min_inputs <= len(node.inputs) <= op.max_inputs or len(node.outputs) != 1:
-                raise GraphError(
-                    f"op {node.op!r} takes {op.min_inputs}-{op.max_inputs} inputs and one output, "
-                    f"node has {len(node.inputs)} inputs, {len(node.outputs)} outputs"
-                )
-            missing = [a for a in op.attrs if a not in node.attrs]
-            if missing:
-                raise GraphError(f"op {node.op!r} (node {node.outputs[0]!r}) lacks attrs {missing}")
-            self._steps.append((op.fn, node.inputs, node.outputs[0], dict(node.attrs)))
+        self._steps = compile_steps(graph)
         self._output_names = tuple(t.name for t in graph.outputs)
         # one step on zeros now, so a graph that cannot run (or claims other output shapes
         # than it computes) is refused at load, never at the first real step
@@ -48,14 +79,14 @@ class Executor:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Feeds every graph input by name; returns every graph output by name."""
+        values = self.tensors(feeds)
+        return {name: values[name] for name in self._output_names}
+
+    def tensors(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One step; every tensor's value: the constants, the feeds and each node's output."""
         values: dict[str, np.ndarray] = dict(self.graph.constants)
         values.update(feeds)
-        for fn, ins, out, attrs in self._steps:
-            try:
-                values[out] = fn(*(values[i] for i in ins), **attrs)
-            except OP_ERRORS as e:
-                raise GraphError(f"op producing {out!r} failed: {e}") from e
-        return {name: values[name] for name in self._output_names}
+        return run_steps(self._steps, values)
 
 
 def infer_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
@@ -68,18 +99,17 @@ def infer_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
         check_shape(t.shape, what=f"input {t.name!r}")
         values[t.name] = np.zeros(t.shape, np.float32)
     with np.errstate(all="ignore"):  # zeros may divide by zero; only shapes matter here
-        for node in graph.nodes:
-            fn = OPS[node.op].fn
-            ins = [values[i] for i in node.inputs]
-            where = f"op {node.op!r} producing {node.outputs[0]!r}"
-            try:
-                size = _output_bound(node.op, [np.shape(v) for v in ins], node.attrs)
-                if size > MAX_ELEMENTS:
-                    raise GraphError(f"{where}: would allocate {size} elements ({MAX_ELEMENTS=})")
-                values[node.outputs[0]] = np.asarray(fn(*ins, **node.attrs))
-            except OP_ERRORS as e:
-                raise GraphError(f"{where}: {e}") from e
-    return {name: v.shape for name, v in values.items()}
+        run_steps(compile_steps(graph), values, _refuse_large)
+    return {name: np.shape(v) for name, v in values.items()}
+
+
+def _refuse_large(step: Step, args: list[np.ndarray]) -> None:
+    size = _output_bound(step.op, [np.shape(v) for v in args], step.attrs)
+    if size > MAX_ELEMENTS:
+        raise GraphError(
+            f"op {step.op!r} producing {step.output!r}: would allocate {size} elements "
+            f"({MAX_ELEMENTS=})"
+        )
 
 
 def _output_bound(op: str, shapes: list[tuple[int, ...]], attrs: Mapping[str, Any]) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from rnnedge.errors import GraphError
+from rnnedge.runtime.ops import OPS
 
 GRAPH_FORMAT = "rnnedge.graph"
 GRAPH_VERSION = 1
@@ -109,7 +110,7 @@ class Graph:
     states: tuple[StatePair, ...] = ()
 
     def __post_init__(self) -> None:
-        validate(self)
+        _check_structure(self)
 
     @property
     def state_inputs(self) -> tuple[str, ...]:
@@ -173,9 +174,26 @@ def check_shape(shape: tuple[int, ...], *, what: str) -> None:
 
 
 def validate(g: Graph) -> None:
-    """Structural checks: every tensor defined once before use, ops known, states consistent."""
-    from rnnedge.runtime.ops import OPS  # ops imports graph for types; keep the cycle lazy
+    """Every node fits its op's contract in ops.py: its number of inputs, one output, the
+    attributes the op needs. The executor and both emitters call it before anything runs;
+    the error names the op and the node (emitters re-raise it as an ExportError)."""
+    for n in g.nodes:
+        op = OPS[n.op]
+        where = f"op {n.op!r} (node producing {n.outputs[0] if n.outputs else '?'!r}"
+        where += f" from {n.source})" if n.source else ")"
+        if len(n.outputs) != 1 or not op.min_inputs <= len(n.inputs) <= op.max_inputs:
+            raise GraphError(
+                f"{where} takes {op.min_inputs}-{op.max_inputs} inputs and one output, "
+                f"node has {len(n.inputs)} inputs, {len(n.outputs)} outputs"
+            )
+        missing = [a for a in op.attrs if a not in n.attrs]
+        if missing:
+            raise GraphError(f"{where} lacks attributes {missing}")
 
+
+def _check_structure(g: Graph) -> None:
+    """Checked on construction: every tensor defined once before use, ops known, states
+    consistent."""
     defined: set[str] = set(g.constants)
     for t in g.inputs:
         _define(defined, t.name, "graph input")

@@ -15,9 +15,10 @@ from onnx import TensorProto, helper
 from rnnedge.errors import ExportError, GraphError
 from rnnedge.export.onnx.emitter import OnnxEmitter
 from rnnedge.export.onnx.float_ops import LOWERINGS, where
+from rnnedge.export.onnx.int8 import Int8Lowering
+from rnnedge.export.onnx.int8_dynamic import int8_dynamic_lowerings
 from rnnedge.runtime.executor import infer_shapes
-from rnnedge.runtime.graph import Graph, Node
-from rnnedge.runtime.ops import OPS
+from rnnedge.runtime.graph import Graph, validate
 from rnnedge.runtime.quant.plan import QuantPlan
 
 OPSET = 17
@@ -33,21 +34,21 @@ def emit_onnx(graph: Graph, plan: QuantPlan | None = None) -> bytes:
     """Serialises `graph` as an ONNX model; raises ExportError for anything it cannot lower.
     With a `plan`: scheme "int8-dynamic", planned linears get int8 weights (int8_dynamic.py);
     scheme "int8", the whole step runs on integers (int8.py)."""
+    try:
+        validate(graph)
+    except GraphError as e:
+        raise ExportError(f"ONNX export: {e}") from e
     shapes = _shapes(graph)
     em = OnnxEmitter(graph, shapes)
-    lowerings, finish = LOWERINGS, em.bind_outputs
+    # every precision is: enter (quantize the inputs), one lowering per node, leave
+    enter, lowerings, leave = (lambda: None), LOWERINGS, em.bind_outputs
     if plan is not None and plan.scheme == "int8":
-        from rnnedge.export.onnx.int8 import Int8Static
-
-        static = Int8Static(graph, plan, em)
-        static.enter()
-        lowerings, finish = static.lowerings(), static.leave
+        int8 = Int8Lowering(graph, plan, em)
+        enter, lowerings, leave = int8.enter, int8.lowerings(), int8.leave
     elif plan is not None:
-        from rnnedge.export.onnx.int8_dynamic import int8_dynamic_lowerings
-
         lowerings = int8_dynamic_lowerings(plan)
+    enter()
     for node in graph.nodes:
-        _check_node(node)
         lower = lowerings.get(node.op)
         if lower is None:
             raise ExportError(f"{where(node)}: no ONNX lowering for this op")
@@ -56,7 +57,7 @@ def emit_onnx(graph: Graph, plan: QuantPlan | None = None) -> bytes:
             lower(em, node)
         except (KeyError, IndexError, TypeError, ValueError) as e:
             raise ExportError(f"{where(node)}: bad attributes or inputs ({e!r})") from e
-    finish()
+    leave()
     model = _model(graph, em)
     if model.ByteSize() > MAX_PROTO_BYTES:
         raise ExportError(f"ONNX model is {model.ByteSize()} bytes, over protobuf's 2 GiB limit")
@@ -87,18 +88,6 @@ def _shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
                 f"but computes {list(shapes[t.name])}"
             )
     return shapes
-
-
-def _check_node(node: Node) -> None:
-    op = OPS[node.op]
-    if len(node.outputs) != 1 or not op.min_inputs <= len(node.inputs) <= op.max_inputs:
-        raise ExportError(
-            f"{where(node)}: takes {op.min_inputs}-{op.max_inputs} inputs and one output, "
-            f"node has {len(node.inputs)} and {len(node.outputs)}"
-        )
-    missing = [a for a in op.attrs if a not in node.attrs]
-    if missing:
-        raise ExportError(f"{where(node)}: lacks attributes {missing}")
 
 
 def _model(graph: Graph, em: OnnxEmitter) -> onnx.ModelProto:

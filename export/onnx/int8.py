@@ -28,7 +28,7 @@ Choices, each measured on onnxruntime 1.32 (x86-64 with AVX-512 VNNI, 1 thread, 
                differ, by one int16 step. Exact int32 arithmetic (the rescales are powers of
                two) would need ~8 integer nodes per rounding (sign, bias, divide, clamp), about
                35 extra nodes per layer at ~0.3 us each, for the same result within 1 int16 step.
-  float islands   DequantizeLinear -> onnx_ops.LOWERINGS -> QuantizeLinear, as the spec.
+  float islands   DequantizeLinear -> float_ops.LOWERINGS -> QuantizeLinear, as the spec.
   boundary     float32 inputs and states in, QuantizeLinear; outputs and states DequantizeLinear
                back to float32: same names, shapes and symbolic batch axis as the float file.
 onnxruntime's QLinear* and (de)quantisation round in float32, half to even, as the spec's
@@ -39,7 +39,6 @@ int8 kernels do (it follows XNNPACK, LiteRT's default delegate, which rounds so 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,81 +47,66 @@ from onnx import TensorProto, numpy_helper
 from rnnedge.export.onnx.float_ops import LOWERINGS, Lowering, unsupported
 from rnnedge.runtime.graph import Graph, Node
 from rnnedge.runtime.ops import sigmoid
-from rnnedge.runtime.quant.fixed import lookup_table, requantize_fn, round_away
-from rnnedge.runtime.quant.plan import QuantPlan, TensorQuant, quantize_weight
+from rnnedge.runtime.quant.fixed import lookup_table, requantize_fn
+from rnnedge.runtime.quant.int8 import dequantize, quantize
+from rnnedge.runtime.quant.plan import (
+    SHAPE_OPS,
+    QParams,
+    QuantPlan,
+    quantize_bias,
+    quantize_weight,
+)
 
 if TYPE_CHECKING:
     from rnnedge.export.onnx.emitter import OnnxEmitter
 
 MS = "com.microsoft"
 F32 = np.float32
-SHAPE_OPS = ("reshape", "slice", "concat")
 LUT_OPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"sigmoid": sigmoid, "tanh": np.tanh}
+# How the file holds each integer dtype of the plan: int8 as uint8 with the zero point moved
+# up by 128 (see the module docstring), int16 as it is. The names go into tensor names.
+KINDS = {"int8": "u8", "int16": "i16"}
+U8_SHIFT = 128
 
 
-@dataclass(frozen=True)
-class Rep:
-    """How a quantized tensor is held in the file: "u8" (uint8, zero point plan + 128) or
-    "i16" (int16); `zp` is in the file's encoding. A float32 tensor has no Rep (None)."""
-
-    kind: str
-    scale: float
-    zp: int
-
-    @property
-    def lo(self) -> int:
-        return 0 if self.kind == "u8" else -32768
-
-    @property
-    def hi(self) -> int:
-        return 255 if self.kind == "u8" else 32767
-
-    @property
-    def int8_zp(self) -> int:
-        return self.zp - 128
+def _file_zp(p: QParams) -> int:
+    """The zero point as the file stores it (uint8 for an int8 tensor)."""
+    return p.zp + U8_SHIFT if p.dtype == "int8" else p.zp
 
 
-def _rep(t: TensorQuant | None) -> Rep | None:
-    if t is None or t.dtype == "float32":
-        return None
-    if t.dtype == "int8":
-        return Rep("u8", float(F32(t.scale[0])), int(t.zero_point[0]) + 128)
-    if t.dtype == "int16":
-        return Rep("i16", float(F32(t.scale[0])), int(t.zero_point[0]))
-    raise unsupported(Node(op="?", inputs=(), outputs=(t.tensor,)), f"dtype {t.dtype}")
+def _encoded(value: np.ndarray, p: QParams) -> np.ndarray:
+    """The spec's QUANTIZE of a constant (half away from zero, clamped), in the file's type."""
+    q = quantize(value, p)
+    return (q + U8_SHIFT).astype(np.uint8) if p.dtype == "int8" else q.astype(np.int16)
 
 
-def _quantize(value: np.ndarray, r: Rep) -> np.ndarray:
-    """The spec's QUANTIZE (round half away from zero, clamped) in the file's encoding."""
-    q = round_away(np.asarray(value, F32) / F32(r.scale)).astype(np.int64) + r.zp
-    return np.clip(q, r.lo, r.hi).astype(np.uint8 if r.kind == "u8" else np.int16)
-
-
-class Int8Static:
+class Int8Lowering:
     """The lowerings of one emit_onnx call at precision "int8": `enter` quantizes the graph
     inputs, `lowerings` lowers each node, `leave` dequantizes the graph outputs."""
 
     def __init__(self, graph: Graph, plan: QuantPlan, em: OnnxEmitter) -> None:
         self.graph, self.plan, self.em = graph, plan, em
-        self.reps: dict[str, Rep | None] = {}
+        self.params: dict[str, QParams | None] = {}
         for name in [t.name for t in graph.inputs] + [n.outputs[0] for n in graph.nodes]:
-            t = plan.activation(name)
-            if t is None:
+            if plan.activation(name) is None:
                 raise unsupported(_producer(graph, name), f"quant.json has no entry for {name!r}")
-            self.reps[name] = _rep(t)
+            self.params[name] = self._held(name, plan.params(name))
         self.outputs = {t.name for t in graph.outputs}
         self._float: dict[str, str] = {}  # tensor -> its DequantizeLinear output
         self._scalars: dict[tuple[str, bytes], str] = {}
 
-    # --- reps and initializers ---------------------------------------------------------
+    # --- parameters and initializers -----------------------------------------------------
 
-    def rep(self, name: str) -> Rep | None:
+    def _held(self, name: str, p: QParams | None) -> QParams | None:
+        if p is not None and p.dtype not in KINDS:
+            raise unsupported(_producer(self.graph, name), f"dtype {p.dtype}")
+        return p
+
+    def params_of(self, name: str) -> QParams | None:
+        """The parameters `name` is read with: an activation's, or a quantized constant's."""
         if name not in self.graph.constants:
-            return self.reps[name]
-        t = next(
-            (t for t in self.plan.tensors if t.tensor == name and t.source == "constant"), None
-        )
-        return _rep(t)
+            return self.params[name]
+        return self._held(name, self.plan.params(name))
 
     def _scalar(self, value: np.generic, hint: str) -> str:
         """A 0-d initializer (QLinear* and Q/DQ want scalar parameters; em.derived and em.f32
@@ -134,43 +118,44 @@ class Int8Static:
             self._scalars[key] = name
         return self._scalars[key]
 
-    def _scale(self, r: Rep, sign: int = 1) -> str:
-        return self._scalar(F32(sign * r.scale), "s")  # short names: every QLinear node
+    def _scale(self, p: QParams, sign: int = 1) -> str:
+        return self._scalar(F32(sign * p.scale), "s")  # short names: every QLinear node
         # lists six of them, a visible share of a small model's file
 
-    def _zp(self, r: Rep) -> str:
-        value = np.uint8(r.zp) if r.kind == "u8" else np.int16(r.zp)
+    def _zp(self, p: QParams) -> str:
+        value = np.uint8(_file_zp(p)) if p.dtype == "int8" else np.int16(p.zp)
         return self._scalar(value, "z")
 
     def _value(self, name: str) -> str:
         """A tensor read by an integer op: a quantized constant becomes an initializer."""
-        r = self.rep(name)
-        if name in self.graph.constants and r is not None:
+        p = self.params_of(name)
+        if name in self.graph.constants and p is not None:
             value = self.graph.constants[name]
-            return self.em.derived(("q", name, r), f"{name}.{r.kind}", lambda: _quantize(value, r))
+            hint = f"{name}.{KINDS[p.dtype]}"
+            return self.em.derived(("q", name, p), hint, lambda: _encoded(value, p))
         return name
 
-    def _qdq(self, op: str, x: str, r: Rep, out: str | None = None) -> str:
-        domain = {"domain": MS} if r.kind == "i16" else {}  # int16: com.microsoft's Q/DQ
-        return self.em.add(op, [x, self._scale(r), self._zp(r)], out, **domain)
+    def _qdq(self, op: str, x: str, p: QParams, out: str | None = None) -> str:
+        domain = {"domain": MS} if p.dtype == "int16" else {}  # int16: com.microsoft's Q/DQ
+        return self.em.add(op, [x, self._scale(p), self._zp(p)], out, **domain)
 
     # --- boundary ------------------------------------------------------------------------
 
     def enter(self) -> None:
         for t in self.graph.inputs:
-            r = self.reps[t.name]
-            if r is not None:
+            p = self.params[t.name]
+            if p is not None:
                 self.em.begin(Node(op="quantize", inputs=(), outputs=(t.name,)))
-                self.em.alias(t.name, self._qdq("QuantizeLinear", t.name, r))
+                self.em.alias(t.name, self._qdq("QuantizeLinear", t.name, p))
 
     def leave(self) -> None:
         self.em.source = ""
         for t in self.graph.outputs:
-            r = self.reps.get(t.name)
+            p = self.params.get(t.name)
             src = self.em.resolve(t.name)
-            if r is not None:
+            if p is not None:
                 self.em.stem = t.name
-                self._qdq("DequantizeLinear", src, r, t.name)
+                self._qdq("DequantizeLinear", src, p, t.name)
             elif src != t.name:
                 self.em.add("Identity", [src], t.name)
 
@@ -180,12 +165,12 @@ class Int8Static:
         return {op: self.lower for op in LOWERINGS}
 
     def lower(self, em: OnnxEmitter, node: Node) -> None:
-        """Dispatch as the spec's Int8StaticExecutor._compile does."""
-        out = self.reps[node.outputs[0]]
-        ins = [self.rep(i) for i in node.inputs]
-        if node.op == "linear" and out is not None and ins[0] is not None and _u8(out, ins[0]):
+        """Dispatch as the spec's Int8Executor._compile does."""
+        out = self.params[node.outputs[0]]
+        ins = [self.params_of(i) for i in node.inputs]
+        if node.op == "linear" and _int8(out, ins[0]):
             self._emit(node, self._linear)
-        elif out is None or any(r is None for r in ins) or not self._integer(node, ins, out):
+        elif out is None or any(p is None for p in ins) or not self._integer(node, ins, out):
             self._emit(node, self._float_island)
         elif node.op in SHAPE_OPS:
             self._emit(node, self._shape)
@@ -194,19 +179,19 @@ class Int8Static:
         else:
             self._emit(node, self._lut)
 
-    def _integer(self, node: Node, ins: list[Rep | None], out: Rep) -> bool:
+    def _integer(self, node: Node, ins: list[QParams | None], out: QParams) -> bool:
         """Whether an integer kernel here runs the node (else: through float)."""
         if node.op in SHAPE_OPS:  # int16 shape ops too, when no input needs requantizing
-            return all(r is not None and r.kind == out.kind for r in ins) and (
-                out.kind == "u8" or all(r == out for r in ins)
+            return all(p is not None and p.dtype == out.dtype for p in ins) and (
+                out.dtype == "int8" or all(p == out for p in ins)
             )
-        return node.op in ("add", "sub", "mul", "sigmoid", "tanh", "relu") and _u8(out, *ins)
+        return node.op in ("add", "sub", "mul", "sigmoid", "tanh", "relu") and _int8(out, *ins)
 
     def _emit(self, node: Node, fn: Callable[[Node, str], None]) -> None:
         """Runs `fn(node, out)`; a graph output is written under a fresh name (the graph's
         name is its float32 DequantizeLinear, written by `leave`) and aliased afterwards."""
         name = node.outputs[0]
-        if name in self.outputs and self.reps[name] is not None:
+        if name in self.outputs and self.params[name] is not None:
             fresh = self.em.fresh(f"{name}.q")
             fn(node, fresh)
             self.em.alias(name, fresh)
@@ -215,8 +200,8 @@ class Int8Static:
 
     def _linear(self, node: Node, out: str) -> None:
         x, w, *bias = node.inputs
-        xr, yr = self.rep(x), self.reps[node.outputs[0]]
-        assert xr is not None and yr is not None
+        xp, yp = self.params_of(x), self.params[node.outputs[0]]
+        assert xp is not None and yp is not None
         wt = self.plan.weight(node.outputs[0])
         value = self.em.const(w)
         if wt is None or wt.tensor != w or value is None or value.ndim != 2:
@@ -229,49 +214,43 @@ class Int8Static:
         w_zp = self._scalar(np.int8(0), "wz")  # symmetric weights: one scalar zero point
         if not bias:
             ws = em.derived(("scale", w), f"{w}.scale", lambda: w_scale)
-            ins = [x, self._scale(xr), self._zp(xr), w_q, ws, w_zp, self._scale(yr), self._zp(yr)]
+            ins = [x, self._scale(xp), self._zp(xp), w_q, ws, w_zp, self._scale(yp), self._zp(yp)]
             em.add("QLinearMatMul", ins, out)
             return
         b_int = em.derived(("bias", bias[0]), f"{bias[0]}.int32", lambda: self._bias(node))
-        acc = em.add("MatMulInteger", [x, w_q, self._zp(xr), w_zp])
+        acc = em.add("MatMulInteger", [x, w_q, self._zp(xp), w_zp])
         acc = em.add("Cast", [em.add("Add", [acc, b_int])], to=TensorProto.FLOAT)
         # y = round(acc x_s w_s[n] / y_s) + y_zp: a per-channel Mul, then a per-tensor
         # QuantizeLinear (per-axis QuantizeLinear runs a scalar loop: 13-23 us at N=1024)
         step = em.derived(
-            ("requant", w, xr.scale, yr.scale),
+            ("requant", w, xp.scale, yp.scale),
             f"{node.outputs[0]}.requant",
-            lambda: (F32(xr.scale) * w_scale / F32(yr.scale)).astype(F32),
+            lambda: (F32(xp.scale) * w_scale / F32(yp.scale)).astype(F32),
         )
-        one = Rep("u8", 1.0, yr.zp)
+        one = QParams("int8", 1.0, yp.zp)
         em.add("QuantizeLinear", [em.add("Mul", [acc, step]), self._scale(one), self._zp(one)], out)
 
     def _bias(self, node: Node) -> np.ndarray:
-        # the plan's int32 bias, rounded half away from zero as int8_static._linear
-        b_t = next(
-            (t for t in self.plan.tensors if t.tensor == node.inputs[2] and t.source == "bias"),
-            None,
-        )
+        b_t = self.plan.bias(node.inputs[2])
         if b_t is None:
             raise unsupported(node, f"quant.json has no int32 bias {node.inputs[2]!r}")
-        b = self.graph.constants[node.inputs[2]].astype(np.float64)
-        q = round_away(b / np.asarray(b_t.scale, np.float64))
-        return np.clip(q, -(2**31), 2**31 - 1).astype(np.int32)
+        return quantize_bias(self.graph.constants[node.inputs[2]], b_t.scale).astype(np.int32)
 
     def _elementwise(self, node: Node, out: str) -> None:
-        (a, b), r = node.inputs, self.reps[node.outputs[0]]
-        ar, br = self.rep(a), self.rep(b)
-        assert ar is not None and br is not None and r is not None
-        b_scale = self._scale(br, -1 if node.op == "sub" else 1)
+        (a, b), y = node.inputs, self.params[node.outputs[0]]
+        ap, bp = self.params_of(a), self.params_of(b)
+        assert ap is not None and bp is not None and y is not None
+        b_scale = self._scale(bp, -1 if node.op == "sub" else 1)
         op = "QLinearMul" if node.op == "mul" else "QLinearAdd"
-        ins = [self._value(a), self._scale(ar), self._zp(ar), self._value(b), b_scale]
-        ins += [self._zp(br), self._scale(r), self._zp(r)]
+        ins = [self._value(a), self._scale(ap), self._zp(ap), self._value(b), b_scale]
+        ins += [self._zp(bp), self._scale(y), self._zp(y)]
         self.em.add(op, ins, out, domain=MS)
 
     def _lut(self, node: Node, out: str) -> None:
         x = node.inputs[0]
-        p, r = self.rep(x), self.reps[node.outputs[0]]
+        p, r = self.params_of(x), self.params[node.outputs[0]]
         assert p is not None and r is not None
-        sig = _as_sigmoid(node.op, p, r)
+        sig = as_sigmoid(node.op, p, r)
         if sig is not None:  # one MLAS lookup kernel; Cast + Gather cost 6-16 us at N=1024
             p2, r2 = sig
             ins = [self._value(x), self._scale(p2), self._zp(p2), self._scale(r2), self._zp(r2)]
@@ -286,12 +265,12 @@ class Int8Static:
         return self.em.add("Gather", [table, idx], out)
 
     def _shape(self, node: Node, out: str) -> None:
-        r = self.reps[node.outputs[0]]
+        r = self.params[node.outputs[0]]
         assert r is not None
         ins = []
         for i in node.inputs:
-            p = self.rep(i)
-            if p != r:  # only u8 gets here with differing parameters (see _integer)
+            p = self.params_of(i)
+            if p != r:  # only int8 gets here with differing parameters (see _integer)
                 assert p is not None
                 table = self.em.derived(
                     ("requant", p, r), "requant.lut", lambda p=p: _table("", p, r)
@@ -302,9 +281,9 @@ class Int8Static:
         self._lower_as(node, ins, out)
 
     def _float_island(self, node: Node, out: str) -> None:
-        """DequantizeLinear -> the float lowering -> QuantizeLinear (spec: Executor._float)."""
+        """DequantizeLinear -> the float lowering -> QuantizeLinear (spec: Int8Executor._float)."""
         ins = [self._dequantized(i) for i in node.inputs]
-        r = self.reps[node.outputs[0]]
+        r = self.params[node.outputs[0]]
         if r is None:
             self._lower_as(node, ins, out)
             return
@@ -314,16 +293,16 @@ class Int8Static:
         self._qdq("QuantizeLinear", y, r, out)
 
     def _dequantized(self, name: str) -> str:
-        r = self.rep(name)
-        if r is None:
+        p = self.params_of(name)
+        if p is None:
             return name
         if name in self.graph.constants:  # the spec runs float ops on the quantized constant
             value = self.graph.constants[name]
             return self.em.derived(
-                ("dq", name, r), f"{name}.dq", lambda: _dequantize(_quantize(value, r), r)
+                ("dq", name, p), f"{name}.dq", lambda: dequantize(quantize(value, p), p)
             )
         if name not in self._float:
-            self._float[name] = self._qdq("DequantizeLinear", name, r)
+            self._float[name] = self._qdq("DequantizeLinear", name, p)
             self.em.shapes[self._float[name]] = self.em.shape(name)
         return self._float[name]
 
@@ -339,36 +318,32 @@ class Int8Static:
         LOWERINGS[node.op](self.em, renamed)
 
 
-def _u8(*reps: Rep | None) -> bool:
-    return all(r is not None and r.kind == "u8" for r in reps)
+def _int8(*params: QParams | None) -> bool:
+    return all(p is not None and p.dtype == "int8" for p in params)
 
 
-def _as_sigmoid(op: str, p: Rep, r: Rep) -> tuple[Rep, Rep] | None:
+def as_sigmoid(op: str, p: QParams, r: QParams) -> tuple[QParams, QParams] | None:
     """(input, output) parameters of a QLinearSigmoid computing `op`, if one can. tanh(x) =
     2 sigmoid(2x) - 1, so tanh at output scale s (1/s an integer) is sigmoid read at twice
     the input scale, written at scale s/2 with the zero point moved down by 1/s."""
     if op == "sigmoid":
         return p, r
     inv = 1 / r.scale
-    if op != "tanh" or inv != round(inv) or not 0 <= r.zp - round(inv) <= 255:
+    if op != "tanh" or inv != round(inv) or not -128 <= r.zp - round(inv) <= 127:
         return None
-    return Rep("u8", 2 * p.scale, p.zp), Rep("u8", r.scale / 2, r.zp - round(inv))
+    return QParams("int8", 2 * p.scale, p.zp), QParams("int8", r.scale / 2, r.zp - round(inv))
 
 
-def _dequantize(q: np.ndarray, r: Rep) -> np.ndarray:
-    return (F32(r.scale) * (q.astype(np.int64) - r.zp).astype(F32)).astype(F32)
-
-
-def _table(op: str, p: Rep, r: Rep) -> np.ndarray:
+def _table(op: str, p: QParams, r: QParams) -> np.ndarray:
     """u8 -> u8 table of the spec's kernel: sigmoid / tanh (lookup_table), relu and plain
     requantisation (requantize_fn, TFLite's fixed-point multiplier); index = q_int8 + 128."""
     if op in LUT_OPS:
-        t = lookup_table(LUT_OPS[op], p.scale, p.int8_zp, r.scale, r.int8_zp)
-        return (t + 128).astype(np.uint8)
+        t = lookup_table(LUT_OPS[op], p.scale, p.zp, r.scale, r.zp)
+        return (t + U8_SHIFT).astype(np.uint8)
     q = np.arange(-128, 128, dtype=np.int64)
     f = requantize_fn(float(F32(p.scale)) / float(F32(r.scale)))
-    lo = max(-128, r.int8_zp) if op == "relu" else -128
-    return (np.clip(f(q - p.int8_zp) + r.int8_zp, lo, 127) + 128).astype(np.uint8)
+    lo = max(-128, r.zp) if op == "relu" else -128
+    return (np.clip(f(q - p.zp) + r.zp, lo, 127) + U8_SHIFT).astype(np.uint8)
 
 
 def _producer(graph: Graph, name: str) -> Node:

@@ -1,10 +1,11 @@
 """emit_tflite: a Graph -> a float32 TFLite flatbuffer, written with our own code.
 
 No converter is involved: each Graph op is lowered to TFLite builtin operators
-(`tflite_lower.LOWERINGS`), collected by an `Emitter` into a `Program`, and serialised with
-the flatc-generated `tflite` schema bindings (`tflite_writer`). The model has one subgraph
-whose inputs and outputs are the Graph's, in the same order and under the same tensor names,
-and a "serving_default" SignatureDef keyed by those names.
+(`float_ops.LOWERINGS`; int8_dynamic.py and int8.py at those precisions), collected by an
+`Emitter` (emitter.py) into a `Program`, and serialised with the flatc-generated `tflite`
+schema bindings (writer.py). The model has one subgraph whose inputs and outputs are the
+Graph's, in the same order and under the same tensor names, and a "serving_default"
+SignatureDef keyed by those names.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from collections.abc import Mapping
 from rnnedge.errors import ExportError, GraphError
 from rnnedge.export.tflite.emitter import Emitter, fail
 from rnnedge.export.tflite.float_ops import LOWERINGS
+from rnnedge.export.tflite.int8 import Int8Lowering, with_versions
+from rnnedge.export.tflite.int8_dynamic import int8_dynamic_lowerings
 from rnnedge.export.tflite.writer import write_program
 from rnnedge.runtime.executor import infer_shapes
-from rnnedge.runtime.graph import Graph, Node
-from rnnedge.runtime.ops import OPS
+from rnnedge.runtime.graph import Graph, validate
 from rnnedge.runtime.quant.plan import QuantPlan
 
 # XNNPACK (LiteRT's default CPU delegate) handles at most 6 dims and fails at prepare time,
@@ -34,54 +36,44 @@ def emit_tflite(graph: Graph, plan: QuantPlan | None = None) -> bytes:
         if t.dtype != "float32":
             raise ExportError(f"TFLite export: tensor {t.name!r} is {t.dtype}, not float32")
     try:
+        validate(graph)
+    except GraphError as e:
+        raise ExportError(f"TFLite export: {e}") from e
+    try:
         shapes = infer_shapes(graph)
     except GraphError as e:
         raise ExportError(f"TFLite export: cannot infer tensor shapes: {e}") from e
     _check_boundaries(graph)
+    _check_nodes(graph, shapes)
     emitter = Emitter(graph, shapes)
-    if plan is not None and plan.scheme == "int8":
-        return _emit_int8(graph, plan, emitter, shapes)
-    lowerings = LOWERINGS
-    if plan is not None:
-        from rnnedge.export.tflite.int8_dynamic import int8_dynamic_lowerings
-
-        lowerings = int8_dynamic_lowerings(plan)
     for t in graph.inputs:  # inputs first, so their tensor indices follow the Graph's order
         emitter.tensor(t.name)
+    # every precision is: enter (quantize the inputs), one lowering per node, leave
+    enter, lowerings, leave = (lambda: None), LOWERINGS, (lambda: None)
+    if plan is not None and plan.scheme == "int8":
+        int8 = Int8Lowering(graph, plan, emitter)
+        enter, lowerings, leave = int8.enter, int8.lowerings(), int8.leave
+    elif plan is not None:
+        lowerings = int8_dynamic_lowerings(plan)
+    enter()
     for node in graph.nodes:
-        _check_node(node, shapes)
         lowerings[node.op](emitter, node)
+    leave()
     program = emitter.program([t.name for t in graph.inputs], [t.name for t in graph.outputs])
+    if plan is not None and plan.scheme == "int8":
+        program = with_versions(program)  # int8 kernels need newer operator versions
     return write_program(program)
 
 
-def _emit_int8(
-    graph: Graph, plan: QuantPlan, emitter: Emitter, shapes: Mapping[str, tuple[int, ...]]
-) -> bytes:
-    from rnnedge.export.tflite.int8 import lower_int8, with_versions
-
-    for t in graph.inputs:
-        emitter.tensor(t.name)
+def _check_nodes(graph: Graph, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """What TFLite adds to graph.validate: a lowering for every op, XNNPACK's rank limit."""
     for node in graph.nodes:
-        _check_node(node, shapes)
-    lower_int8(emitter, graph, plan)
-    program = emitter.program([t.name for t in graph.inputs], [t.name for t in graph.outputs])
-    return write_program(with_versions(program))
-
-
-def _check_node(node: Node, shapes: Mapping[str, tuple[int, ...]]) -> None:
-    if node.op not in LOWERINGS:
-        raise fail(node, "has no TFLite lowering")
-    op = OPS[node.op]
-    if len(node.outputs) != 1 or not op.min_inputs <= len(node.inputs) <= op.max_inputs:
-        raise fail(node, f"takes {op.min_inputs}-{op.max_inputs} inputs and one output")
-    missing = [a for a in op.attrs if a not in node.attrs]
-    if missing:
-        raise fail(node, f"lacks attributes {missing}")
-    for name in (*node.inputs, *node.outputs):
-        if len(shapes[name]) > MAX_RANK:
-            raise fail(node, f"tensor {name!r} has rank {len(shapes[name])}; TFLite export "
-                       f"supports rank <= {MAX_RANK} (XNNPACK's limit)")  # fmt: skip
+        if node.op not in LOWERINGS:
+            raise fail(node, "has no TFLite lowering")
+        for name in (*node.inputs, *node.outputs):
+            if len(shapes[name]) > MAX_RANK:
+                raise fail(node, f"tensor {name!r} has rank {len(shapes[name])}; TFLite export "
+                           f"supports rank <= {MAX_RANK} (XNNPACK's limit)")  # fmt: skip
 
 
 def _check_boundaries(graph: Graph) -> None:

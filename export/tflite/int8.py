@@ -16,7 +16,7 @@ kernels do that arithmetic, so LiteRT's output equals the spec's bit for bit:
   relu       RELU int8 / int16
   reshape, slice, concat  RESHAPE / STRIDED_SLICE / CONCATENATION on the integers; an input
              whose parameters differ from the output's is requantized first (QUANTIZE)
-  the rest   a float island: DEQUANTIZE the inputs, the float lowering (tflite_lower), QUANTIZE
+  the rest   a float island: DEQUANTIZE the inputs, the float lowering (float_ops), QUANTIZE
              the output if the plan keeps it integer. tanh of the int16 LSTM cell runs here
              too: the spec tabulates float tanh over the int16 input and quantizes it to int8,
              which DEQUANTIZE (exact for a power-of-two scale) -> TANH -> QUANTIZE reproduces.
@@ -34,50 +34,47 @@ import numpy as np
 
 from rnnedge.errors import ExportError
 from rnnedge.export.tflite.emitter import FLOAT32, INT8, INT16, INT32, Emitter, fail
-from rnnedge.export.tflite.float_ops import LOWERINGS, Op
+from rnnedge.export.tflite.float_ops import LOWERINGS, Lowering, Op
 from rnnedge.export.tflite.writer import OperatorDef, Options, Program, QuantDef
 from rnnedge.runtime.graph import Graph, Node
-from rnnedge.runtime.quant.fixed import round_away
-from rnnedge.runtime.quant.int8 import QParams, quantize, widen
-from rnnedge.runtime.quant.plan import QuantPlan, TensorQuant, quantize_weight
+from rnnedge.runtime.quant.int8 import quantize, widen
+from rnnedge.runtime.quant.plan import (
+    FIXED_OUTPUTS,
+    SHAPE_OPS,
+    QParams,
+    QuantPlan,
+    quantize_bias,
+    quantize_weight,
+)
 
 F32 = np.float32
 TYPES = {"int8": INT8, "int16": INT16}
 BINARY = {"add": Op.ADD, "sub": Op.SUB, "mul": Op.MUL}
-LUTS = {"sigmoid": (Op.LOGISTIC, QParams("int8", 1 / 256, -128)),
-        "tanh": (Op.TANH, QParams("int8", 1 / 128, 0))}  # fmt: skip
-SHAPE_OPS = ("reshape", "slice", "concat")
-
-
-def lower_int8(e: Emitter, graph: Graph, plan: QuantPlan) -> None:
-    """Appends the operators of `graph` at plan scheme "int8" to `e` (inputs already added)."""
-    _Int8Lowering(e, graph, plan).run()
-
-
-def _params(t: TensorQuant | None) -> QParams | None:
-    if t is None or t.dtype == "float32":
-        return None
-    return QParams(t.dtype, t.scale[0], t.zero_point[0])
+LUTS = {"sigmoid": Op.LOGISTIC, "tanh": Op.TANH}  # at FIXED_OUTPUTS' parameters only
 
 
 def _quant(p: QParams) -> QuantDef:
     return QuantDef((float(F32(p.scale)),), (int(p.zp),))
 
 
-class _Int8Lowering:
-    def __init__(self, e: Emitter, graph: Graph, plan: QuantPlan) -> None:
+class Int8Lowering:
+    """The lowerings of one emit_tflite call at precision "int8": `enter` quantizes the graph
+    inputs, `lowerings` lowers each node, `leave` dequantizes the graph outputs."""
+
+    def __init__(self, graph: Graph, plan: QuantPlan, e: Emitter) -> None:
         self.e, self.graph, self.plan = e, graph, plan
         self.params: dict[str, QParams | None] = {}
         for name in [t.name for t in graph.inputs] + [n.outputs[0] for n in graph.nodes]:
-            t = plan.activation(name)
-            if t is None:
+            if plan.activation(name) is None:
                 raise ExportError(f"TFLite int8 export: quant.json has no parameters for {name!r}")
-            self.params[name] = _params(t)
+            self.params[name] = plan.params(name)
         self.boundary = {t.name for t in (*graph.inputs, *graph.outputs)}
         self.home: dict[str, str] = {}  # Graph tensor -> the TFLite tensor holding its plan form
         self.views: dict[tuple[str, QParams | None], str] = {}  # converted copies, made once
 
-    def run(self) -> None:
+    # --- boundary ------------------------------------------------------------------------
+
+    def enter(self) -> None:
         e = self.e
         for t in self.graph.inputs:
             p = self.params[t.name]
@@ -85,8 +82,9 @@ class _Int8Lowering:
             if p is not None:
                 q = self._define(t.name, p)
                 e.op(Op.QUANTIZE, [e.tensor(t.name)], [q])
-        for node in self.graph.nodes:
-            self._node(node)
+
+    def leave(self) -> None:
+        e = self.e
         inputs = {t.name for t in self.graph.inputs}
         for t in self.graph.outputs:
             if t.name not in inputs and self.params.get(t.name) is not None:
@@ -100,14 +98,6 @@ class _Int8Lowering:
         tname = f"{name}:q" if name in self.boundary else name
         self.home[name] = tname
         return self.e.activation(tname, self.e.shape(name), TYPES[p.dtype], _quant(p))
-
-    def _in_params(self, name: str) -> QParams | None:
-        if name in self.graph.constants:
-            t = next(
-                (t for t in self.plan.tensors if t.tensor == name and t.source == "constant"), None
-            )
-            return _params(t)
-        return self.params[name]
 
     def _operand(self, name: str, p: QParams | None) -> str:
         """The name of the tensor holding `name` in its plan form `p`."""
@@ -145,17 +135,21 @@ class _Int8Lowering:
 
     # --- nodes ---------------------------------------------------------------------------
 
-    def _node(self, node: Node) -> None:
+    def lowerings(self) -> dict[str, Lowering]:
+        return {op: self.lower for op in LOWERINGS}
+
+    def lower(self, e: Emitter, node: Node) -> None:
+        """Dispatch as the spec's Int8Executor._compile does."""
         out = self.params[node.outputs[0]]
-        ins = [self._in_params(i) for i in node.inputs]
+        ins = [self.plan.params(i) for i in node.inputs]  # activations and constants
         if node.op == "linear" and out is not None and ins[0] is not None:
             self._linear(node, ins[0], out)
         elif out is None or any(p is None for p in ins):
             self._float(node, ins, out)
         elif node.op in BINARY:
             self._binary(node, ins, out)
-        elif node.op in LUTS and ins[0].dtype == "int8" and out == LUTS[node.op][1]:
-            self.e.op(LUTS[node.op][0], [self._tensor(node.inputs[0], ins[0])], [self._out(node)])
+        elif node.op in LUTS and ins[0].dtype == "int8" and out == FIXED_OUTPUTS[node.op]:
+            self.e.op(LUTS[node.op], [self._tensor(node.inputs[0], ins[0])], [self._out(node)])
         elif node.op == "relu":
             self.e.op(Op.RELU, [self._tensor(node.inputs[0], ins[0])], [self._out(node)])
         elif node.op in SHAPE_OPS:
@@ -232,13 +226,11 @@ class _Int8Lowering:
         e.op(Op.FULLY_CONNECTED, [self._tensor(x_name, x), w_q, b], [self._out(node)], options)
 
     def _bias(self, node: Node, name: str, n: int) -> tuple[np.ndarray, int, QuantDef]:
-        t = next((t for t in self.plan.tensors if t.tensor == name and t.source == "bias"), None)
+        t = self.plan.bias(name)
         value = self.graph.constants.get(name)
         if t is None or value is None or value.size != n or len(t.scale) != n:
             raise fail(node, f"quant.json has no int32 bias [{n}] for {name!r}")
-        scale = np.asarray(t.scale, np.float64)
-        # as int8_static._linear: round half away from zero, clamped to int32
-        q = np.clip(round_away(value.reshape(n).astype(np.float64) / scale), -(2**31), 2**31 - 1)
+        q = quantize_bias(value.reshape(n), t.scale)
         return q, INT32, QuantDef(tuple(float(F32(s)) for s in t.scale), (0,) * n, 0)
 
 

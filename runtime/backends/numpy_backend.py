@@ -7,7 +7,7 @@ import numpy as np
 from rnnedge.errors import BackendError, GraphError
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.executor import Executor
-from rnnedge.runtime.quant.int8 import Int8StaticExecutor
+from rnnedge.runtime.quant.int8 import Int8Executor
 from rnnedge.runtime.quant.int8_dynamic import Int8DynamicExecutor
 from rnnedge.runtime.quant.plan import read_plan
 
@@ -32,7 +32,7 @@ class NumpyBackend:
 
 def _executor(
     bundle: Bundle, precision: str
-) -> Executor | Int8DynamicExecutor | Int8StaticExecutor:
+) -> Executor | Int8DynamicExecutor | Int8Executor:
     """float: the Graph's own ops; int8*: the integer kernels' arithmetic, simulated exactly."""
     if precision == "float":
         return Executor(bundle.graph)
@@ -42,5 +42,5 @@ def _executor(
             f"{bundle.path}/quant.json: holds scheme {plan.scheme!r}, not {precision!r}"
         )
     if precision == "int8":
-        return Int8StaticExecutor(bundle.graph, plan)
+        return Int8Executor(bundle.graph, plan)
     return Int8DynamicExecutor(bundle.graph, plan)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from rnnedge.runtime.quant.plan import QuantPlan, TensorQuant
 
 
@@ -16,17 +14,16 @@ def describe_plan(data: bytes) -> list[str]:
     ]
     lines += [f"  {t.tensor:28s} {_describe(t)}" for t in ints]
     lines += [f"  {t.tensor:28s} float32: {t.why}" for t in plan.left_float]
-    doc = json.loads(data)  # from_json has parsed it already
-    calib = doc.get("calibration")
-    if isinstance(calib, dict):
+    calib = plan.calibration
+    if calib is not None:
         used = "activation ranges" if plan.scheme == "int8" else "activations stay float"
         lines.append(
-            f"calibration: {calib.get('method')}, {calib.get('sequences')} sequences, "
-            f"{calib.get('steps')} steps, {len(calib.get('ranges', {}))} tensor ranges ({used})"
+            f"calibration: {calib.method}, {calib.sequences} sequences, "
+            f"{calib.steps} steps, {len(calib.ranges)} tensor ranges ({used})"
         )
-    beyond = doc.get("golden_beyond_calibration")
-    if isinstance(beyond, dict) and beyond:
-        worst = ", ".join(f"{k} {100 * float(v):.0f}%" for k, v in list(beyond.items())[:5])
+    beyond = plan.golden_beyond_calibration
+    if beyond:
+        worst = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(beyond.items())[:5])
         lines.append(f"golden data beyond the calibrated range (of its width): {worst}")
     return lines
 

@@ -36,40 +36,30 @@ quantizing again returns the same integers.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
 from rnnedge.errors import GraphError
-from rnnedge.runtime.graph import Graph, Node
+from rnnedge.runtime.executor import Step, run_steps
+from rnnedge.runtime.graph import Graph, Node, validate
 from rnnedge.runtime.ops import OPS, sigmoid
 from rnnedge.runtime.quant.fixed import (
-    RANGES,
     fp32_requantize_fn,
     lookup_table,
     requantize_fn,
     round_away,
 )
-from rnnedge.runtime.quant.plan import QuantPlan, TensorQuant, quantize_weight
+from rnnedge.runtime.quant.plan import (
+    SHAPE_OPS,
+    QParams,
+    QuantPlan,
+    quantize_bias,
+    quantize_weight,
+)
 
 F32 = np.float32
 I64 = np.int64
 Kernel = Callable[..., np.ndarray]
-
-
-@dataclass(frozen=True)
-class QParams:
-    dtype: str  # "int8" | "int16"
-    scale: float
-    zp: int
-
-    @property
-    def lo(self) -> int:
-        return RANGES[self.dtype][0]
-
-    @property
-    def hi(self) -> int:
-        return RANGES[self.dtype][1]
 
 
 def quantize(x: np.ndarray, p: QParams) -> np.ndarray:
@@ -82,27 +72,23 @@ def dequantize(q: np.ndarray, p: QParams) -> np.ndarray:
     return (F32(p.scale) * (np.asarray(q, I64) - p.zp).astype(F32)).astype(F32)
 
 
-def _params(t: TensorQuant | None) -> QParams | None:
-    if t is None or t.dtype == "float32":
-        return None
-    return QParams(t.dtype, t.scale[0], t.zero_point[0])
-
-
-class Int8StaticExecutor:
+class Int8Executor:
     """Compiles a Graph and its "int8" plan into integer kernels and runs steps."""
 
     def __init__(self, graph: Graph, plan: QuantPlan) -> None:
         if plan.scheme != "int8":
-            raise GraphError(f"Int8StaticExecutor needs an 'int8' plan, got {plan.scheme!r}")
+            raise GraphError(f"Int8Executor needs an 'int8' plan, got {plan.scheme!r}")
+        validate(graph)
         self.graph, self.plan = graph, plan
         self.params: dict[str, QParams | None] = {}
         for name in [t.name for t in graph.inputs] + [n.outputs[0] for n in graph.nodes]:
-            t = plan.activation(name)
-            if t is None:
+            if plan.activation(name) is None:
                 raise GraphError(f"quant.json: no parameters for tensor {name!r}")
-            self.params[name] = _params(t)
+            self.params[name] = plan.params(name)
         self.consts: dict[str, np.ndarray] = {}
-        self._steps = [(self._compile(n), n.inputs, n.outputs[0]) for n in graph.nodes]
+        self._steps = [
+            Step(self._compile(n), n.inputs, n.outputs[0], {}, n.op) for n in graph.nodes
+        ]
 
     # --- running ------------------------------------------------------------------------
 
@@ -116,8 +102,7 @@ class Int8StaticExecutor:
         values = dict(self.consts)
         values.update(self._to_q(feeds))
         values.update(qstate)
-        for fn, ins, out in self._steps:
-            values[out] = fn(*(values[i] for i in ins))
+        run_steps(self._steps, values)
         outs = {t.name: self._to_f(t.name, values[t.name]) for t in self.graph.data_outputs}
         return outs, {s.input: values[s.output] for s in self.graph.states}
 
@@ -157,10 +142,7 @@ class Int8StaticExecutor:
     def _input_params(self, node: Node, name: str) -> QParams | None:
         if name not in self.graph.constants:
             return self.params[name]
-        t = next(
-            (t for t in self.plan.tensors if t.tensor == name and t.source == "constant"), None
-        )
-        p = _params(t)
+        p = self.plan.params(name)
         if p is not None:
             self.consts[name] = quantize(self.graph.constants[name], p)
         else:
@@ -184,19 +166,14 @@ class Int8StaticExecutor:
             raise GraphError(f"quant.json: no int8 weight for linear {node.outputs[0]!r}")
         w = self.graph.constants[w_t.tensor]
         w_scale = np.asarray(w_t.scale, np.float64)
-        # the one weight rounding every int8 file uses (quant_plan.quantize_weight)
+        # the one weight and bias rounding every int8 file uses (plan.py)
         w_q = quantize_weight(w, w_t.scale).astype(I64)
         bias = np.zeros(w.shape[0], I64)
         if len(node.inputs) == 3:
-            b_t = next(
-                (t for t in self.plan.tensors if t.tensor == node.inputs[2] and t.source == "bias"),
-                None,
-            )
+            b_t = self.plan.bias(node.inputs[2])
             if b_t is None:
                 raise GraphError(f"quant.json: no int32 bias for linear {node.outputs[0]!r}")
-            b_scale = np.asarray(b_t.scale, np.float64)
-            b = self.graph.constants[node.inputs[2]].astype(np.float64)
-            bias = np.clip(round_away(b / b_scale), -(2**31), 2**31 - 1).astype(I64)
+            bias = quantize_bias(self.graph.constants[node.inputs[2]], b_t.scale)
         # per-channel requantization scale in float32, as XNNPACK's qc8 GEMM computes it
         scale = float(F32(x.scale)) * w_scale.astype(F32).astype(np.float64) / float(F32(out.scale))
         requant = fp32_requantize_fn(scale)
@@ -309,7 +286,5 @@ _INT: dict[str, Callable[[Node, list, QParams], Kernel]] = {
     "sigmoid": _lut(lambda x: sigmoid(x)),
     "tanh": _lut(np.tanh),
     "relu": _relu,
-    "reshape": _shape,
-    "slice": _shape,
-    "concat": _shape,
+    **{op: _shape for op in SHAPE_OPS},
 }

@@ -21,7 +21,7 @@ import functools
 import numpy as np
 
 from rnnedge.errors import GraphError
-from rnnedge.runtime.executor import Executor
+from rnnedge.runtime.executor import Executor, Step
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.quant.plan import QuantPlan, quantize_weight
 
@@ -61,12 +61,12 @@ class Int8DynamicExecutor(Executor):
     def __init__(self, graph: Graph, plan: QuantPlan) -> None:
         super().__init__(graph)
         planned = {t.node: t for t in plan.quantized}
-        ops = {n.outputs[0]: n for n in graph.nodes}
-        for i, (_fn, ins, out, attrs) in enumerate(self._steps):
+        for i, step in enumerate(self._steps):
+            out = step.output
             t = planned.pop(out, None)
             if t is None:
                 continue
-            if ops[out].op != "linear" or ins[1] != t.tensor or t.tensor not in graph.constants:
+            if step.op != "linear" or step.inputs[1] != t.tensor or t.tensor not in graph.constants:
                 raise GraphError(f"quant.json: {t.tensor!r} is not the constant weight of {out!r}")
             w = graph.constants[t.tensor]
             scale = np.asarray(t.scale, F32)
@@ -75,6 +75,6 @@ class Int8DynamicExecutor(Executor):
             kernel = functools.partial(
                 linear_int8_dynamic, w_q=quantize_weight(w, scale), w_scale=scale
             )
-            self._steps[i] = (kernel, ins, out, attrs)
+            self._steps[i] = Step(kernel, step.inputs, out, step.attrs, step.op)
         if planned:
             raise GraphError(f"quant.json: plans nodes the graph does not have: {list(planned)}")

@@ -16,14 +16,14 @@ from models import rnn_with_head
 
 from rnnedge.export.capture.program import capture
 from rnnedge.export.onnx import emit_onnx
-from rnnedge.export.onnx.int8 import Rep, _as_sigmoid
+from rnnedge.export.onnx.int8 import as_sigmoid
 from rnnedge.quantize.calibrate import calibrate
 from rnnedge.quantize.int8 import plan_int8
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.ops import sigmoid
 from rnnedge.runtime.quant.fixed import lookup_table
-from rnnedge.runtime.quant.int8 import Int8StaticExecutor
-from rnnedge.runtime.quant.plan import QuantPlan
+from rnnedge.runtime.quant.int8 import Int8Executor
+from rnnedge.runtime.quant.plan import QParams, QuantPlan
 
 FEATURES = 16
 STEPS = 200
@@ -66,7 +66,7 @@ def _step_of(plan: QuantPlan, name: str) -> float:
 @pytest.mark.parametrize("kind, hidden, layers", MODELS)
 def test_onnxruntime_within_two_steps_of_the_spec_over_200_steps(kind, hidden, layers):
     g, plan, model = _planned(kind, hidden, layers)
-    s, spec = _session(model), Int8StaticExecutor(g, plan)
+    s, spec = _session(model), Int8Executor(g, plan)
     state = g.initial_state()
     worst = dict.fromkeys([t.name for t in g.outputs], 0.0)
     for x in _seqs(2, 1, STEPS)[0]:
@@ -135,12 +135,13 @@ def test_batch_of_three_equals_three_single_streams():
 
 @pytest.mark.parametrize("op", ["sigmoid", "tanh"])
 def test_qlinear_sigmoid_tables_match_the_spec_lut(op):
-    # every u8 input through onnxruntime's QLinearSigmoid against the spec's lookup table
+    # every u8 input (int8 + 128) through onnxruntime's QLinearSigmoid against the spec's
+    # lookup table
     p, r = (
-        Rep("u8", 0.0371, 131),
-        (Rep("u8", 1 / 256, 0) if op == "sigmoid" else Rep("u8", 1 / 128, 128)),
+        QParams("int8", 0.0371, 3),
+        (QParams("int8", 1 / 256, -128) if op == "sigmoid" else QParams("int8", 1 / 128, 0)),
     )
-    (pi, ri) = _as_sigmoid(op, p, r)
+    (pi, ri) = as_sigmoid(op, p, r)
     scalar = onnx.numpy_helper.from_array
     ins = ["x", "s", "z", "os", "oz"]
     graph = onnx.helper.make_graph(
@@ -148,8 +149,8 @@ def test_qlinear_sigmoid_tables_match_the_spec_lut(op):
         "g",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.UINT8, [256])],
         [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.UINT8, [256])],
-        [scalar(np.float32(pi.scale), "s"), scalar(np.uint8(pi.zp), "z"),
-         scalar(np.float32(ri.scale), "os"), scalar(np.uint8(ri.zp), "oz")],
+        [scalar(np.float32(pi.scale), "s"), scalar(np.uint8(pi.zp + 128), "z"),
+         scalar(np.float32(ri.scale), "os"), scalar(np.uint8(ri.zp + 128), "oz")],
     )  # fmt: skip
     m = onnx.helper.make_model(
         graph,
@@ -160,7 +161,7 @@ def test_qlinear_sigmoid_tables_match_the_spec_lut(op):
     )
     got = _session(m.SerializeToString()).run(None, {"x": np.arange(256, dtype=np.uint8)})[0]
     fn = sigmoid if op == "sigmoid" else np.tanh
-    ref = lookup_table(fn, p.scale, p.zp - 128, r.scale, r.zp - 128) + 128
+    ref = lookup_table(fn, p.scale, p.zp, r.scale, r.zp) + 128
     diff = np.abs(got.astype(int) - ref)
     print(f"{op}: {int((diff > 0).sum())} of 256 table entries differ from the spec")
     assert diff.max() <= 1

@@ -20,7 +20,7 @@ from rnnedge.export.tflite import emit_tflite
 from rnnedge.quantize.calibrate import calibrate
 from rnnedge.quantize.int8 import plan_int8
 from rnnedge.runtime.graph import Graph
-from rnnedge.runtime.quant.int8 import Int8StaticExecutor
+from rnnedge.runtime.quant.int8 import Int8Executor
 from rnnedge.runtime.quant.plan import QuantPlan
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
@@ -55,7 +55,7 @@ def _invoke(interp, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _worst_steps(g: Graph, plan: QuantPlan, interp, xs: np.ndarray) -> dict[str, float]:
     """Max |LiteRT - spec| of each output over the steps, in its quantisation steps."""
-    spec = Int8StaticExecutor(g, plan)
+    spec = Int8Executor(g, plan)
     mine, ref = g.initial_state(), g.initial_state()
     worst = {t.name: 0.0 for t in g.outputs}
     for x in xs:

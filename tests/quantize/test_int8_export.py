@@ -199,6 +199,12 @@ def test_golden_data_beyond_the_calibrated_range_is_reported(tmp_path):
     assert warned, said
     doc = json.loads((path / "quant.json").read_text())
     assert all(v > 0.10 for v in doc["golden_beyond_calibration"].values())
+    # quant.json is the plan written whole: it reads back with its calibration record and
+    # golden overruns, and writes the same bytes again
+    plan = read_plan(read_bundle(path).files, str(path))
+    assert plan.golden_beyond_calibration == doc["golden_beyond_calibration"]
+    assert plan.calibration is not None and plan.calibration.to_json() == doc["calibration"]
+    assert plan.to_json() == (path / "quant.json").read_text()
     # golden data like the calibration data: nothing to report
     with warnings.catch_warnings():
         warnings.simplefilter("error", CalibrationRangeWarning)

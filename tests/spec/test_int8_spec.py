@@ -27,8 +27,8 @@ from rnnedge.runtime.quant.fixed import (
     rounding_divide_by_pot,
     srdhm,
 )
-from rnnedge.runtime.quant.int8 import Int8StaticExecutor, QParams, _add_sub, _mul
-from rnnedge.runtime.quant.plan import QuantPlan
+from rnnedge.runtime.quant.int8 import Int8Executor, _add_sub, _mul
+from rnnedge.runtime.quant.plan import QParams, QuantPlan
 
 FEATURES = 16
 STEPS = 1000
@@ -228,7 +228,7 @@ MODELS = [(k, h, n) for k in ("gru", "lstm", "rnn") for h in (64, 128) for n in 
 
 def _errors(g: Graph, plan: QuantPlan, xs: np.ndarray) -> tuple[np.ndarray, float]:
     """Per-step max abs error of the int8 output against float, and the float output's range."""
-    fe, ex = Executor(g), Int8StaticExecutor(g, plan)
+    fe, ex = Executor(g), Int8Executor(g, plan)
     state, qstate = g.initial_state(), ex.initial_qstate()
     ref, got = [], []
     for x in xs:
@@ -263,7 +263,7 @@ def test_int8_accuracy_and_no_drift_over_1000_steps(kind, hidden, layers):
 
 def test_run_with_float_states_equals_integer_steps(planned):
     g, _, plan = planned["lstm"]
-    ex = Int8StaticExecutor(g, plan)
+    ex = Int8Executor(g, plan)
     xs = _sequences(4, 1, 20)[0]
     qstate, state = ex.initial_qstate(), g.initial_state()
     for x in xs:
