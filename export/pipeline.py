@@ -183,9 +183,8 @@ def run_golden(bundle: Bundle, backend_name: str, precision: str = "float") -> d
     from rnnedge.runtime.backends import open_backend
     from rnnedge.runtime.check.data import golden_sequences
     from rnnedge.runtime.check.run import run_streams
-    from rnnedge.runtime.runners import make_runner
 
-    runner = make_runner(open_backend(bundle, backend_name, precision), bundle, precision)
+    runner = open_backend(bundle, backend_name, precision).runner()
     seqs, refs = golden_sequences(bundle)
     got = run_streams(bundle, runner, seqs)
     worst = {}
