@@ -13,6 +13,17 @@ import numpy as np
 from rnnedge.boards.bench.paths import BenchPath, Opened, PeerPaths
 from rnnedge.runtime.bundle import Bundle
 
+# (peer, path name, label, backend it runs on), in run order
+PEERS = (
+    ("torch", "peer torch", "PyTorch eager (model.forward at T=1)", "torch"),
+    (
+        "onnx",
+        "peer onnxruntime(torch.onnx)",
+        "onnxruntime on torch.onnx.export's file",
+        "onnxruntime",
+    ),
+)
+
 
 def torch_peer_paths(model_spec: str, weights: str | None = None) -> PeerPaths:
     """The peers' paths for the model `model_spec` (with `weights`), given the bundle and the
@@ -26,23 +37,15 @@ def torch_peer_paths(model_spec: str, weights: str | None = None) -> PeerPaths:
     def paths(bundle: Bundle, x: np.ndarray) -> list[BenchPath]:
         return [
             BenchPath(
-                name="peer torch",
+                name=name,
                 kind="peer",
-                label="PyTorch eager (model.forward at T=1)",
-                backend="torch",
+                label=label,
+                backend=backend,
                 precision="float",
                 streams=1,
-                open=_opener("torch", make_model, bundle, x),
-            ),
-            BenchPath(
-                name="peer onnxruntime(torch.onnx)",
-                kind="peer",
-                backend="onnxruntime",
-                label="onnxruntime on torch.onnx.export's file",
-                precision="float",
-                streams=1,
-                open=_opener("onnx", make_model, bundle, x),
-            ),
+                open=_opener(peer, make_model, bundle, x),
+            )
+            for peer, name, label, backend in PEERS
         ]
 
     return paths
