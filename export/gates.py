@@ -22,7 +22,6 @@ from rnnedge.runtime.check.data import golden_sequences
 from rnnedge.runtime.check.run import CheckConfig, run_check, run_streams
 from rnnedge.runtime.check.steps import steps_apart
 from rnnedge.runtime.manifest import Manifest
-from rnnedge.runtime.runners import make_runner
 
 # Export refuses to write a bundle whose backend disagrees with PyTorch by more than this
 # (relative to max(1, |reference|)): such a bundle would be a silent wrong answer. The tests
@@ -44,7 +43,7 @@ def run_golden(bundle: Bundle, backend_name: str, precision: str = "float") -> d
     """Max error of one backend against golden.npz per output (states included), relative to
     max(1, |reference|) at each step, run through the runner a Stream deploys with (its own
     interpreter or IO bindings), the state carried inside it as in deployment."""
-    runner = make_runner(open_backend(bundle, backend_name, precision), bundle, precision)
+    runner = open_backend(bundle, backend_name, precision).runner()
     seqs, refs = golden_sequences(bundle)
     got = run_streams(bundle, runner, seqs)
     worst = {}

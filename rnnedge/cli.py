@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rnnedge.errors import CalibrationRangeWarning, InputError, RnnedgeError
+from rnnedge.runtime.backends import BACKENDS
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -179,8 +180,9 @@ def _ms(text: str) -> float:
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
+    from rnnedge.boards.bench.config import MODES, TIMING_FIELDS, BenchConfig
     from rnnedge.boards.bench.report import Outputs, bench
-    from rnnedge.boards.bench.run import MODES, BenchConfig
+    from rnnedge.boards.peers.bench_paths import torch_peer_paths  # imports torch only to open
     from rnnedge.progress import ProgressBar
 
     config = BenchConfig(
@@ -190,22 +192,17 @@ def cmd_bench(a: argparse.Namespace) -> None:
         modes=tuple(a.mode) or MODES,
         hop_ms=a.hop,
         streams=tuple(a.streams) or (1,),
-        warmup_steps=a.warmup_steps,
-        warmup_seconds=a.warmup_seconds,
-        steps=a.steps,
-        seconds=a.seconds,
-        paced_steps=a.paced_steps,
-        paced_seconds=a.paced_seconds,
-        rounds=a.rounds,
+        **{k: getattr(a, k) for k in TIMING_FIELDS},  # --warmup-steps ... --rounds
         checked=not a.unchecked,
         peers=a.peers,
         model=a.model,
         weights=a.weights,
         board=a.board,
     )
+    peer_paths = torch_peer_paths(a.model, a.weights) if a.peers and a.model else None
     results = None if a.no_results else a.results
     out = Outputs(json_path=a.json, results_dir=results, plot_path=a.plot)
-    print(bench(config, out, progress=ProgressBar(sys.stderr)))
+    print(bench(config, out, progress=ProgressBar(sys.stderr), peer_paths=peer_paths))
 
 
 def cmd_boards(a: argparse.Namespace) -> None:
@@ -255,7 +252,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("bundle")
     r.add_argument("--input", required=True, help=".npy of shape (T, *step shape)")
     r.add_argument("--output", help="write the outputs (T, *output shape) to this .npy")
-    r.add_argument("--backend", default="auto", choices=["auto", "litert", "onnxruntime", "numpy"])
+    r.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     r.add_argument("--precision", default="float")
     r.set_defaults(func=cmd_run)
 
@@ -278,7 +275,7 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
         "--backend",
         action="append",
         default=[],
-        choices=["litert", "onnxruntime", "numpy"],
+        choices=BACKENDS,
         help="only these (repeatable)",
     )
     c.add_argument("--precision", action="append", default=[], help="only these (repeatable)")
@@ -302,7 +299,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--backend",
         action="append",
         default=[],
-        choices=["litert", "onnxruntime", "numpy"],
+        choices=BACKENDS,
         help="only these (repeatable; default: every installed one)",
     )
     b.add_argument(

@@ -34,13 +34,14 @@ class Bundle:
     graph: Graph
     files: dict[str, bytes]  # every file but manifest.json, hash-checked
 
-    def model_bytes(self, backend: str, precision: str) -> bytes:
+    def model_bytes(self, fmt: str, precision: str) -> bytes:
+        """The model file of format `fmt` ("onnx" | "tflite", manifest.MODEL_FORMATS)."""
         for m in self.manifest.models:
-            if m.backend == backend and m.precision == precision:
+            if m.backend == fmt and m.precision == precision:
                 return self.files[m.path]
         have = ", ".join(f"{m.backend}/{m.precision}" for m in self.manifest.models) or "none"
         raise BundleError(
-            f"{self.path}: has no {backend} model in precision {precision!r} (has {have})"
+            f"{self.path}: has no {fmt} model in precision {precision!r} (has {have})"
         )
 
     def golden(self) -> dict[str, np.ndarray]:

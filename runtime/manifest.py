@@ -16,7 +16,8 @@ from rnnedge.runtime.graph import TensorSpec
 FORMAT = "rnnedge.bundle"
 FORMAT_VERSION = "1.1"  # 1.1: budgets, task, batch_axis (readers of 1.0 ignore them)
 MAX_MANIFEST_BYTES = 1 << 20
-BACKENDS = ("onnx", "tflite")
+# the model file formats a bundle can hold (a ModelFile's `backend` key: the bundle contract)
+MODEL_FORMATS = ("onnx", "tflite")
 PRECISIONS = ("float", "int8", "int8-dynamic")
 # What `rnnedge check` holds each precision to, per metric (see docs/check.md). Export writes
 # these; a bundle written before budgets existed reads as if it had the float default.
@@ -41,7 +42,7 @@ class ModelFile:
     precision: str  # "float" | "int8" | "int8-dynamic"
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS or self.precision not in PRECISIONS:
+        if self.backend not in MODEL_FORMATS or self.precision not in PRECISIONS:
             raise BundleError(f"manifest: model file {self.path!r} has unknown backend/precision")
 
 

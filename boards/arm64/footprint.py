@@ -30,7 +30,8 @@ import sys
 from pathlib import Path
 
 EXTRAS = {"rnnedge (numpy)": (), "rnnedge[onnx]": ("onnx",), "rnnedge[tflite]": ("tflite",)}
-BACKENDS = ("none", "numpy", "onnxruntime", "litert")  # none: import rnnedge.runtime only
+# one fresh process per backend, and "none": importing rnnedge.runtime only
+RSS_RUNS = ("none", "numpy", "onnxruntime", "litert")
 MB = 1e6
 
 
@@ -134,7 +135,7 @@ def rss(bundle: str, steps: int) -> dict:
     from rnnedge.runtime import available_backends
 
     out = {}
-    for backend in BACKENDS:
+    for backend in RSS_RUNS:
         if backend != "none" and backend not in available_backends():
             continue
         cmd = [sys.executable, __file__, "_rss_one", bundle, backend, str(steps)]
@@ -157,7 +158,7 @@ def table(size_file: str | None, rss_files: dict[str, str]) -> str:
         labels = list(data)
         lines += ["| backend | " + " | ".join(f"{x} RSS MiB" for x in labels) + " |"]
         lines += ["|---|" + "---|" * len(labels)]
-        for backend in BACKENDS:
+        for backend in RSS_RUNS:
             cells = []
             for label in labels:
                 cells.append(_rss_cell(data[label].get(backend)))

@@ -119,25 +119,21 @@ def stream_call(model: Model, x: np.ndarray, *, checked: bool = True) -> Callabl
 
 def raw_call(model: Model, x: np.ndarray) -> Callable[[], object] | None:
     """The bare interpreter call pattern on the same model file, state fed back, or None for
-    backends that have no separate interpreter (numpy)."""
+    backends that have no separate interpreter (numpy): for litert set_tensor + invoke +
+    get_tensor on the backend's own interpreter (LiteRTRunner), for onnxruntime session.run
+    with a feed dict."""
     g = model.bundle.graph
-    n_data = len(g.data_outputs)
     states = [g.constants[s.init].copy() for s in g.states]
+    backend = model.backend
     if model.backend_name == "litert":
-        interp = model.backend._interp
-        ins, outs = model.backend._in, model.backend._out
+        from rnnedge.runtime.backends.litert_backend import LiteRTRunner
 
-        def litert() -> None:
-            interp.set_tensor(ins[0], x)
-            for i, s in zip(ins[1:], states):
-                interp.set_tensor(i, s)
-            interp.invoke()
-            res = [interp.get_tensor(o) for o in outs]
-            states[:] = res[n_data:]
-
-        return litert
+        runner = LiteRTRunner(
+            backend.interpreter, backend.input_indices, backend.output_indices, states
+        )
+        return lambda: runner.step(x)
     if model.backend_name == "onnxruntime":
-        session = model.backend._session
+        session, n_data = backend.session, len(g.data_outputs)
         names = [t.name for t in g.inputs]
 
         def ort() -> None:

@@ -1,28 +1,23 @@
 """The paths `rnnedge bench` times: rnnedge on each backend x precision x stream count, raw
-interpreter calls on the same files, and the PyTorch peers. Each path opens lazily, so load
-time is measured and a missing backend only skips that path."""
+interpreter calls on the same files, and the PyTorch peers (made by boards/peers/bench_paths.py
+and handed in: this side runs on a board and never imports torch's code). Each path opens
+lazily, so load time is measured and a missing backend only skips that path."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rnnedge.boards.bench.config import BenchConfig
 from rnnedge.boards.bench.latency import raw_call
 from rnnedge.errors import BackendError, InputError
 from rnnedge.runtime import available_backends, load
-from rnnedge.runtime.backends import MODEL_FILE_KIND
+from rnnedge.runtime.backends import BACKENDS, MODEL_FILE_KIND
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.model import Model
-
-if TYPE_CHECKING:
-    from rnnedge.boards.bench.run import BenchConfig
-
-# which model file each backend runs; numpy runs the Graph itself
-BACKEND_FILES = {**MODEL_FILE_KIND, "numpy": None}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +39,10 @@ class Opened:
     load_ms: float
     prepare_ms: float | None = None
     file_bytes: int | None = None
+
+
+# (bundle, step input) -> the PyTorch peers' paths, for the bundle's model
+PeerPaths = Callable[[Bundle, np.ndarray], list[BenchPath]]
 
 
 def step_input(bundle: Bundle) -> np.ndarray:
@@ -68,7 +67,7 @@ def stepper(model: Model, n: int, x: np.ndarray, checked: bool) -> Callable[[], 
 
 def model_file_bytes(bundle: Bundle, backend: str, precision: str) -> int:
     """Bytes a backend loads: its model file, or graph.json + weights.npz for numpy."""
-    kind = BACKEND_FILES[backend]
+    kind = MODEL_FILE_KIND.get(backend)  # numpy runs the Graph itself
     if kind is None:
         quant = len(bundle.files.get("quant.json", b"")) if precision != "float" else 0
         return len(bundle.files["graph.json"]) + len(bundle.files["weights.npz"]) + quant
@@ -110,57 +109,15 @@ def _raw_path(cfg: BenchConfig, backend: str, precision: str, x) -> BenchPath:
         kind="peer",
         backend=backend,
         precision=precision,
-        label=f"raw {what[backend]} on our {BACKEND_FILES[backend]} file",
+        label=f"raw {what[backend]} on our {MODEL_FILE_KIND[backend]} file",
         streams=1,
         open=open_,
     )
 
 
-def _torch_paths(cfg: BenchConfig, bundle: Bundle, x) -> list[BenchPath]:
-    def make_model():
-        from rnnedge.export.model_spec import load_model
-
-        return load_model(cfg.model, cfg.weights)
-
-    def opener(kind: str) -> Callable[[], Opened]:
-        def open_() -> Opened:
-            import warnings
-
-            from rnnedge.boards.peers import eager as peers
-
-            with warnings.catch_warnings():  # torch.onnx's advice on batch sizes is noise here
-                warnings.simplefilter("ignore")
-                fn = peers.torch_peer if kind == "torch" else peers.onnx_peer
-                p = fn(make_model, bundle, x)
-            return Opened(
-                call=p.call, load_ms=p.load_ms, prepare_ms=p.prepare_ms, file_bytes=p.file_bytes
-            )
-
-        return open_
-
-    return [
-        BenchPath(
-            name="peer torch",
-            kind="peer",
-            label="PyTorch eager (model.forward at T=1)",
-            backend="torch",
-            precision="float",
-            streams=1,
-            open=opener("torch"),
-        ),
-        BenchPath(
-            name="peer onnxruntime(torch.onnx)",
-            kind="peer",
-            backend="onnxruntime",
-            label="onnxruntime on torch.onnx.export's file",
-            precision="float",
-            streams=1,
-            open=opener("onnx"),
-        ),
-    ]
-
-
-def plan(cfg: BenchConfig, bundle: Bundle, x: np.ndarray) -> tuple[list[BenchPath], list[dict]]:
+def plan(
+    cfg: BenchConfig, bundle: Bundle, x: np.ndarray, peer_paths: PeerPaths | None = None
+) -> tuple[list[BenchPath], list[dict]]:
     """The paths to time, in run order, and the combinations skipped with the reason."""
     import importlib.util
 
@@ -171,9 +128,9 @@ def plan(cfg: BenchConfig, bundle: Bundle, x: np.ndarray) -> tuple[list[BenchPat
     paths, raws, skipped = [], [], []
     for precision in precisions:
         for backend in backends:
-            if backend not in BACKEND_FILES:
+            if backend not in BACKENDS:
                 raise InputError(f"bench: unknown backend {backend!r}")
-            file = BACKEND_FILES[backend]
+            file = MODEL_FILE_KIND.get(backend)
             # numpy runs the Graph (plus the bundle's quant plan) for any precision the bundle
             # has; whether it can is for the backend to say when it loads
             listed = (file, precision) in have if file else precision in precisions_in_bundle
@@ -202,4 +159,12 @@ def plan(cfg: BenchConfig, bundle: Bundle, x: np.ndarray) -> tuple[list[BenchPat
     if importlib.util.find_spec("torch") is None:
         skipped.append({"name": "peer torch", "reason": "torch is not installed"})
         return paths + raws, skipped
-    return paths + raws + _torch_paths(cfg, bundle, x), skipped
+    if peer_paths is None:
+        skipped.append(
+            {
+                "name": "peer torch, peer onnxruntime(torch.onnx)",
+                "reason": "no peer paths were handed in (rnnedge bench builds them from --model)",
+            }
+        )
+        return paths + raws, skipped
+    return paths + raws + peer_paths(bundle, x), skipped

@@ -16,7 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnnedge.boards.bench.run import BenchConfig, BenchResult, Progress, run_bench
+from rnnedge.boards.bench.config import BenchConfig
+from rnnedge.boards.bench.paths import PeerPaths
+from rnnedge.boards.bench.run import BenchResult, Progress, run_bench
 from rnnedge.errors import InputError
 
 RESULTS_DIR = Path("results")
@@ -29,13 +31,19 @@ class Outputs:
     plot_path: str | None = None
 
 
-def bench(cfg: BenchConfig, out: Outputs, progress: Progress | None = None) -> str:
-    """Runs the benchmark, writes every output asked for, returns the report text."""
+def bench(
+    cfg: BenchConfig,
+    out: Outputs,
+    progress: Progress | None = None,
+    peer_paths: PeerPaths | None = None,
+) -> str:
+    """Runs the benchmark (peer_paths: see run_bench), writes every output asked for, returns
+    the report text."""
     if out.plot_path:
         from rnnedge.boards.bench.plot import check_plotting
 
         check_plotting()  # fail before a minute of measuring, not after
-    result = run_bench(cfg, progress)
+    result = run_bench(cfg, progress, peer_paths)
     written = []
     if out.json_path:
         write_json(result.doc, Path(out.json_path))

@@ -26,56 +26,18 @@ from typing import Any
 import numpy as np
 
 from rnnedge.boards.bench import sysinfo
+from rnnedge.boards.bench.config import MODES, TIMING_FIELDS, BenchConfig
 from rnnedge.boards.bench.latency import LatencyStats, time_calls, warm_up
-from rnnedge.boards.bench.paths import BenchPath, Opened, plan, step_input
+from rnnedge.boards.bench.paths import BenchPath, Opened, PeerPaths, plan, step_input
 from rnnedge.boards.cost import board_floor, graph_cost
 from rnnedge.boards.profiles import detect_this_machine, get_profile
-from rnnedge.errors import InputError, RnnedgeError
+from rnnedge.errors import RnnedgeError
 from rnnedge.runtime import read_bundle
 from rnnedge.runtime.bundle import Bundle
 
-MODES = ("back-to-back", "paced")
+__all__ = ["MODES", "BenchConfig", "BenchResult", "run_bench"]  # MODES, BenchConfig: from config.py
 
 Progress = Callable[[int, int, str], None]  # (tasks done, tasks in all, what runs now)
-
-
-@dataclass(frozen=True, kw_only=True)
-class BenchConfig:
-    bundle: str
-    backends: tuple[str, ...] = ()  # empty: every installed backend
-    precisions: tuple[str, ...] = ()  # empty: every precision in the manifest's models
-    modes: tuple[str, ...] = MODES
-    hop_ms: float = 10.0
-    streams: tuple[int, ...] = (1,)
-    warmup_steps: int = 200
-    warmup_seconds: float = 0.2
-    steps: int = 2000
-    seconds: float = 1.0
-    paced_steps: int = 250
-    paced_seconds: float = 0.0
-    rounds: int = 3
-    checked: bool = True
-    peers: bool = False
-    model: str | None = None  # MODEL spec for the torch peers (as `rnnedge export` takes)
-    weights: str | None = None
-    board: str | None = None  # a profile name; None: detect this machine
-
-    def __post_init__(self) -> None:
-        for name in ("hop_ms", "warmup_seconds", "seconds", "paced_seconds"):
-            if getattr(self, name) < 0:
-                raise InputError(f"bench: {name} must be >= 0, got {getattr(self, name)}")
-        for name in ("steps", "paced_steps", "rounds"):
-            if getattr(self, name) < 1:
-                raise InputError(f"bench: {name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_steps < 0:
-            raise InputError(f"bench: warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not self.streams or any(n < 1 for n in self.streams):
-            raise InputError(f"bench: streams must be positive counts, got {self.streams}")
-        bad = [m for m in self.modes if m not in MODES]
-        if bad or not self.modes:
-            raise InputError(f"bench: modes must be among {', '.join(MODES)}, got {self.modes}")
-        if "paced" in self.modes and self.hop_ms <= 0:
-            raise InputError("bench: paced mode needs hop_ms > 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,8 +46,12 @@ class BenchResult:
     times_ns: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (name, mode)
 
 
-def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult:
-    """Runs every path of the plan; returns the result document and the raw timings."""
+def run_bench(
+    cfg: BenchConfig, progress: Progress | None = None, peer_paths: PeerPaths | None = None
+) -> BenchResult:
+    """Runs every path of the plan; returns the result document and the raw timings.
+    peer_paths makes the PyTorch peers' paths (boards/peers/bench_paths.py builds them from
+    cfg.model; the CLI hands them in, since the board side never imports torch's code)."""
     say = progress or (lambda _d, _t, _w: None)
     bundle = read_bundle(cfg.bundle)
     board, detected = (cfg.board, "given with --board") if cfg.board else detect_this_machine()
@@ -93,7 +59,7 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> BenchResult
     x = step_input(bundle)
     created = datetime.now(UTC).isoformat(timespec="seconds")
     before = sysinfo.thermal()
-    paths, skipped = plan(cfg, bundle, x)
+    paths, skipped = plan(cfg, bundle, x, peer_paths)
     total = len(paths) * (1 + cfg.rounds * len(cfg.modes))
     done, opened = 0, []
     for p in paths:
@@ -199,19 +165,7 @@ def _bundle_doc(bundle: Bundle) -> dict:
 
 
 def _config_doc(cfg: BenchConfig) -> dict:
-    keys = (
-        "hop_ms",
-        "warmup_steps",
-        "warmup_seconds",
-        "steps",
-        "seconds",
-        "paced_steps",
-        "paced_seconds",
-        "rounds",
-        "checked",
-        "peers",
-        "model",
-    )
+    keys = ("hop_ms", *TIMING_FIELDS, "checked", "peers", "model")
     return {
         "backends": list(cfg.backends),
         "precisions": list(cfg.precisions),

@@ -34,6 +34,8 @@ from torch import nn
 
 from rnnedge.boards.peers.eager import step_module
 from rnnedge.errors import BackendError
+from rnnedge.runtime.backends.litert_backend import LiteRTRunner, interpreter_class
+from rnnedge.runtime.backends.onnxruntime_backend import OrtRunner, new_session
 from rnnedge.runtime.bundle import Bundle
 
 Stepper = Callable[[np.ndarray], np.ndarray]  # one step, state kept inside; returns y
@@ -174,39 +176,21 @@ def largest_weight_is_float(data: bytes) -> bool:
 
 
 def ort_stepper(data: bytes) -> Stepper:
-    """onnxruntime, one thread, two IOBindings with swapped state buffers (the fastest raw
-    pattern in boards/sweeps/step.py); returns a copy of y."""
-    import onnxruntime as ort
-    from onnxruntime import OrtValue
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 1, 1, 3
-    session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-    ins = {i.name: [d if isinstance(d, int) else 1 for d in i.shape] for i in session.get_inputs()}
-    outs = {
-        o.name: [d if isinstance(d, int) else 1 for d in o.shape] for o in session.get_outputs()
-    }
-    xb, yb = np.zeros(ins["x"], np.float32), np.zeros(outs["y"], np.float32)
-    states = [n for n in ins if n != "x"]
-    a, b = ([np.zeros(ins[s], np.float32) for s in states] for _ in range(2))
-    bindings = []
-    for cur, nxt in ((a, b), (b, a)):
-        bd = session.io_binding()
-        bd.bind_ortvalue_input("x", OrtValue.ortvalue_from_numpy(xb))
-        bd.bind_ortvalue_output("y", OrtValue.ortvalue_from_numpy(yb))
-        for s, i, o in zip(states, cur, nxt):
-            bd.bind_ortvalue_input(s, OrtValue.ortvalue_from_numpy(i))
-            bd.bind_ortvalue_output(f"{s}_out", OrtValue.ortvalue_from_numpy(o))
-        bindings.append(bd)
-    run, flip = session.run_with_iobinding, [0]
-
-    def step(x: np.ndarray) -> np.ndarray:
-        np.copyto(xb, x.reshape(xb.shape))
-        run(bindings[flip[0]])
-        flip[0] ^= 1
-        return yb.copy()
-
-    return step
+    """onnxruntime, one thread, the backend's OrtRunner (two IOBindings with swapped state
+    buffers, the fastest raw pattern in boards/sweeps/step.py) bound by the file's own names:
+    x, y, and every other input with its `_out` output as a state; returns a copy of y."""
+    session = new_session(data)
+    fixed = lambda d: [n if isinstance(n, int) else 1 for n in d.shape]  # noqa: E731
+    ins = {i.name: tuple(fixed(i)) for i in session.get_inputs()}
+    y_shape = next(tuple(fixed(o)) for o in session.get_outputs() if o.name == "y")
+    runner = OrtRunner(
+        session,
+        x=("x", ins["x"]),
+        outputs=[("y", y_shape)],
+        states=[(n, f"{n}_out", shape) for n, shape in ins.items() if n != "x"],
+    )
+    step, x_shape = runner.step, ins["x"]
+    return lambda x: step(x.reshape(x_shape))[0]
 
 
 def ort_peers(
@@ -322,33 +306,22 @@ def tflite_ops(data: bytes) -> dict[str, int]:
 
 
 def _interpreter(data: bytes):
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=data, num_threads=1)
+    interp = interpreter_class()(model_content=data, num_threads=1)
     interp.allocate_tensors()
     return interp
 
 
 def litert_stepper(data: bytes) -> Stepper:
-    """set_tensor + invoke + get_tensor, state fed back (boards/latency.raw_call's pattern),
-    by the names of the file's serving_default signature."""
+    """set_tensor + invoke + get_tensor, state fed back (the backend's LiteRTRunner, as
+    boards/bench/latency.raw_call uses it), by the names of the file's serving_default
+    signature."""
     interp = _interpreter(data)
     sig = interp._get_full_signature_list()["serving_default"]
     ins, outs = sig["inputs"], sig["outputs"]
     names = [n for n in ins if n != "x"]  # the states: h and c, or rnnedge's rnn.h, ...
     state_in = [ins[n] for n in names]
-    state_out = [outs[f"{n}_out"] for n in names]
     states = [np.zeros(interp.get_tensor(i).shape, np.float32) for i in state_in]
-    x_in, y_out = ins["x"], outs["y"]
-    set_tensor, get, invoke = interp.set_tensor, interp.get_tensor, interp.invoke
-    x_shape = tuple(interp.get_tensor(x_in).shape)
-
-    def step(x: np.ndarray) -> np.ndarray:
-        set_tensor(x_in, x.reshape(x_shape))
-        for i, s in zip(state_in, states):
-            set_tensor(i, s)
-        invoke()
-        states[:] = [get(o) for o in state_out]
-        return get(y_out)
-
-    return step
+    outputs = [outs["y"], *(outs[f"{n}_out"] for n in names)]
+    runner = LiteRTRunner(interp, [ins["x"], *state_in], outputs, states)
+    step, x_shape = runner.step, tuple(interp.get_tensor(ins["x"]).shape)
+    return lambda x: step(x.reshape(x_shape))[0]

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from rnnedge.errors import ProfileError
+from rnnedge.runtime.backends import BACKENDS
 
 PROFILE_DIR = Path(__file__).parent
 HOST = "host"
 KINDS = ("measured", "datasheet", "derived", "estimate")
-BACKENDS = ("litert", "onnxruntime", "numpy")
 L2_SCOPES = ("shared", "per-core")
 # every profile must give all of these, each with its source
 FIGURES = (

@@ -23,6 +23,9 @@ rounds, so drift on a shared machine hits all paths alike. Reported: p50/p90/p99
 file size, the p50 ratio to rnnedge float on the same backend and call, and to the best peer
 int8 of the same model (on the same backend, and on any), and the largest |y - PyTorch float|
 over a held-out sequence with the state carried (so a fast but wrong file shows). Needs torch.
+
+What is measured is in int8_config.py, how each path opens in int8_paths.py, the table in
+int8_report.py.
 """
 
 from __future__ import annotations
@@ -31,8 +34,7 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,234 +42,25 @@ import numpy as np
 
 from rnnedge.boards.bench import sysinfo
 from rnnedge.boards.bench.latency import LatencyStats, time_calls, warm_up
+from rnnedge.boards.sweeps.int8_config import (
+    FEATURES,
+    FILE_BACKENDS,
+    HIDDEN,
+    KINDS,
+    PEER_TAG,
+    Int8BenchConfig,
+    Row,
+    Say,
+    make_model,
+    sequences,
+)
+from rnnedge.boards.sweeps.int8_paths import Int8Path, export_bundles, peer_paths, rnnedge_paths
 from rnnedge.errors import RnnedgeError
-
-FEATURES, CLASSES = 40, 10
-KINDS = ("gru", "lstm")
-HIDDEN = (64, 128, 256, 512)
-BACKENDS = ("litert", "onnxruntime")
-PRECISIONS = ("float", "int8-dynamic", "int8")
-PEER_TAG = "peer"
-CALLS = ("stream", "raw")
-
-Say = Callable[[str], None]
-Stepper = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Int8BenchConfig:
-    kinds: tuple[str, ...] = KINDS
-    hidden: tuple[int, ...] = HIDDEN
-    backends: tuple[str, ...] = BACKENDS
-    steps: int = 1500  # timed calls per path per round
-    rounds: int = 3
-    warmup: int = 200  # untimed calls per path before each round
-    calib_sequences: int = 4
-    calib_steps: int = 100
-    eval_steps: int = 200
-    peers: bool = True
-    tf_python: str | None = None  # a Python with tensorflow, for the LiteRT int8 peer
-    work_dir: Path = Path("build/int8_bench")  # bundles (temporary) and the .tflite cache
-
-    def __post_init__(self) -> None:
-        from rnnedge.errors import InputError
-
-        if any(k not in KINDS for k in self.kinds) or not self.kinds:
-            raise InputError(f"int8 bench: kinds must be among {KINDS}, got {self.kinds}")
-        for name in ("steps", "rounds", "calib_sequences", "calib_steps", "eval_steps"):
-            if getattr(self, name) < 1:
-                raise InputError(f"int8 bench: {name} must be >= 1")
-        if not self.hidden or min(self.hidden) < 1:
-            raise InputError(f"int8 bench: hidden sizes must be positive, got {self.hidden}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Row:
-    kind: str
-    hidden: int
-    who: str  # "rnnedge" | "peer"
-    name: str
-    backend: str
-    precision: str  # float | int8-dynamic | int8 (peers: what the tool calls it)
-    call: str = "raw"  # "stream" (rnnedge.Stream.step) or "raw" (the peers' harness)
-    weights_float: bool = False  # a peer that left its recurrent weights float
-    file_bytes: int | None = None
-    ops: dict[str, int] = field(default_factory=dict)
-    latency_us: dict[str, float | None] | None = None
-    max_abs_err: float | None = None  # of y against PyTorch float over eval_steps steps
-    unavailable: str | None = None
-    vs_float: float | None = None  # p50 / rnnedge float p50 on the same backend and call
-    vs_best_peer: float | None = None  # p50 / best int8 peer p50 on the same backend
-    vs_any_peer: float | None = None  # p50 / best int8 peer p50 on any backend
-
-
-def make_model(kind: str, hidden: int):
-    import torch
-    from torch import nn
-
-    class Kws(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            rnn = nn.GRU if kind == "gru" else nn.LSTM
-            self.rnn = rnn(FEATURES, hidden, batch_first=True)
-            self.head = nn.Linear(hidden, CLASSES)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(self.rnn(x)[0])
-
-    torch.manual_seed(hidden + (0 if kind == "gru" else 1))
-    return Kws().eval()
-
-
-def sequences(seed: int, count: int, steps: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.standard_normal((steps, 1, 1, FEATURES)).astype(np.float32) for _ in range(count)]
-
-
-# --- opening every path of one model ---------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Path:
-    row: Row
-    make: Callable[[], Stepper]
-
-
-def _bundles(kind: str, hidden: int, cfg: Int8BenchConfig, out: Path, say: Say):
-    """{precision: bundle path or the reason it cannot be built}; float and int8-dynamic
-    come from one int8-dynamic bundle, int8 from its own."""
-    import torch
-
-    from rnnedge.export.pipeline import export_bundle
-
-    calib = [s.reshape(s.shape[0], 1, 1, FEATURES) for s in _calib(cfg)]
-    example = torch.zeros(1, 1, FEATURES)
-    found: dict[str, Path | str] = {}
-    for quantize, precisions in (("int8-dynamic", ("float", "int8-dynamic")), ("int8", ("int8",))):
-        say(f"[{kind} h={hidden}] exporting rnnedge bundle, quantize={quantize}")
-        try:
-            path = export_bundle(
-                make_model(kind, hidden),
-                example,
-                out / f"{kind}{hidden}-{quantize}.rnnedge",
-                quantize=quantize,
-                calibration=calib,
-            )
-        except RnnedgeError as e:
-            path = f"not available: {e}"
-        found.update({p: path for p in precisions})
-    return found
-
-
-def _calib(cfg: Int8BenchConfig) -> list[np.ndarray]:
-    return sequences(1, cfg.calib_sequences, cfg.calib_steps)
-
-
-def _rnnedge_paths(kind: str, hidden: int, cfg: Int8BenchConfig, bundles: dict) -> list[_Path]:
-    paths = []
-    for backend in cfg.backends:
-        for precision in PRECISIONS:
-            base = dict(kind=kind, hidden=hidden, who="rnnedge", backend=backend)
-            base |= dict(precision=precision)
-            rows = {
-                c: Row(**base, call=c, name=f"rnnedge {backend} {precision}" + _SUFFIX[c])
-                for c in CALLS
-            }
-            model = _open(bundles[precision], backend, precision)
-            if isinstance(model, str):
-                paths += [
-                    _Path(row=replace(r, unavailable=model), make=_none) for r in rows.values()
-                ]
-                continue
-            info = _file_info(model, backend, precision)  # one open serves both calls
-            for c, r in rows.items():
-                paths.append(_Path(row=replace(r, **info), make=_stepper(model, backend, c)))
-    return paths
-
-
-_SUFFIX = {"stream": "", "raw": " raw"}
-
-
-def _open(where: Path | str, backend: str, precision: str):
-    """The loaded model, or why there is none (`where` is already a reason when the exporter
-    could not build the precision)."""
-    from rnnedge.runtime import load
-
-    if isinstance(where, str):
-        return where
-    try:
-        return load(where, backend=backend, precision=precision)
-    except RnnedgeError as e:
-        return f"not available: {e}"
-
-
-def _stepper(model, backend: str, call: str) -> Callable[[], Stepper]:
-    from rnnedge.boards.peers.int8 import litert_stepper, ort_stepper
-
-    if call == "stream":
-        return lambda: model.stream().step
-    fmt, raw = ("tflite", litert_stepper) if backend == "litert" else ("onnx", ort_stepper)
-    data = model.bundle.model_bytes(fmt, model.precision)
-    return lambda: raw(data)
-
-
-def _file_info(model, backend: str, precision: str) -> dict:
-    from rnnedge.boards.peers.int8 import onnx_ops, tflite_ops
-
-    fmt = "tflite" if backend == "litert" else "onnx"
-    name = next(
-        m.path
-        for m in model.bundle.manifest.models
-        if m.precision == precision and m.backend == fmt
-    )
-    data = model.bundle.files[name]
-    return {"file_bytes": len(data), "ops": (tflite_ops if fmt == "tflite" else onnx_ops)(data)}
-
-
-def _none() -> Stepper:
-    raise AssertionError("an unavailable path is never stepped")
-
-
-def _peer_paths(kind: str, hidden: int, cfg: Int8BenchConfig, bundle, say: Say) -> list[_Path]:
-    from rnnedge.boards.peers import int8 as int8_peers
-    from rnnedge.runtime import read_bundle
-
-    calib, paths = _calib(cfg), []
-    base = dict(kind=kind, hidden=hidden, who=PEER_TAG)
-    say(f"[{kind} h={hidden}] building onnxruntime int8 peers (torch.onnx.export + quantize)")
-    try:
-        peers = int8_peers.ort_peers(lambda: make_model(kind, hidden), read_bundle(bundle), calib)
-    except Exception as e:  # torch.onnx and the quantizer raise assorted errors: a row says why
-        row = Row(**base, name="ort quantize_*", backend="onnxruntime", precision="int8")
-        return [_Path(row=Row(**asdict(row) | {"unavailable": f"not available: {e}"}), make=_none)]
-    why = int8_peers.has_tensorflow(cfg.tf_python)
-    if why is None:
-        target = int8_peers.tflite_job(make_model(kind, hidden), calib, cfg.work_dir / "tflite")
-        try:
-            int8_peers.build_tflite(cfg.tf_python, target.parent, say)
-            peers.append(int8_peers.litert_peer(target))
-        except RnnedgeError as e:
-            why = f"not available: {e}"
-    else:
-        why = f"not available: {why}"
-    for p in peers:
-        precision = "int8-dynamic" if "dynamic" in p.name else "int8"
-        row = Row(**base, name=p.name, backend=p.backend, precision=precision)
-        row = Row(
-            **asdict(row)
-            | {"file_bytes": p.file_bytes, "ops": p.ops, "weights_float": p.weights_float}
-        )
-        paths.append(_Path(row=row, make=p.make))
-    if why is not None:
-        row = Row(**base, name="litert TF-converter int8", backend="litert", precision="int8")
-        paths.append(_Path(row=Row(**asdict(row) | {"unavailable": why}), make=_none))
-    return paths
-
 
 # --- measuring -------------------------------------------------------------------------------
 
 
-def _time(paths: list[_Path], cfg: Int8BenchConfig, x: np.ndarray, say: Say, tag: str):
+def _time(paths: list[Int8Path], cfg: Int8BenchConfig, x: np.ndarray, say: Say, tag: str):
     live = [p for p in paths if p.row.unavailable is None]
     calls = []
     for p in live:
@@ -282,7 +75,7 @@ def _time(paths: list[_Path], cfg: Int8BenchConfig, x: np.ndarray, say: Say, tag
     return {id(p): LatencyStats.of(np.concatenate(s)) for p, s in zip(live, samples)}
 
 
-def _errors(paths: list[_Path], make_torch, seq: np.ndarray) -> dict[int, float]:
+def _errors(paths: list[Int8Path], make_torch, seq: np.ndarray) -> dict[int, float]:
     """Largest |y - PyTorch float| over the sequence, each path from its initial state."""
     import torch
 
@@ -300,10 +93,10 @@ def _errors(paths: list[_Path], make_torch, seq: np.ndarray) -> dict[int, float]
 def bench_model(kind: str, hidden: int, cfg: Int8BenchConfig, say: Say) -> list[Row]:
     tag = f"[{kind} h={hidden}]"
     with tempfile.TemporaryDirectory() as tmp:
-        bundles = _bundles(kind, hidden, cfg, Path(tmp), say)
-        paths = _rnnedge_paths(kind, hidden, cfg, bundles)
+        built = export_bundles(kind, hidden, cfg, Path(tmp), say)
+        paths = rnnedge_paths(kind, hidden, cfg, built)
         if cfg.peers:
-            paths += _peer_paths(kind, hidden, cfg, bundles["float"], say)
+            paths += peer_paths(kind, hidden, cfg, built["float"], say)
         x = sequences(7, 1, 1)[0][0]
         stats = _time(paths, cfg, x, say, tag)
         errs = _errors(paths, lambda: make_model(kind, hidden), sequences(3, 1, cfg.eval_steps)[0])
@@ -371,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     p.add_argument("--hidden", nargs="+", type=int, default=list(HIDDEN))
-    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    p.add_argument("--backends", nargs="+", default=list(FILE_BACKENDS), choices=FILE_BACKENDS)
     p.add_argument("--steps", type=int, default=1500, help="timed calls per path per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-peers", action="store_true")

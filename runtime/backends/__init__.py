@@ -1,6 +1,7 @@
 """Backends run one step of a bundle's model: `run(feeds) -> outputs`, both lists in the
-Graph's input/output order. Each backend imports its interpreter lazily, so the runtime
-imports with only numpy installed."""
+Graph's input/output order, and make the Runners that streams step (runner.py). One file per
+interpreter holds its Backend and its Runner; each imports its interpreter lazily, so the
+runtime imports with only numpy installed."""
 
 from __future__ import annotations
 
@@ -10,13 +11,28 @@ from typing import Protocol
 import numpy as np
 
 from rnnedge.errors import BackendError
+from rnnedge.runtime.backends.runner import Runner, batch_shape
 from rnnedge.runtime.bundle import Bundle
+
+__all__ = [
+    "BACKENDS",
+    "MODEL_FILE_KIND",
+    "Backend",
+    "Runner",
+    "available_backends",
+    "batch_shape",
+    "open_backend",
+]
 
 
 class Backend(Protocol):
-    name: str
+    name: str  # one of BACKENDS
+    label: str  # the backend and the model file it runs, for errors: "LiteRT (model.tflite)"
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]: ...
+
+    def runner(self, streams: int = 1) -> Runner:
+        """A runner for `streams` streams stacked along the batch axes, state at zeros."""
 
 
 def _numpy(bundle: Bundle, precision: str) -> Backend:
@@ -39,14 +55,17 @@ def _litert(bundle: Bundle, precision: str) -> Backend:
 
 # in the order "auto" tries them: LiteRT is the fastest per step on Arm and x86 (see
 # ../shared/notes/measurements.md), numpy the one that is always there
-BACKENDS: dict[str, Callable[[Bundle, str], Backend]] = {
+_OPENERS: dict[str, Callable[[Bundle, str], Backend]] = {
     "litert": _litert,
     "onnxruntime": _onnxruntime,
     "numpy": _numpy,
 }
+# the one list of backend names, in that order; the CLI, boards and tests read it
+BACKENDS: tuple[str, ...] = tuple(_OPENERS)
 
 
-# which model file kind each interpreter backend runs (numpy runs graph.json itself)
+# which model file format (the manifest's `backend` key, runtime/manifest.MODEL_FORMATS) each
+# interpreter backend runs; numpy runs graph.json itself
 MODEL_FILE_KIND = {"litert": "tflite", "onnxruntime": "onnx"}
 
 
@@ -55,13 +74,13 @@ def open_backend(bundle: Bundle, name: str, precision: str) -> Backend:
         errors = []
         for candidate in BACKENDS:
             try:
-                return BACKENDS[candidate](bundle, precision)
+                return _OPENERS[candidate](bundle, precision)
             except BackendError as e:
                 errors.append(str(e))
         raise BackendError("no backend can run this bundle: " + "; ".join(errors))
-    if name not in BACKENDS:
+    if name not in _OPENERS:
         raise BackendError(f"unknown backend {name!r}; choose auto, {', '.join(BACKENDS)}")
-    return BACKENDS[name](bundle, precision)
+    return _OPENERS[name](bundle, precision)
 
 
 def available_backends() -> list[str]:

@@ -1,4 +1,11 @@
-"""The LiteRT backend: ai-edge-litert's interpreter (tflite-runtime as an optional fallback)."""
+"""The LiteRT backend: ai-edge-litert's interpreter (tflite-runtime as an optional fallback);
+and its runner, LiteRTRunner.
+
+A runner has its own interpreter (an interpreter is not thread-safe; a stream is), inputs set
+with set_tensor, outputs read with get_tensor: the fastest pattern measured from Python (views
+through Interpreter.tensor() were slower). boards/ reuses LiteRTRunner as the raw LiteRT call
+pattern, on our files and on the peers'.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,13 @@ import numpy as np
 
 from rnnedge.errors import BackendError
 from rnnedge.runtime.backends.probe import model_file, probe
+from rnnedge.runtime.backends.runner import batch_shape
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.graph import MAX_ELEMENTS
 
 
-def _interpreter_class() -> type:
+def interpreter_class() -> type:
+    """LiteRT's Interpreter class, or a BackendError saying how to install it."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -48,37 +57,91 @@ def _check_sizes(interp, bundle: Bundle, what: str) -> None:
 
 
 class LiteRTBackend:
+    """The interpreter it probes with is public, with the tensor indices of the Graph's inputs
+    and outputs in their order, for the raw-call benches of boards/."""
+
     name = "litert"
 
     def __init__(self, bundle: Bundle, precision: str, threads: int = 1) -> None:
         data = bundle.model_bytes("tflite", precision)
-        self._what = f"LiteRT ({model_file(bundle, 'tflite', precision)})"
-        interpreter = _interpreter_class()
+        self.label = f"LiteRT ({model_file(bundle, 'tflite', precision)})"
+        interpreter = interpreter_class()
         try:
-            self._interp = interpreter(model_content=data, num_threads=threads)
-            _check_sizes(self._interp, bundle, self._what)
-            self._interp.allocate_tensors()
-            by_name = {d["name"]: d["index"] for d in self._interp.get_input_details()}
-            by_name |= {d["name"]: d["index"] for d in self._interp.get_output_details()}
+            self.interpreter = interpreter(model_content=data, num_threads=threads)
+            _check_sizes(self.interpreter, bundle, self.label)
+            self.interpreter.allocate_tensors()
+            by_name = {d["name"]: d["index"] for d in self.interpreter.get_input_details()}
+            by_name |= {d["name"]: d["index"] for d in self.interpreter.get_output_details()}
         except BackendError:
             raise
         except Exception as e:  # ValueError, RuntimeError, UnicodeDecodeError on a bad file
             raise BackendError(f"LiteRT could not load {bundle.path} ({precision}): {e}") from e
         try:
-            self._in = [by_name[t.name] for t in bundle.graph.inputs]
-            self._out = [by_name[t.name] for t in bundle.graph.outputs]
+            self.input_indices = [by_name[t.name] for t in bundle.graph.inputs]
+            self.output_indices = [by_name[t.name] for t in bundle.graph.outputs]
         except KeyError as e:
             raise BackendError(
                 f"{bundle.path}: TFLite model lacks tensor {e} named in the manifest"
             ) from e
-        probe(self.run, bundle, self._what)
+        self._bundle, self._precision = bundle, precision
+        probe(self.run, bundle, self.label)
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
-        interp = self._interp
+        interp = self.interpreter
         try:
-            for index, value in zip(self._in, feeds):
+            for index, value in zip(self.input_indices, feeds):
                 interp.set_tensor(index, value)
             interp.invoke()
-            return [interp.get_tensor(i) for i in self._out]
+            return [interp.get_tensor(i) for i in self.output_indices]
         except (ValueError, RuntimeError) as e:  # e.g. a shape or dtype the model does not take
-            raise BackendError(f"{self._what} failed to run a step: {e}") from e
+            raise BackendError(f"{self.label} failed to run a step: {e}") from e
+
+    def runner(self, streams: int = 1) -> LiteRTRunner:
+        """A runner with its own interpreter, its inputs resized for `streams` streams."""
+        bundle, g = self._bundle, self._bundle.graph
+        try:
+            interp = interpreter_class()(
+                model_content=bundle.model_bytes("tflite", self._precision), num_threads=1
+            )
+            if streams != 1:
+                for spec, index in zip(g.inputs, self.input_indices):
+                    interp.resize_tensor_input(index, batch_shape(spec, streams), strict=True)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise BackendError(
+                f"LiteRT could not prepare {streams} streams of {bundle.path}: {e}"
+            ) from e
+        states = [np.zeros(batch_shape(g.spec(s.input), streams), np.float32) for s in g.states]
+        return LiteRTRunner(interp, self.input_indices, self.output_indices, states)
+
+
+class LiteRTRunner:
+    """Steps `interpreter`: inputs are the tensor indices of [x, *state inputs], outputs of
+    [*data outputs, *state outputs], `states` the state to start from (one array per pair)."""
+
+    def __init__(
+        self, interpreter, inputs: list[int], outputs: list[int], states: list[np.ndarray]
+    ) -> None:
+        self._interpreter = interpreter  # kept alive while the runner lives
+        self._set = interpreter.set_tensor
+        self._get = interpreter.get_tensor
+        self._invoke = interpreter.invoke
+        self._x, *self._state_in = inputs
+        n_data = len(outputs) - len(states)
+        self._data_out, self._state_out = outputs[:n_data], outputs[n_data:]
+        self._states = list(states)
+
+    def step(self, x: np.ndarray) -> list[np.ndarray]:
+        set_tensor, get_tensor = self._set, self._get
+        set_tensor(self._x, x)
+        for index, value in zip(self._state_in, self._states):
+            set_tensor(index, value)
+        self._invoke()
+        self._states = [get_tensor(i) for i in self._state_out]
+        return [get_tensor(i) for i in self._data_out]
+
+    def get_state(self) -> list[np.ndarray]:
+        return [s.copy() for s in self._states]
+
+    def set_state(self, states: list[np.ndarray]) -> None:
+        self._states = [s.copy() for s in states]

@@ -12,27 +12,27 @@ from rnnedge.errors import BackendError
 from rnnedge.runtime.bundle import Bundle
 
 
-def probe(run: Callable[[list[np.ndarray]], list[np.ndarray]], bundle: Bundle, what: str) -> None:
-    """`what` names the backend and model file in errors, e.g. "LiteRT (model.tflite)"."""
+def probe(run: Callable[[list[np.ndarray]], list[np.ndarray]], bundle: Bundle, label: str) -> None:
+    """`label` names the backend and its model file in errors, e.g. "LiteRT (model.tflite)"."""
     graph = bundle.graph
     feeds = [np.zeros(t.shape, np.float32) for t in graph.inputs]
     outs = run(feeds)
     if len(outs) != len(graph.outputs):
         raise BackendError(
-            f"{bundle.path}: {what} gives {len(outs)} outputs, the manifest declares "
+            f"{bundle.path}: {label} gives {len(outs)} outputs, the manifest declares "
             f"{len(graph.outputs)}"
         )
     for spec, out in zip(graph.outputs, outs):
         if np.shape(out) != spec.shape:
             raise BackendError(
-                f"{bundle.path}: {what} output {spec.name!r} has shape {list(np.shape(out))}, "
+                f"{bundle.path}: {label} output {spec.name!r} has shape {list(np.shape(out))}, "
                 f"the manifest declares {list(spec.shape)}"
             )
 
 
-def model_file(bundle: Bundle, backend: str, precision: str) -> str:
-    """The name of the model file a backend runs (for error messages)."""
+def model_file(bundle: Bundle, fmt: str, precision: str) -> str:
+    """The name of the model file of format `fmt` a backend runs (for error messages)."""
     for m in bundle.manifest.models:
-        if m.backend == backend and m.precision == precision:
+        if m.backend == fmt and m.precision == precision:
             return m.path
-    return f"{backend}/{precision}"
+    return f"{fmt}/{precision}"

@@ -24,6 +24,7 @@ from rnnedge.errors import BackendError, InputError
 from rnnedge.runtime.backends import (
     BACKENDS,
     MODEL_FILE_KIND,
+    Runner,
     available_backends,
     open_backend,
 )
@@ -31,7 +32,6 @@ from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.check.data import Sequences, golden_sequences, loop
 from rnnedge.runtime.check.metrics import OutputMetrics, judge, output_metrics, task_metrics
 from rnnedge.runtime.manifest import PRECISIONS, Task
-from rnnedge.runtime.runners import Runner, make_runner
 
 # (x, states) -> (data outputs, next states): one step of a backend or of the reference
 StepFn = Callable[[np.ndarray, list[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray]]]
@@ -203,7 +203,7 @@ def _check_pair(
     try:
         # the runner a Stream deploys with (own interpreter, IO bindings, state kept inside),
         # so check exercises the hot path itself, not only the backend's plain run()
-        step = make_runner(open_backend(bundle, backend, precision), bundle, precision)
+        step = open_backend(bundle, backend, precision).runner()
     except BackendError as e:
         if backend == "numpy":  # the executor does not (yet) run this precision: nothing to do
             return replace(base, status="skipped", reason=str(e))

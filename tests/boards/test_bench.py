@@ -16,6 +16,7 @@ from models import build
 from rnnedge.boards.bench.report import append_result
 from rnnedge.boards.bench.run import BenchConfig, run_bench
 from rnnedge.boards.bench.schema import bench_schema, errors
+from rnnedge.boards.peers.bench_paths import torch_peer_paths
 from rnnedge.boards.peers.eager import step_module
 from rnnedge.cli import main
 from rnnedge.errors import InputError
@@ -43,7 +44,7 @@ def gru_spec(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def result(zoo_bundle, gru_spec):
     cfg = BenchConfig(bundle=str(zoo_bundle("gru")[0]), peers=True, model=gru_spec, **TINY)
-    return run_bench(cfg)
+    return run_bench(cfg, peer_paths=torch_peer_paths(gru_spec))
 
 
 def test_every_backend_and_peer_runs_in_both_modes(result):

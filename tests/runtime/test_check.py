@@ -19,16 +19,15 @@ import pytest
 
 import rnnedge
 from rnnedge.cli import main
+from rnnedge.runtime.backends import BACKENDS  # the dev extras install all three
 from rnnedge.runtime.bundle import read_bundle, sha256
 from rnnedge.runtime.check.data import load_data
-from rnnedge.runtime.check.metrics import judge, output_metrics, task_metrics
 from rnnedge.runtime.check.report import to_json
 from rnnedge.runtime.check.run import CheckConfig, run_check
 from rnnedge.runtime.check.schema import SCHEMA
 from rnnedge.runtime.manifest import Task
 
 ROOT = Path(__file__).resolve().parents[2]
-BACKENDS = ("litert", "onnxruntime", "numpy")  # the dev extras install all three
 DELTA = 1e-3  # what the corruption adds to one weight
 
 
@@ -277,46 +276,6 @@ def test_plot_is_a_png_with_one_panel_per_output(zoo_bundle, tmp_path) -> None:
     img = matplotlib.image.imread(tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert img.shape[0] > img.shape[1]  # 4 stacked panels (y and 3 states): taller than wide
-
-
-def test_metrics_on_known_values() -> None:
-    y = [np.array([[0.0, 1.0], [2.0, 2.0], [1.0, 5.0]], np.float32)]  # 3 steps of 2 values
-    r = [np.array([[0.0, 1.0], [2.0, 1.5], [1.0, 4.0]], np.float32)]
-    m = output_metrics("y", "output", y, r, n_windows=3)
-    assert m.max_abs_err == 1.0
-    assert m.scaled_abs_err == pytest.approx(1.0 / 4.0)  # / max(1, max |ref|) = / 4
-    assert m.range_rel_err == pytest.approx(1.0 / 4.0)  # reference spans 0..4
-    assert m.rel_l2 == pytest.approx(math.sqrt(1.25) / math.sqrt(1 + 4 + 2.25 + 1 + 16))
-    dot = 1 + 4 + 3 + 1 + 20
-    assert m.cosine == pytest.approx(dot / (math.sqrt(1 + 4 + 4 + 1 + 25) * math.sqrt(24.25)))
-    assert list(m.curve) == [0.0, 0.5, 1.0]
-    assert m.windows == (0.0, 0.5, 1.0) and m.drift_ratio is None  # first window is exact
-    assert judge(m, {"max_abs_err": 0.5}, False) == ("max_abs_err 1 > 0.5",)
-    assert judge(m, {"max_abs_err": 1.0, "min_cosine": 0.9}, False) == ()
-    nan = output_metrics("y", "output", [y[0] * np.nan], r, 3)
-    assert "non-finite" in judge(nan, {"max_abs_err": 1.0}, False)[0]
-
-
-def test_drift_windows_and_ratio() -> None:
-    ref = np.zeros((100, 1), np.float32)
-    y = (np.arange(100, dtype=np.float32) + 1).reshape(100, 1) * 1e-6  # error grows per step
-    m = output_metrics("h", "state", [y], [ref], n_windows=4)
-    assert m.window_steps == 25
-    assert m.windows == pytest.approx((25e-6, 50e-6, 75e-6, 100e-6))
-    assert m.drift_ratio == pytest.approx(4.0)
-
-
-def test_task_metrics_by_hand() -> None:
-    task = Task(kind="classification")
-    y = [np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])]  # argmax 1, 0, 1
-    r = [np.array([[0.2, 0.8], [0.4, 0.6], [0.1, 0.9]])]  # argmax 1, 1, 1
-    t = task_metrics(task, y, r, [np.array(1)])  # one label: judged at the last step
-    assert t["argmax_agreement"] == pytest.approx(2 / 3)
-    assert t["accuracy"] == 1.0 and t["reference_accuracy"] == 1.0
-    t = task_metrics(task, y, r, [np.array([1, 1, 0])])  # one label per step
-    assert t["accuracy"] == pytest.approx(1 / 3) and t["reference_accuracy"] == pytest.approx(2 / 3)
-    t = task_metrics(Task(kind="regression"), y, r, [None])
-    assert t["rmse"] == pytest.approx(math.sqrt((0.01 * 2 + 0.16 * 2 + 0.04 * 2) / 6))
 
 
 def test_manifest_budgets_written_and_old_bundles_read_with_defaults(zoo_bundle, tmp_path) -> None:

@@ -6,92 +6,28 @@ model.tflite bytes), then FIXES the manifest's sha256 so the reader gets past th
 check and really parses the mutated content. The outcome must be a model that steps (or
 fails to step with an RnnedgeError), or an RnnedgeError: never another exception or a hang.
 
-Model-file bytes are fuzzed in a child process (this file run as a script), because LiteRT's
-C++ interpreter can segfault on hostile .tflite bytes (see docs/reliability.md); a crash is
-then a recorded outcome instead of the end of the test run.
+Model-file bytes are fuzzed in test_fuzz_model_files.py; fuzz_bundle.py writes and judges a
+mutant for both.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import hashlib
 import io
 import json
-import math
-import random
 import re
-import shutil
-import subprocess
-import sys
 import zipfile
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
+import pytest
+from fuzz_bundle import BIG, DEEP, dumps, fixed_manifest, outcome, write_bundle_dir
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-try:  # the child process (this file run as a script) needs neither pytest nor hypothesis
-    import pytest
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
-except ImportError:  # pragma: no cover
-    pytest = None
-
-import rnnedge
-from rnnedge.errors import RnnedgeError
+from rnnedge.errors import BundleError
 from rnnedge.runtime import available_backends, read_bundle
-
-DEEP = "__deep__"  # replaced in the JSON text by nesting far beyond json's recursion limit
-BIG = "__big__"  # replaced by a 5,000-digit integer, which json.loads refuses (ValueError)
-STEP_LIMIT = 1 << 20  # do not allocate a step input larger than this (the limits allow 1 GiB)
-
-
-# --- assembling and judging a mutated bundle -----------------------------------------------
-
-
-def _write(work: Path, files: dict[str, bytes], manifest: dict | bytes) -> None:
-    """Writes the bundle; a manifest given as a dict gets every listed file's true sha256."""
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    for name, data in files.items():
-        (work / name).write_bytes(data)
-    (work / "manifest.json").write_bytes(
-        _dumps(manifest) if isinstance(manifest, dict) else manifest
-    )
-
-
-def _dumps(doc: dict) -> bytes:
-    text = json.dumps(doc).replace(json.dumps(DEEP), "[" * 100_000 + "]" * 100_000)
-    return text.replace(json.dumps(BIG), "9" * 5000).encode()
-
-
-def _fixed(manifest: dict, files: dict[str, bytes]) -> dict:
-    m = copy.deepcopy(manifest)
-    m["files"] = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-    return m
-
-
-def outcome(path: Path, backends: list[str]) -> str:
-    """ "refused" or "ok"; any exception but an RnnedgeError propagates (a test failure)."""
-    try:
-        bundle = read_bundle(path)
-    except RnnedgeError:
-        return "refused"
-    with contextlib.suppress(RnnedgeError):
-        bundle.golden()
-    loaded = 0
-    for backend in backends:
-        try:
-            model = rnnedge.load(path, backend=backend)
-        except RnnedgeError:
-            continue
-        loaded += 1
-        shape = model.step_input.shape
-        if math.prod(shape) <= STEP_LIMIT:
-            with contextlib.suppress(RnnedgeError):
-                model.stream().step(np.ones(shape, np.float32))
-    return "ok" if loaded else "refused"
-
+from rnnedge.runtime.npzio import read_npz
 
 # --- JSON-level mutations ------------------------------------------------------------------
 
@@ -214,33 +150,34 @@ def _mutate_npz(blob: bytes, data) -> bytes:
 
 # --- fixtures and tests --------------------------------------------------------------------
 
-if pytest is not None:
-    FUZZ = settings(
-        max_examples=300,
-        deadline=None,  # a slow shared machine must not fail a test; the timeout catches hangs
-        derandomize=True,  # the same examples every run: a failure reproduces
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-    SLOW = settings(FUZZ, max_examples=6000, derandomize=False)
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,  # a slow shared machine must not fail a test; the timeout catches hangs
+    derandomize=True,  # the same examples every run: a failure reproduces
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+SLOW = settings(FUZZ, max_examples=6000, derandomize=False)
 
-    @pytest.fixture(scope="module")
-    def base(zoo_bundle):
-        path = zoo_bundle("gru")[0]
-        files = {p.name: p.read_bytes() for p in path.iterdir() if p.name != "manifest.json"}
-        manifest = json.loads((path / "manifest.json").read_text())
-        return path, files, manifest, json.loads(files["graph.json"])
 
-    @pytest.fixture(scope="module")
-    def work(tmp_path_factory):
-        return tmp_path_factory.mktemp("fuzz") / "m.rnnedge"
+@pytest.fixture(scope="module")
+def base(zoo_bundle):
+    path = zoo_bundle("gru")[0]
+    files = {p.name: p.read_bytes() for p in path.iterdir() if p.name != "manifest.json"}
+    manifest = json.loads((path / "manifest.json").read_text())
+    return path, files, manifest, json.loads(files["graph.json"])
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz") / "m.rnnedge"
 
 
 def fuzz_manifest(base, work, data) -> str:
     _, files, manifest, _ = base
     pool = [*_names(manifest), *files]
-    mutated = _mutate_json(_fixed(manifest, files), data, pool)
-    _write(work, files, mutated)
+    mutated = _mutate_json(fixed_manifest(manifest, files), data, pool)
+    write_bundle_dir(work, files, mutated)
     return outcome(work, available_backends())
 
 
@@ -249,10 +186,10 @@ def fuzz_graph(base, work, data) -> str:
     from rnnedge.runtime.ops import OPS
 
     pool = [*_names(graph), *OPS, "lstm", "exec"]
-    files = {**files, "graph.json": _dumps(_mutate_json(graph, data, pool))}
+    files = {**files, "graph.json": dumps(_mutate_json(graph, data, pool))}
     if data.draw(st.booleans(), label="deep"):
         files["graph.json"] = files["graph.json"].replace(b'"attrs": {}', b"[" * 50_000, 1)
-    _write(work, files, _fixed(manifest, files))
+    write_bundle_dir(work, files, fixed_manifest(manifest, files))
     return outcome(work, available_backends())
 
 
@@ -269,8 +206,8 @@ def fuzz_io_both(base, work, data) -> str:
         doc[section][index][field] = value
     if section == "inputs" and index == 0:
         manifest["step_input"][field] = value
-    files = {**files, "graph.json": _dumps(graph)}
-    _write(work, files, _fixed(manifest, files))
+    files = {**files, "graph.json": dumps(graph)}
+    write_bundle_dir(work, files, fixed_manifest(manifest, files))
     return outcome(work, available_backends())
 
 
@@ -278,7 +215,7 @@ def fuzz_npz(base, work, data) -> str:
     _, files, manifest, _ = base
     name = data.draw(st.sampled_from(["weights.npz", "golden.npz"]), label="file")
     files = {**files, name: _mutate_npz(files[name], data)}
-    _write(work, files, _fixed(manifest, files))
+    write_bundle_dir(work, files, fixed_manifest(manifest, files))
     return outcome(work, available_backends())
 
 
@@ -297,165 +234,65 @@ def _run(target, base, work, fuzz_settings) -> Counter:
     return seen
 
 
-if pytest is not None:
-
-    @pytest.mark.timeout(600)
-    @pytest.mark.parametrize("target", TARGETS, ids=lambda f: f.__name__)
-    def test_mutated_bundles_load_or_are_refused(base, work, target) -> None:
-        seen = _run(target, base, work, FUZZ)
-        print(f"{target.__name__}: {dict(seen)}")
-        # the fuzz must exercise both sides, or it is not reaching the parsers
-        assert seen["refused"] > 0 and seen["ok"] > 0, seen
-
-    @pytest.mark.slow
-    @pytest.mark.timeout(7200)
-    @pytest.mark.parametrize("target", TARGETS, ids=lambda f: f.__name__)
-    def test_mutated_bundles_load_or_are_refused_slow(base, work, target) -> None:
-        seen = _run(target, base, work, SLOW)
-        print(f"{target.__name__}: {dict(seen)}")
-        assert seen["refused"] > 0 and seen["ok"] > 0, seen
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("target", TARGETS, ids=lambda f: f.__name__)
+def test_mutated_bundles_load_or_are_refused(base, work, target) -> None:
+    seen = _run(target, base, work, FUZZ)
+    print(f"{target.__name__}: {dict(seen)}")
+    # the fuzz must exercise both sides, or it is not reaching the parsers
+    assert seen["refused"] > 0 and seen["ok"] > 0, seen
 
 
-# --- model-file bytes, in a child process --------------------------------------------------
-
-
-def mutate_bytes(data: bytes, seed: int) -> bytes:
-    r = random.Random(seed)
-    d = bytearray(data)
-    kind = r.choice(["flip", "bytes", "truncate", "edge", "int32"])
-    if kind == "flip":
-        d[r.randrange(len(d))] ^= 1 << r.randrange(8)
-    elif kind == "bytes":
-        for _ in range(r.randint(2, 20)):
-            d[r.randrange(len(d))] = r.randrange(256)
-    elif kind == "truncate":
-        d = d[: r.randrange(len(d))]
-    elif kind == "edge":
-        d[r.randrange(len(d))] = r.choice([0, 0xFF, 0x7F, 0x80])
-    else:  # a 4-aligned word (flatbuffer offsets, protobuf lengths) set to an edge value
-        at = r.randrange(max(1, len(d) - 4)) & ~3
-        d[at : at + 4] = r.choice([0, 0x7FFFFFFF, 0xFFFFFFFF, 1 << 24]).to_bytes(4, "little")
-    return bytes(d)
-
-
-def _child(base: Path, work: Path, backend: str, name: str, start: int, stop: int) -> None:
-    """Loads and steps mutants start..stop-1, printing 'start SEED' before each (so the parent
-    knows which one crashed) and 'ok|refused|other SEED ...' after."""
-    files = {p.name: p.read_bytes() for p in base.iterdir() if p.name != "manifest.json"}
-    manifest = json.loads((base / "manifest.json").read_text())
-    for seed in range(start, stop):
-        mutated = {**files, name: mutate_bytes(files[name], seed)}
-        _write(work, mutated, _fixed(manifest, mutated))
-        print("start", seed, flush=True)
-        try:
-            print(outcome(work, [backend]), seed, flush=True)
-        except Exception as e:
-            print("other", seed, f"{type(e).__name__}: {e}"[:300].replace("\n", " "), flush=True)
-
-
-def fuzz_model_file(base: Path, work: Path, backend: str, name: str, seeds: range) -> dict:
-    """Runs the mutants in child processes, restarting after a crash; returns the counts, the
-    seeds that crashed the child and the non-rnnedge exceptions."""
-    seen: Counter = Counter()
-    crashes, others = [], []
-    start = seeds.start
-    while start < seeds.stop:
-        args = [str(base), str(work), backend, name, str(start), str(seeds.stop)]
-        r = subprocess.run(
-            [sys.executable, __file__, *args], capture_output=True, text=True, timeout=1800
-        )
-        last = start - 1
-        for line in r.stdout.splitlines():
-            kind, seed, *_ = [*line.split(" ", 2), ""]
-            if kind not in ("start", "ok", "refused", "other"):
-                continue  # an interpreter's own chatter on stdout
-            if kind == "start":
-                last = int(seed)
-                continue
-            seen[kind] += 1
-            if kind == "other":
-                others.append(line)
-        if r.returncode == 0:
-            break
-        crashes.append((last, r.returncode))
-        start = last + 1
-    return {"seen": seen, "crashes": crashes, "others": others}
-
-
-if pytest is not None:
-    MODEL_FILES = [("onnxruntime", "model.onnx"), ("litert", "model.tflite")]
-
-    def _check_model_fuzz(zoo_bundle, tmp_path, backend, name, seeds) -> None:
-        result = fuzz_model_file(zoo_bundle("gru")[0], tmp_path / "m.rnnedge", backend, name, seeds)
-        seen, crashes = result["seen"], result["crashes"]
-        assert result["others"] == [], result["others"]
-        assert seen["ok"] + seen["refused"] + len(crashes) == len(seeds), result
-        assert seen["ok"] > 0 and seen["refused"] > 0, result
-        # onnxruntime never crashed on 13,500 mutants; LiteRT does, in Interpreter() itself
-        # (about 1 in 1,000 in our runs): documented, and the reason this runs in a child
-        if backend != "litert":
-            assert crashes == [], crashes
-        print(f"{backend}: {dict(seen)}, crashed on seeds {crashes}")
-
-    @pytest.mark.timeout(600)
-    @pytest.mark.parametrize(("backend", "name"), MODEL_FILES)
-    def test_mutated_model_files_load_or_are_refused(zoo_bundle, tmp_path, backend, name) -> None:
-        _check_model_fuzz(zoo_bundle, tmp_path, backend, name, range(500))
-
-    @pytest.mark.slow
-    @pytest.mark.timeout(7200)
-    @pytest.mark.parametrize(("backend", "name"), MODEL_FILES)
-    def test_mutated_model_files_load_or_are_refused_slow(
-        zoo_bundle, tmp_path, backend, name
-    ) -> None:
-        _check_model_fuzz(zoo_bundle, tmp_path, backend, name, range(600, 10_600))
-
-
-if __name__ == "__main__":
-    base_dir, work_dir, backend_name, file_name, first, last = sys.argv[1:7]
-    _child(Path(base_dir), Path(work_dir), backend_name, file_name, int(first), int(last))
+@pytest.mark.slow
+@pytest.mark.timeout(7200)
+@pytest.mark.parametrize("target", TARGETS, ids=lambda f: f.__name__)
+def test_mutated_bundles_load_or_are_refused_slow(base, work, target) -> None:
+    seen = _run(target, base, work, SLOW)
+    print(f"{target.__name__}: {dict(seen)}")
+    assert seen["refused"] > 0 and seen["ok"] > 0, seen
 
 
 # --- what the fuzzer found, pinned as plain regression tests -------------------------------
 
-if pytest is not None:
-    from rnnedge.errors import BundleError
-    from rnnedge.runtime.npzio import read_npz
 
-    def _npz_with_header(shape: tuple[int, ...]) -> bytes:
-        head = io.BytesIO()
-        np.lib.format.write_array_header_1_0(
-            head, {"descr": "<f4", "fortran_order": False, "shape": shape}
-        )
-        return _rezip({"w.npy": head.getvalue()})
+def _npz_with_header(shape: tuple[int, ...]) -> bytes:
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        head, {"descr": "<f4", "fortran_order": False, "shape": shape}
+    )
+    return _rezip({"w.npy": head.getvalue()})
 
-    @pytest.mark.parametrize("shape", [(2**32, 2**32), (0, 2**40, 2**40)])
-    def test_npz_shape_whose_int64_product_wraps_is_refused(shape) -> None:
-        with pytest.raises(BundleError, match="exceeds the size limits"):
-            read_npz(_npz_with_header(shape), what="weights.npz")
 
-    def test_npz_header_that_numpy_cannot_tokenize_is_corrupt() -> None:
-        body = _npz_with_header((2, 2))
-        broken = body.replace(b"'shape': (2, 2)", b"'shape': (2, 2")
-        with pytest.raises(BundleError, match="corrupt"):
-            read_npz(broken, what="weights.npz")
+@pytest.mark.parametrize("shape", [(2**32, 2**32), (0, 2**40, 2**40)])
+def test_npz_shape_whose_int64_product_wraps_is_refused(shape) -> None:
+    with pytest.raises(BundleError, match="exceeds the size limits"):
+        read_npz(_npz_with_header(shape), what="weights.npz")
 
-    def test_a_zero_dim_does_not_hide_huge_dims(base, work) -> None:
-        _, files, manifest, graph = base
-        manifest, graph = copy.deepcopy(manifest), copy.deepcopy(graph)
-        for doc in (manifest, graph, {"inputs": [manifest["step_input"]]}):
-            doc["inputs"][0]["shape"] = [0, 185, 350, 351, 352, 5502, 52387]
-        files = {**files, "graph.json": _dumps(graph)}
-        _write(work, files, _fixed(manifest, files))
-        with pytest.raises(BundleError, match="elements"):
-            read_bundle(work)
 
-    def test_a_state_input_must_be_a_graph_input(base, work) -> None:
-        _, files, manifest, graph = base
-        manifest, graph = copy.deepcopy(manifest), copy.deepcopy(graph)
-        for doc in (manifest, graph):
-            doc["states"][0]["input"] = doc["outputs"][1]["name"]
-        files = {**files, "graph.json": _dumps(graph)}
-        _write(work, files, _fixed(manifest, files))
-        with pytest.raises(BundleError, match="must be a graph input -> a graph output"):
-            read_bundle(work)
+def test_npz_header_that_numpy_cannot_tokenize_is_corrupt() -> None:
+    body = _npz_with_header((2, 2))
+    broken = body.replace(b"'shape': (2, 2)", b"'shape': (2, 2")
+    with pytest.raises(BundleError, match="corrupt"):
+        read_npz(broken, what="weights.npz")
+
+
+def test_a_zero_dim_does_not_hide_huge_dims(base, work) -> None:
+    _, files, manifest, graph = base
+    manifest, graph = copy.deepcopy(manifest), copy.deepcopy(graph)
+    for doc in (manifest, graph, {"inputs": [manifest["step_input"]]}):
+        doc["inputs"][0]["shape"] = [0, 185, 350, 351, 352, 5502, 52387]
+    files = {**files, "graph.json": dumps(graph)}
+    write_bundle_dir(work, files, fixed_manifest(manifest, files))
+    with pytest.raises(BundleError, match="elements"):
+        read_bundle(work)
+
+
+def test_a_state_input_must_be_a_graph_input(base, work) -> None:
+    _, files, manifest, graph = base
+    manifest, graph = copy.deepcopy(manifest), copy.deepcopy(graph)
+    for doc in (manifest, graph):
+        doc["states"][0]["input"] = doc["outputs"][1]["name"]
+    files = {**files, "graph.json": dumps(graph)}
+    write_bundle_dir(work, files, fixed_manifest(manifest, files))
+    with pytest.raises(BundleError, match="must be a graph input -> a graph output"):
+        read_bundle(work)
