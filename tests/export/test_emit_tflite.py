@@ -1,7 +1,8 @@
 """emit_tflite: every Graph op, lowered to TFLite, matches the numpy executor within 1e-5.
 
-Each case is a small hand-built Graph run by the LiteRT interpreter twice, with its default
-XNNPACK delegate and with the builtin kernels alone, and compared with `Executor`.
+Each case of tests/op_cases.py that TFLite can lower is a one-node Graph run by the LiteRT
+interpreter twice, with its default XNNPACK delegate and with the builtin kernels alone, and
+compared with `Executor`; the lowering choices, the flatbuffer and the refusals are checked here.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import tflite
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from helpers import assert_close
 from helpers_graph import make_graph, node, rand, random_feeds
+from op_cases import CASES, const, graph_of, ids, op_graph, ops_covered
 
 from rnnedge.errors import ExportError
 from rnnedge.export.tflite import emit_tflite
+from rnnedge.export.tflite import float_ops as tflite_ops
 from rnnedge.runtime.executor import Executor
 from rnnedge.runtime.graph import Graph, StatePair
 from rnnedge.runtime.ops import OPS
@@ -27,34 +30,6 @@ OP_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.start
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def const(shape: tuple[int, ...], seed: int = 7, low: float = -1.0, high: float = 1.0):
-    return rand(shape, seed, low, high)
-
-
-def op_graph(op: str, *operands: tuple[int, ...] | np.ndarray, **attrs) -> Graph:
-    """One node `op` reading `operands` in order: a shape is a graph input, an array a constant."""
-    inputs = {f"in{i}": v for i, v in enumerate(operands) if isinstance(v, tuple)}
-    consts = {f"in{i}": v for i, v in enumerate(operands) if not isinstance(v, tuple)}
-    names = [f"in{i}" for i in range(len(operands))]
-    return make_graph([node(op, names, "y", **attrs)], inputs, ["y"], consts)
-
-
-def conv(
-    x: tuple[int, ...],
-    w: tuple[int, ...],
-    *,
-    bias: bool = False,
-    stride: int = 1,
-    padding: int = 0,
-    dilation: int = 1,
-    groups: int = 1,
-) -> Graph:
-    """A conv1d node over input shape `x` with constant weights of shape `w`."""
-    operands = (x, const(w), const((w[0],), 9)) if bias else (x, const(w))
-    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-    return op_graph("conv1d", *operands, **attrs)
 
 
 def interpreter(model: bytes, resolver: OpResolverType) -> Interpreter:
@@ -102,103 +77,22 @@ def options(model: bytes, op_name: str, table: type):
     return t
 
 
-# --- one case per op feature; ids say what is covered ---------------------------------------
-
-X = (2, 3, 4)
-SCALAR = np.array(0.75, np.float32)
-POS = {"low": 0.2, "high": 3.0}  # domain of sqrt, rsqrt, log, and bases of pow / divisors
-WIDE = {"low": -4.0, "high": 4.0}
-
-BINARY = ["add", "sub", "mul", "div", "pow", "maximum", "minimum"]
-CASES: dict[str, tuple[Graph, dict]] = {}
-for _op in BINARY:
-    _pos = POS if _op in ("div", "pow") else {}
-    _c = const((4,), 3, 0.5, 2.0) if _pos else const((4,), 3)
-    CASES[f"{_op}-same"] = (op_graph(_op, X, X), _pos)
-    CASES[f"{_op}-broadcast"] = (op_graph(_op, (2, 1, 4), (3, 1)), _pos)
-    CASES[f"{_op}-scalar-const-first"] = (op_graph(_op, SCALAR, X), _pos)
-    CASES[f"{_op}-vector-const"] = (op_graph(_op, X, _c), _pos)
-    CASES[f"{_op}-rank6"] = (op_graph(_op, (2, 1, 2, 1, 2, 1), (3, 1, 3, 1, 3)), _pos)
-for _op in ["neg", "abs", "exp", "sigmoid", "tanh", "relu"]:
-    CASES[_op] = (op_graph(_op, X), WIDE)
-for _op in ["sqrt", "rsqrt", "log"]:
-    CASES[_op] = (op_graph(_op, X), POS)
-CASES |= {
-    # torch's x.pow(2) / x ** 3 on negative bases: must not go through exp(y log x)
-    "pow-square-negative-base": (op_graph("pow", X, np.array(2.0, np.float32)), WIDE),
-    "pow-cube-negative-base": (op_graph("pow", X, np.array(3.0, np.float32)), WIDE),
-    "sigmoid-saturating": (op_graph("sigmoid", X), {"low": -30.0, "high": 30.0}),
-    "gelu-none": (op_graph("gelu", X, approximate="none"), WIDE),
-    "gelu-tanh": (op_graph("gelu", X, approximate="tanh"), WIDE),
-    "linear-rank2": (op_graph("linear", (2, 5), const((3, 5)), const((3,), 8)), {}),
-    "linear-rank1-nobias": (op_graph("linear", (5,), const((3, 5))), {}),
-    "linear-rank3": (op_graph("linear", (2, 4, 5), const((3, 5)), const((3,), 8)), {}),
-    "linear-rank4-nobias": (op_graph("linear", (2, 2, 4, 5), const((6, 5))), {}),
-    "linear-runtime-weights": (op_graph("linear", (2, 5), (3, 5)), {}),
-    "linear-scalar-bias": (op_graph("linear", (2, 5), const((3, 5)), SCALAR), {}),
-    "conv1d-plain": (conv((1, 4, 10), (6, 4, 3)), {}),
-    "conv1d-stride-dilation-pad-bias": (
-        conv((2, 3, 16), (5, 3, 3), bias=True, stride=2, padding=3, dilation=2),
-        {},
-    ),
-    "conv1d-depthwise-multiplier": (
-        conv((2, 4, 9), (8, 1, 3), bias=True, stride=2, padding=1, groups=4),
-        {},
-    ),
-    "conv1d-depthwise-dilated": (conv((1, 3, 12), (3, 1, 2), padding=2, dilation=3, groups=3), {}),
-    "conv1d-one-channel": (conv((1, 1, 8), (2, 1, 4), padding=1), {}),
-    "layer_norm-affine": (
-        op_graph("layer_norm", X, const((4,)), const((4,), 8), axes=1, eps=1e-5),
-        {"low": -3.0, "high": 5.0},
-    ),
-    "layer_norm-weight-only": (op_graph("layer_norm", X, const((4,)), axes=1, eps=1e-3), {}),
-    "layer_norm-two-axes-plain": (op_graph("layer_norm", X, axes=2, eps=1e-5), {}),
-    "mean-keepdims": (op_graph("mean", X, axes=[1], keepdims=True), {}),
-    "mean-two-axes": (op_graph("mean", X, axes=[0, 2], keepdims=False), {}),
-    "mean-to-scalar": (op_graph("mean", X, axes=[0, 1, 2], keepdims=False), {}),
-    "mean-no-axes": (op_graph("mean", X, axes=[], keepdims=True), {}),
-    "sum-keepdims": (op_graph("sum", X, axes=[2], keepdims=True), {}),
-    "sum-two-axes": (op_graph("sum", X, axes=[0, 1], keepdims=False), {}),
-    "reshape-flatten": (op_graph("reshape", X, shape=(6, 4)), {}),
-    "reshape-unsqueeze": (op_graph("reshape", X, shape=(2, 1, 12)), {}),
-    "reshape-to-scalar": (op_graph("reshape", (1, 1), shape=()), {}),
-    "reshape-from-scalar": (op_graph("reshape", (), shape=(1, 1)), {}),
-    "transpose-rank3": (op_graph("transpose", X, perm=(2, 0, 1)), {}),
-    "transpose-rank4": (op_graph("transpose", (2, 3, 4, 5), perm=(0, 2, 3, 1)), {}),
-    "concat-three-with-const": (op_graph("concat", X, const((2, 2, 4)), (2, 1, 4), axis=1), {}),
-    "concat-axis0": (op_graph("concat", (1, 3), (2, 3), axis=0), {}),
-    "concat-single": (op_graph("concat", X, axis=2), {}),
-    "expand-rank-up": (op_graph("expand", (3, 1), shape=(2, 3, 4)), {}),
-    "expand-scalar": (op_graph("expand", (), shape=(2, 2)), {}),
-    "expand-const": (op_graph("expand", const((1, 4)), shape=(3, 4)), {}),
-    "slice-contiguous": (op_graph("slice", X, axis=1, start=1, end=3, step=1), {}),
-    "slice-strided": (op_graph("slice", (2, 9), axis=1, start=1, end=8, step=3), {}),
-    "slice-axis0-to-end": (op_graph("slice", X, axis=0, start=1, end=2, step=1), {}),
-    "pad-zeros": (op_graph("pad", (2, 3), pads=[[1, 2], [0, 3]], mode="constant", value=0.0), {}),
-    "pad-value": (
-        op_graph("pad", X, pads=[[0, 0], [2, 1], [1, 1]], mode="constant", value=-1.5),
-        {},
-    ),
-    "pad-reflect": (
-        op_graph("pad", (1, 4, 6), pads=[[0, 0], [0, 0], [2, 3]], mode="reflect", value=0.0),
-        {},
-    ),
-    "pad-reflect-two-axes": (
-        op_graph("pad", (3, 5), pads=[[2, 1], [1, 4]], mode="reflect", value=0.0),
-        {},
-    ),
-}
+# --- every case of tests/op_cases.py that TFLite can lower -------------------------------------
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", ids("tflite"))
 def test_op(case: str) -> None:
-    graph, data = CASES[case]
-    check(graph, **data)
+    check(graph_of(case), **CASES[case].data)
 
 
 def test_every_op_has_a_case() -> None:
-    covered = {n.op for graph, _ in CASES.values() for n in graph.nodes}
-    assert covered == set(OPS)
+    assert ops_covered("tflite") == set(OPS)
+
+
+def test_harness_catches_a_wrong_lowering(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(tflite_ops.LOWERINGS, "sub", tflite_ops.LOWERINGS["add"])
+    with pytest.raises(AssertionError):
+        check(graph_of("sub-broadcast"))
 
 
 # --- lowering choices, visible in the flatbuffer ---------------------------------------------
@@ -221,23 +115,23 @@ def test_every_op_has_a_case() -> None:
     ],
 )
 def test_lowering_uses(case: str, expected: list[str]) -> None:
-    codes = op_codes(emit_tflite(CASES[case][0]))
+    codes = op_codes(emit_tflite(graph_of(case)))
     assert codes[: len(expected)] == expected
 
 
 def test_options_carry_attributes() -> None:
-    assert options(emit_tflite(CASES["gelu-tanh"][0]), "GELU", tflite.GeluOptions).Approximate()
-    assert not options(emit_tflite(CASES["gelu-none"][0]), "GELU", tflite.GeluOptions).Approximate()
+    assert options(emit_tflite(graph_of("gelu-tanh")), "GELU", tflite.GeluOptions).Approximate()
+    assert not options(emit_tflite(graph_of("gelu-none")), "GELU", tflite.GeluOptions).Approximate()
     fc = options(
-        emit_tflite(CASES["linear-rank3"][0]), "FULLY_CONNECTED", tflite.FullyConnectedOptions
+        emit_tflite(graph_of("linear-rank3")), "FULLY_CONNECTED", tflite.FullyConnectedOptions
     )
     assert fc.KeepNumDims()
     conv = options(
-        emit_tflite(CASES["conv1d-stride-dilation-pad-bias"][0]), "CONV_2D", tflite.Conv2DOptions
+        emit_tflite(graph_of("conv1d-stride-dilation-pad-bias")), "CONV_2D", tflite.Conv2DOptions
     )
     assert (conv.StrideW(), conv.DilationWFactor(), conv.Padding()) == (2, 2, tflite.Padding.VALID)
     dw = options(
-        emit_tflite(CASES["conv1d-depthwise-multiplier"][0]),
+        emit_tflite(graph_of("conv1d-depthwise-multiplier")),
         "DEPTHWISE_CONV_2D",
         tflite.DepthwiseConv2DOptions,
     )
@@ -325,7 +219,7 @@ def test_flatbuffer_structure() -> None:
 
 def test_large_opcode_uses_placeholder() -> None:
     # GELU (150) does not fit the int8 deprecated field, which then holds 127.
-    m = tflite.Model.GetRootAs(emit_tflite(CASES["gelu-none"][0]), 0)
+    m = tflite.Model.GetRootAs(emit_tflite(graph_of("gelu-none")), 0)
     code = m.OperatorCodes(0)
     assert (code.BuiltinCode(), code.DeprecatedBuiltinCode()) == (150, 127)
 

@@ -1,4 +1,4 @@
-"""PyTorch checks the numpy op definitions (runtime/ops.py), op by op."""
+"""PyTorch checks the numpy op definitions (runtime/ops.py) on every case of tests/op_cases.py."""
 
 from __future__ import annotations
 
@@ -6,94 +6,108 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from op_cases import CASES, OpCase, ids, ops_covered
 
 from rnnedge.errors import GraphError
 from rnnedge.runtime.executor import Executor
 from rnnedge.runtime.graph import Graph, Node, TensorSpec
 from rnnedge.runtime.ops import OPS
 
-rng = np.random.default_rng(0)
+
+def torch_linear(x, w, b=None):
+    y = F.linear(x, w)
+    return y if b is None else y + b
 
 
-def r(*shape: int, positive: bool = False) -> np.ndarray:
-    a = rng.standard_normal(shape).astype(np.float32)
-    return np.abs(a) + 0.1 if positive else a
+def torch_layer_norm(x, w=None, b=None, *, axes, eps):
+    y = F.layer_norm(x, x.shape[x.ndim - axes :], eps=eps)
+    y = y if w is None else y * w
+    return y if b is None else y + b
 
 
-def t(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(a)
+def torch_reduce(f):
+    # torch reduces over every axis when given none; the Graph op then reduces nothing
+    return lambda x, *, axes, keepdims: f(x, tuple(axes), keepdim=keepdims) if axes else x
 
 
-# op name -> (numpy inputs, attrs, the same computation in PyTorch)
-CASES = {
-    "add": ([r(2, 3), r(3)], {}, lambda a, b: a + b),
-    "sub": ([r(2, 3), r(1, 3)], {}, lambda a, b: a - b),
-    "mul": ([r(2, 3), r(2, 1)], {}, lambda a, b: a * b),
-    "div": ([r(2, 3), r(3, positive=True)], {}, lambda a, b: a / b),
-    "pow": ([r(2, 3, positive=True), np.float32(1.7)], {}, lambda a, b: a**b),
-    "maximum": ([r(4), r(4)], {}, torch.maximum),
-    "minimum": ([r(4), r(4)], {}, torch.minimum),
-    "neg": ([r(5)], {}, torch.neg),
-    "abs": ([r(5)], {}, torch.abs),
-    "sqrt": ([r(5, positive=True)], {}, torch.sqrt),
-    "rsqrt": ([r(5, positive=True)], {}, torch.rsqrt),
-    "exp": ([r(5)], {}, torch.exp),
-    "log": ([r(5, positive=True)], {}, torch.log),
-    "sigmoid": ([r(50) * 20], {}, torch.sigmoid),
-    "tanh": ([r(50) * 5], {}, torch.tanh),
-    "relu": ([r(9)], {}, torch.relu),
-    "gelu": ([r(50) * 4], {"approximate": "none"}, F.gelu),
-    "linear": ([r(2, 1, 6), r(4, 6), r(4)], {}, F.linear),
-    "conv1d": (
-        [r(1, 4, 11), r(6, 2, 3), r(6)],
-        {"stride": 2, "padding": 1, "dilation": 2, "groups": 2},
-        lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1, dilation=2, groups=2),
-    ),
-    "layer_norm": (
-        [r(2, 3, 5) * 10 + 4, r(3, 5), r(3, 5)],
-        {"axes": 2, "eps": 1e-5},
-        lambda x, w, b: F.layer_norm(x, (3, 5), w, b, 1e-5),
-    ),
-    "mean": (
-        [r(2, 3, 4)],
-        {"axes": [0, 2], "keepdims": True},
-        lambda x: x.mean((0, 2), keepdim=True),
-    ),
-    "sum": ([r(2, 3, 4)], {"axes": [1], "keepdims": False}, lambda x: x.sum(1)),
-    "reshape": ([r(2, 6)], {"shape": [3, 4]}, lambda x: x.reshape(3, 4)),
-    "transpose": ([r(2, 3, 4)], {"perm": [2, 0, 1]}, lambda x: x.permute(2, 0, 1)),
-    "concat": ([r(2, 3), r(2, 1)], {"axis": 1}, lambda a, b: torch.cat([a, b], 1)),
-    "expand": ([r(1, 3)], {"shape": [4, 3]}, lambda x: x.expand(4, 3)),
-    "slice": ([r(3, 10)], {"axis": 1, "start": 1, "end": 9, "step": 3}, lambda x: x[:, 1:9:3]),
-    "pad": (
-        [r(1, 2, 6)],
-        {"pads": [[0, 0], [0, 0], [2, 3]], "mode": "reflect", "value": 0.0},
-        lambda x: F.pad(x, (2, 3), mode="reflect"),
-    ),
+def torch_slice(x, *, axis, start, end, step):
+    return x[(slice(None),) * axis + (slice(start, end, step),)]
+
+
+def torch_pad(x, *, pads, mode, value):
+    # torch lists [before, after] from the last axis back, and pads k <= 3 trailing axes in
+    # reflect mode on a (k+1)-D input: unpadded leading axes fold into one batch axis
+    flat = [p for pair in reversed(pads) for p in pair]
+    if mode == "constant":
+        return F.pad(x, flat, value=value)
+    k = len(pads)
+    while k > 1 and pads[-k] == [0, 0]:
+        k -= 1
+    lead = x.shape[: x.ndim - k]
+    y = F.pad(x.reshape(-1, *x.shape[x.ndim - k :]), flat[: 2 * k], mode="reflect")
+    return y.reshape(*lead, *y.shape[1:])
+
+
+# op name -> the same computation in PyTorch, on the case's operands and attributes
+TORCH = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.div,
+    "pow": torch.pow,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
+    "neg": torch.neg,
+    "abs": torch.abs,
+    "sqrt": torch.sqrt,
+    "rsqrt": torch.rsqrt,
+    "exp": torch.exp,
+    "log": torch.log,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "gelu": F.gelu,
+    "linear": torch_linear,
+    "conv1d": F.conv1d,
+    "layer_norm": torch_layer_norm,
+    "mean": torch_reduce(torch.mean),
+    "sum": torch_reduce(torch.sum),
+    "reshape": lambda x, *, shape: x.reshape(shape),
+    "transpose": lambda x, *, perm: x.permute(perm),
+    "concat": lambda *xs, axis: torch.cat(xs, axis),
+    "expand": lambda x, *, shape: x.broadcast_to(torch.broadcast_shapes(x.shape, shape)),
+    "slice": torch_slice,
+    "pad": torch_pad,
 }
+# these only move values: PyTorch must give the very same numbers
+EXACT = {"reshape", "transpose", "concat", "expand", "slice", "pad", "neg", "abs", "relu"}
+
+
+def check(case: OpCase) -> None:
+    """The numpy op on the case's seeded operands matches PyTorch (exactly if it moves values)."""
+    values = case.values()
+    got = OPS[case.op].fn(*values, **case.attrs)
+    want = TORCH[case.op](*(torch.from_numpy(np.asarray(v)) for v in values), **case.attrs)
+    assert got.dtype == np.float32
+    assert got.shape == tuple(want.shape)
+    tol = 0 if case.op in EXACT else case.torch_tol
+    np.testing.assert_allclose(got, want.numpy(), rtol=tol, atol=tol)
 
 
 def test_every_op_has_a_pytorch_check() -> None:
-    assert set(CASES) == set(OPS)
+    assert set(TORCH) == set(OPS)
+    assert ops_covered("torch") == set(OPS)
 
 
-@pytest.mark.parametrize("op", sorted(CASES))
-def test_op_matches_pytorch(op: str) -> None:
-    inputs, attrs, reference = CASES[op]
-    got = OPS[op].fn(*inputs, **attrs)
-    want = reference(*(t(np.asarray(a)) for a in inputs)).numpy()
-    assert got.dtype == np.float32
-    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+@pytest.mark.parametrize("case", ids("torch"))
+def test_op_matches_pytorch(case: str) -> None:
+    check(CASES[case])
 
 
-def test_gelu_tanh_and_constant_pad_match_pytorch() -> None:
-    x = r(40) * 4
-    np.testing.assert_allclose(
-        OPS["gelu"].fn(x, approximate="tanh"), F.gelu(t(x), approximate="tanh").numpy(), atol=2e-6
-    )
-    pads = {"pads": [[1, 0], [2, 3]], "mode": "constant", "value": 0.5}
-    want = F.pad(t(x.reshape(4, 10)), (2, 3, 1, 0), value=0.5).numpy()
-    np.testing.assert_array_equal(OPS["pad"].fn(x.reshape(4, 10), **pads), want)
+def test_check_catches_a_wrong_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(TORCH, "sub", torch.add)
+    with pytest.raises(AssertionError):
+        check(CASES["sub-broadcast"])
 
 
 @pytest.mark.parametrize(
