@@ -61,9 +61,7 @@ class NumpyRunner:
         self._states = [s.copy() for s in states]
 
 
-def _executor(
-    bundle: Bundle, precision: str
-) -> Executor | Int8DynamicExecutor | Int8Executor:
+def _executor(bundle: Bundle, precision: str) -> Executor | Int8DynamicExecutor | Int8Executor:
     """float: the Graph's own ops; int8*: the integer kernels' arithmetic, simulated exactly."""
     if precision == "float":
         return Executor(bundle.graph)
