@@ -128,9 +128,8 @@ def raw_call(model: Model, x: np.ndarray) -> Callable[[], object] | None:
     if model.backend_name == "litert":
         from rnnedge.runtime.backends.litert_backend import LiteRTRunner
 
-        runner = LiteRTRunner(
-            backend.interpreter, backend.input_indices, backend.output_indices, states
-        )
+        ins, outs, n_data = backend.input_indices, backend.output_indices, len(g.data_outputs)
+        runner = LiteRTRunner(backend.interpreter, ins, outs, states, n_data=n_data)
         return lambda: runner.step(x)
     if model.backend_name == "onnxruntime":
         session, n_data = backend.session, len(g.data_outputs)

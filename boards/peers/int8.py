@@ -322,6 +322,6 @@ def litert_stepper(data: bytes) -> Stepper:
     state_in = [ins[n] for n in names]
     states = [np.zeros(interp.get_tensor(i).shape, np.float32) for i in state_in]
     outputs = [outs["y"], *(outs[f"{n}_out"] for n in names)]
-    runner = LiteRTRunner(interp, [ins["x"], *state_in], outputs, states)
+    runner = LiteRTRunner(interp, [ins["x"], *state_in], outputs, states, n_data=1)
     step, x_shape = runner.step, tuple(interp.get_tensor(ins["x"]).shape)
     return lambda x: step(x.reshape(x_shape))[0]

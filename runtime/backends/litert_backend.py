@@ -112,22 +112,30 @@ class LiteRTBackend:
                 f"LiteRT could not prepare {streams} streams of {bundle.path}: {e}"
             ) from e
         states = [np.zeros(batch_shape(g.spec(s.input), streams), np.float32) for s in g.states]
-        return LiteRTRunner(interp, self.input_indices, self.output_indices, states)
+        return LiteRTRunner(
+            interp, self.input_indices, self.output_indices, states, n_data=len(g.data_outputs)
+        )
 
 
 class LiteRTRunner:
     """Steps `interpreter`: inputs are the tensor indices of [x, *state inputs], outputs of
-    [*data outputs, *state outputs], `states` the state to start from (one array per pair)."""
+    [*data outputs, *state outputs] (the first n_data are the data outputs), `states` the state
+    to start from (one array per state pair)."""
 
     def __init__(
-        self, interpreter, inputs: list[int], outputs: list[int], states: list[np.ndarray]
+        self,
+        interpreter,
+        inputs: list[int],
+        outputs: list[int],
+        states: list[np.ndarray],
+        *,
+        n_data: int,
     ) -> None:
         self._interpreter = interpreter  # kept alive while the runner lives
         self._set = interpreter.set_tensor
         self._get = interpreter.get_tensor
         self._invoke = interpreter.invoke
         self._x, *self._state_in = inputs
-        n_data = len(outputs) - len(states)
         self._data_out, self._state_out = outputs[:n_data], outputs[n_data:]
         self._states = list(states)
 

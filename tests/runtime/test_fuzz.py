@@ -296,3 +296,14 @@ def test_a_state_input_must_be_a_graph_input(base, work) -> None:
     write_bundle_dir(work, files, fixed_manifest(manifest, files))
     with pytest.raises(BundleError, match="must be a graph input -> a graph output"):
         read_bundle(work)
+
+
+def test_a_duplicated_state_pair_steps_or_is_refused(base, work) -> None:
+    # the runners split a model's outputs into data and state by the graph's data outputs,
+    # never by counting state pairs (a repeated pair once left LiteRT with no data output)
+    _, files, manifest, graph = base
+    graph = copy.deepcopy(graph)
+    graph["states"].append(copy.deepcopy(graph["states"][0]))
+    files = {**files, "graph.json": dumps(graph)}
+    write_bundle_dir(work, files, fixed_manifest(manifest, files))
+    assert outcome(work, available_backends()) in ("ok", "refused")
