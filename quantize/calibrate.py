@@ -8,17 +8,16 @@ default; `percentile=p` records the [100 - p, p] percentiles instead (clips rare
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from rnnedge.errors import InputError
+from rnnedge.progress import Progress
 from rnnedge.runtime.executor import Executor
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.quant.plan import Ranges
-
-Progress = Callable[[str], None]
 
 
 def calibrate(

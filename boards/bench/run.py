@@ -32,12 +32,11 @@ from rnnedge.boards.bench.paths import BenchPath, Opened, PeerPaths, plan, step_
 from rnnedge.boards.cost import board_floor, graph_cost
 from rnnedge.boards.profiles import detect_this_machine, get_profile
 from rnnedge.errors import RnnedgeError
+from rnnedge.progress import TaskProgress as Progress
 from rnnedge.runtime import read_bundle
 from rnnedge.runtime.bundle import Bundle
 
 __all__ = ["MODES", "BenchConfig", "BenchResult", "run_bench"]  # MODES, BenchConfig: from config.py
-
-Progress = Callable[[int, int, str], None]  # (tasks done, tasks in all, what runs now)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from rnnedge.errors import BackendError, InputError
+from rnnedge.progress import Progress
 from rnnedge.runtime.backends import (
     BACKENDS,
     MODEL_FILE_KIND,
@@ -35,7 +36,6 @@ from rnnedge.runtime.manifest import PRECISIONS, Task
 
 # (x, states) -> (data outputs, next states): one step of a backend or of the reference
 StepFn = Callable[[np.ndarray, list[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray]]]
-Progress = Callable[[str], None]
 STATUSES = ("pass", "fail", "error", "skipped")
 
 

@@ -22,12 +22,13 @@ from rnnedge.errors import InputError
 from rnnedge.export.pipeline import export_bundle
 from rnnedge.quantize.calibrate import calibrate
 from rnnedge.quantize.int8_dynamic import plan_int8_dynamic
+from rnnedge.runtime.backends import BACKENDS
 from rnnedge.runtime.bundle import read_bundle
 from rnnedge.runtime.graph import Graph, Node, StatePair, TensorSpec
 from rnnedge.runtime.quant.plan import QuantPlan
 
 P = "int8-dynamic"
-BACKENDS = ("numpy", "onnxruntime", "litert")
+
 STEPS = 300
 FEATURES = 16
 

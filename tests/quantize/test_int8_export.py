@@ -17,12 +17,13 @@ import rnnedge
 from rnnedge.cli import main
 from rnnedge.errors import CalibrationRangeWarning, ExportError, InputError
 from rnnedge.export.pipeline import export_bundle
+from rnnedge.runtime.backends import BACKENDS
 from rnnedge.runtime.bundle import read_bundle
 from rnnedge.runtime.check.steps import steps_apart
 from rnnedge.runtime.quant.plan import read_plan
 
 P = "int8"
-BACKENDS = ("numpy", "onnxruntime", "litert")
+
 FEATURES = 16
 STEPS = 1000
 
