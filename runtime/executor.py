@@ -97,7 +97,7 @@ def infer_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     values: dict[str, np.ndarray] = dict(graph.constants)
     for t in graph.inputs:
         check_shape(t.shape, what=f"input {t.name!r}")
-        values[t.name] = np.zeros(t.shape, np.float32)
+        values[t.name] = np.zeros(t.shape, t.dtype)  # an int input holds ids: valid at 0
     with np.errstate(all="ignore"):  # zeros may divide by zero; only shapes matter here
         run_steps(compile_steps(graph), values, _refuse_large)
     return {name: np.shape(v) for name, v in values.items()}
@@ -125,6 +125,14 @@ def _output_bound(op: str, shapes: list[tuple[int, ...]], attrs: Mapping[str, An
     if op == "conv1d":  # the [N, C, L + 2 pad, K] window gather dominates
         (n, c, length), k = shapes[0], shapes[1][-1]
         return n * c * (length + 2 * int(attrs["padding"])) * k * 2 + sum(sizes)
+    if op == "matmul":  # [..., M, K] @ [..., K, N] -> [..., M, N], batch dims broadcast
+        a, b = shapes[0], shapes[1]
+        if len(a) < 2 or len(b) < 2:
+            return sum(sizes)
+        batch = np.broadcast_shapes(a[:-2], b[:-2])
+        return math.prod(batch) * a[-2] * b[-1] + sum(sizes)
+    if op == "gather":  # one row of the table per index
+        return math.prod(shapes[1]) * math.prod(shapes[0][1:])
     if op == "pad":
         return math.prod(d + int(a) + int(b) for d, (a, b) in zip(shapes[0], attrs["pads"]))
     if op == "concat":

@@ -22,6 +22,10 @@ GRAPH_FORMAT = "rnnedge.graph"
 GRAPH_VERSION = 1
 MAX_RANK = 8
 MAX_ELEMENTS = 1 << 28  # 256 M floats (1 GiB): a shape beyond this is refused, not allocated
+# Tensor dtypes: float32 everywhere, except a data input of token ids (int32 or int64) that
+# only the index operand of `gather` may read (see _check_ids)
+DTYPES = ("float32", "int32", "int64")
+INDEX_DTYPES = ("int32", "int64")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +39,8 @@ class TensorSpec:
 
     def __post_init__(self) -> None:
         check_shape(self.shape, what=f"tensor {self.name!r}")
+        if self.dtype not in DTYPES:
+            raise GraphError(f"tensor {self.name!r}: dtype {self.dtype!r} is not one of {DTYPES}")
         if self.batch_axis is not None and not (
             isinstance(self.batch_axis, int) and 0 <= self.batch_axis < len(self.shape)
         ):
@@ -208,6 +214,7 @@ def _check_structure(g: Graph) -> None:
     for t in g.outputs:
         if t.name not in defined:
             raise GraphError(f"graph output {t.name!r} is never computed")
+    _check_ids(g)
     names = {t.name: t for t in g.inputs} | {t.name: t for t in g.outputs}
     ins, outs = {t.name for t in g.inputs}, {t.name for t in g.outputs}
     for s in g.states:
@@ -222,6 +229,24 @@ def _check_structure(g: Graph) -> None:
         shapes = {names[s.input].shape, names[s.output].shape, g.constants[s.init].shape}
         if len(shapes) != 1:
             raise GraphError(f"state {s.input!r}: input, output and initial shapes differ")
+
+
+def _check_ids(g: Graph) -> None:
+    """Integer tensors are graph inputs (token ids) read only as the index of a `gather`, and
+    every gather index is one: every other op and every output is float32."""
+    ids = {t.name for t in g.inputs if t.dtype in INDEX_DTYPES}
+    for t in g.outputs:
+        if t.dtype != "float32":
+            raise GraphError(f"graph output {t.name!r} must be float32, not {t.dtype}")
+    for n in g.nodes:
+        for k, i in enumerate(n.inputs):
+            index = n.op == "gather" and k == 1
+            if (i in ids) != index:
+                what = "integer input" if i in ids else "tensor"
+                raise GraphError(
+                    f"op {n.op!r} reads {what} {i!r} as operand {k}: integer ids are read only "
+                    "as the index of a gather"
+                )
 
 
 def _define(defined: set[str], name: str, what: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from rnnedge.errors import InputError
+from rnnedge.runtime.graph import INDEX_DTYPES, Graph, TensorSpec
 
 _FLOATS = (np.float16, np.float32, np.float64)
 F32 = np.dtype(np.float32)
@@ -51,3 +52,21 @@ def fast_check(shape: tuple[int, ...], what: str) -> Callable[[object], np.ndarr
         return check_array(x, shape, what)
 
     return check
+
+
+def id_limit(graph: Graph, name: str) -> int:
+    """Integer input `name` holds ids: the rows of the smallest table a gather reads with it."""
+    tables = [n.inputs[0] for n in graph.nodes if n.op == "gather" and n.inputs[1] == name]
+    rows = [graph.constants[t].shape[0] for t in tables if t in graph.constants]
+    return min(rows, default=1)
+
+
+def sample_input(
+    graph: Graph, spec: TensorSpec, rng: np.random.Generator, lead: tuple[int, ...] = ()
+) -> np.ndarray:
+    """Seeded data for input `spec` with leading dims `lead` (e.g. time): N(0, 1) float32, or
+    for an integer input uniform ids in [0, id_limit) of its dtype."""
+    shape = (*lead, *spec.shape)
+    if spec.dtype in INDEX_DTYPES:
+        return rng.integers(0, id_limit(graph, spec.name), shape).astype(spec.dtype)
+    return rng.standard_normal(shape).astype(np.float32)

@@ -1,6 +1,7 @@
 """The op set of the Graph, defined by numpy code: this file is the executable specification.
 
-Every op takes float32 arrays and returns ONE float32 array. Shapes follow numpy broadcasting
+Every op takes float32 arrays and returns ONE float32 array; the one exception is the index
+operand of `gather` (int32 or int64, an embedding's token ids). Shapes follow numpy broadcasting
 where an op is elementwise. PyTorch checks these functions (tests/spec/test_ops.py) and these
 functions check every other backend. docs/ops.md lists the ops and the ATen ops that map to them.
 """
@@ -62,6 +63,28 @@ def gelu(x: np.ndarray, *, approximate: str) -> np.ndarray:
     return (0.5 * x * (1 + erf(x / math.sqrt(2)))).astype(F32)
 
 
+def softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
+    # exp(x - max) / sum exp(x - max) along `axis`: subtracting the max keeps exp <= 1, so no
+    # input overflows (the naive exp(x) is inf from x = 89)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return (e / e.sum(axis=axis, keepdims=True)).astype(F32, copy=False)
+
+
+def log_softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
+    # (x - max) - log sum exp(x - max): never log(0), never exp overflow
+    s = x - x.max(axis=axis, keepdims=True)
+    return (s - np.log(np.exp(s).sum(axis=axis, keepdims=True))).astype(F32, copy=False)
+
+
+def softplus(x: np.ndarray, *, beta: float, threshold: float) -> np.ndarray:
+    # PyTorch's softplus: log(1 + exp(beta x)) / beta, and x itself where beta x > threshold.
+    # Written max(bx, 0) + log1p(exp(-|bx|)): exp never overflows (the naive form is inf, and
+    # so wrong, from bx = 89 whatever the threshold)
+    bx = x * F32(beta)
+    soft = (np.maximum(bx, F32(0)) + np.log1p(np.exp(-np.abs(bx)))) / F32(beta)
+    return np.where(bx > F32(threshold), x, soft).astype(F32, copy=False)
+
+
 # --- matmul and conv ---------------------------------------------------------------------
 
 
@@ -69,6 +92,18 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndar
     # x [..., K], w [N, K], b [N] -> [..., N]; y = x w^T + b (PyTorch nn.Linear layout)
     y = x @ w.T
     return y if b is None else y + b
+
+
+def gather(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    # table [V, ...], ids integer [...] -> [..., ...]: rows of the table (nn.Embedding, ONNX
+    # Gather axis 0, TFLite GATHER). An id outside [0, V) is an error, as in PyTorch (numpy
+    # would wrap a negative one)
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"gather indices must be integers, got {ids.dtype}")
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= table.shape[0]):
+        bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+        raise ValueError(f"index {bad} is out of range for a table of {table.shape[0]} rows")
+    return table[ids]
 
 
 def conv1d(
@@ -167,7 +202,13 @@ OPS: dict[str, OpDef] = {
     "tanh": _unary(np.tanh),
     "relu": _unary(lambda x: np.maximum(x, F32(0))),
     "gelu": OpDef(gelu, 1, 1, ("approximate",)),
+    "softplus": OpDef(softplus, 1, 1, ("beta", "threshold")),
+    "softmax": OpDef(softmax, 1, 1, ("axis",)),
+    "log_softmax": OpDef(log_softmax, 1, 1, ("axis",)),
     "linear": OpDef(lambda *a: linear(*a).astype(F32, copy=False), 2, 3),
+    # a @ b with numpy's matmul rules (batch dims broadcast): both operands may be computed
+    "matmul": OpDef(lambda a, b: np.matmul(a, b).astype(F32, copy=False), 2, 2),
+    "gather": OpDef(gather, 2, 2),
     "conv1d": OpDef(conv1d, 2, 3, ("stride", "padding", "dilation", "groups")),
     "layer_norm": OpDef(layer_norm, 1, 3, ("axes", "eps")),
     "mean": _reduce(np.mean),

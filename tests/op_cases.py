@@ -20,15 +20,27 @@ from helpers_graph import make_graph, node, rand, random_feeds
 from rnnedge.runtime.graph import Graph
 
 LAYERS = frozenset({"torch", "onnx", "tflite"})
-Operand = tuple[int, ...] | np.ndarray
+
+
+@dataclass(frozen=True)
+class Ids:
+    """An integer graph input of token ids (a gather's index operand)."""
+
+    shape: tuple[int, ...]
+    dtype: str = "int64"
+
+
+Operand = tuple[int, ...] | np.ndarray | Ids
 
 
 def op_graph(op: str, *operands: Operand, **attrs: Any) -> Graph:
-    """One `op` node reading `operands` in order: a shape is input "x{i}", an array "c{i}"."""
-    names = [f"x{i}" if isinstance(a, tuple) else f"c{i}" for i, a in enumerate(operands)]
-    inputs = {n: a for n, a in zip(names, operands) if isinstance(a, tuple)}
+    """One `op` node reading `operands` in order: a shape (or Ids) is input "x{i}", an array
+    "c{i}"."""
+    names = [f"c{i}" if isinstance(a, np.ndarray) else f"x{i}" for i, a in enumerate(operands)]
+    inputs = {n: getattr(a, "shape", a) for n, a in zip(names, operands) if n[0] == "x"}
+    dtypes = {n: a.dtype for n, a in zip(names, operands) if isinstance(a, Ids)}
     consts = {n: np.asarray(a, np.float32) for n, a in zip(names, operands) if n[0] == "c"}
-    return make_graph([node(op, names, "y", **attrs)], inputs, ["y"], consts)
+    return make_graph([node(op, names, "y", **attrs)], inputs, ["y"], consts, dtypes=dtypes)
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,19 @@ case("sigmoid-saturating", "sigmoid", X, data={"low": -30.0, "high": 30.0})
 case("tanh-saturating", "tanh", (4, 16), data={"low": -8.0, "high": 8.0})
 case("gelu-none", "gelu", X, data=WIDE, approximate="none")
 case("gelu-tanh", "gelu", X, data=WIDE, approximate="tanh")
+case("softplus", "softplus", X, data=WIDE, beta=1.0, threshold=20.0)
+case("softplus-beta-threshold", "softplus", (4, 16), data={"low": -12.0, "high": 12.0},
+     beta=2.0, threshold=10.0)  # fmt: skip
+# far past exp's float32 overflow (x = 89) both ways: x above the threshold, 0 far below
+case("softplus-extreme", "softplus", (4, 16), data={"low": -300.0, "high": 300.0}, beta=1.0,
+     threshold=20.0)  # fmt: skip
+case("softmax-last-axis", "softmax", X, data=WIDE, axis=2)
+case("softmax-middle-axis", "softmax", X, data=WIDE, axis=1)
+case("softmax-large-logits", "softmax", (2, 8), data={"low": -300.0, "high": 300.0}, axis=1)
+case("log_softmax-last-axis", "log_softmax", X, data=WIDE, axis=2)
+case("log_softmax-first-axis", "log_softmax", X, data=WIDE, axis=0)
+case("log_softmax-large-logits", "log_softmax", (2, 8), data={"low": -300.0, "high": 300.0,
+     "torch_tol": 1e-5}, axis=1)  # fmt: skip
 
 # --- linear and conv1d ------------------------------------------------------------------------
 
@@ -124,6 +149,12 @@ case("linear-runtime-weights", "linear", (2, 5), (3, 5))
 case("linear-rank3-runtime-weights", "linear", (1, 2, 4), (5, 4))
 case("linear-scalar-bias", "linear", (2, 5), const((3, 5)), SCALAR)
 case("linear-bias-broadcasts-up", "linear", (2, 4), W, const((3, 1, 5), 2))
+case("matmul-2d", "matmul", (2, 3), (3, 4))
+case("matmul-batched", "matmul", (2, 3, 4), (2, 4, 5))
+case("matmul-broadcast-const", "matmul", (2, 3, 4), const((4, 5)))
+case("matmul-outer", "matmul", (2, 4, 1), (2, 1, 3))  # einsum "bi,bj->bij" as a bmm
+case("gather-one-id", "gather", const((10, 4)), Ids((1, 1)))
+case("gather-int32-ids", "gather", const((7, 3, 2)), Ids((2, 3), "int32"))
 conv("conv1d-plain", (1, 4, 10), (6, 4, 3))
 conv("conv1d-stride-dilation-pad-bias", (2, 3, 16), (5, 3, 3), bias=True, stride=2, padding=3,
      dilation=2)  # fmt: skip

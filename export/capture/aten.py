@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
 from rnnedge.errors import UnsupportedModelError
 from rnnedge.export.capture.builder import Sym
@@ -52,6 +51,18 @@ def _clamp(ctx: Ctx, node, x, lo=None, hi=None) -> Sym:
     return y
 
 
+def _softmax(op: str) -> Callable[..., Sym]:
+    def lower(ctx: Ctx, node, x, dim, _half_to_float=False) -> Sym:
+        x = sym(ctx, x)
+        return ctx.b.op(op, [x], axis=_axis(ctx, x, dim))
+
+    return lower
+
+
+def _softplus(ctx: Ctx, node, x, beta=1.0, threshold=20.0) -> Sym:
+    return ctx.b.op("softplus", [sym(ctx, x)], beta=float(beta), threshold=float(threshold))
+
+
 def _gelu(ctx: Ctx, node, x, approximate="none") -> Sym:
     return ctx.b.op("gelu", [sym(ctx, x)], approximate=approximate)
 
@@ -74,8 +85,32 @@ def _addmm(ctx: Ctx, node, bias, x, w_t, beta=1, alpha=1) -> Sym:
 
 
 def _mm(ctx: Ctx, node, x, w_t) -> Sym:
+    if isinstance(w_t, Sym):  # both operands computed (an einsum of two activations)
+        return ctx.b.op("matmul", [sym(ctx, x), w_t])
     w = const(ctx, w_t, "the right operand of a matrix product").T
     return ctx.b.op("linear", [sym(ctx, x), ctx.b.const(w, "linear.w")])
+
+
+def _bmm(ctx: Ctx, node, a, b) -> Sym:
+    # einsum lowers to bmm over [B, M, K] x [B, K, N]. A constant right operand shared by the
+    # whole batch (B = 1, the einsum of an activation with a weight) is a `linear`, which int8
+    # plans quantize; anything else is a `matmul`
+    if not isinstance(b, Sym) and isinstance(a, Sym) and b.shape[0] == 1:
+        w = const(ctx, b, "the right operand of a matrix product")[0].T
+        return ctx.b.op("linear", [a, ctx.b.const(w, "linear.w")])
+    return ctx.b.op("matmul", [sym(ctx, a), sym(ctx, b)])
+
+
+def _embedding(ctx: Ctx, node, weight, ids, *_args) -> Sym:
+    # nn.Embedding: rows of a constant table picked by integer ids (padding_idx only matters
+    # to training)
+    table = ctx.b.const(const(ctx, weight, "an Embedding table"), "embedding.table")
+    if not isinstance(ids, Sym) or ctx.b.dtype(ids) == "float32":
+        raise UnsupportedModelError(
+            f"{ctx.where or 'model'}: an Embedding must read the integer step input itself "
+            "(int32 or int64 ids), not a tensor computed from it"
+        )
+    return ctx.b.op("gather", [table, ids])
 
 
 def _conv(ctx: Ctx, node, x, w, bias, stride, padding, dilation, transposed, _out_pad, groups):
@@ -126,11 +161,24 @@ def _identity(ctx: Ctx, node, x, *_args, **_kwargs) -> Sym:
 
 
 def _to_copy(ctx: Ctx, node, x, dtype=None, **_kwargs) -> Sym:
-    if dtype not in (None, torch.float32):
-        raise UnsupportedModelError(
-            f"{ctx.where or 'model'}: cast to {dtype} (only float32 is supported)"
-        )
-    return sym(ctx, x)
+    # x.float() / x.to(torch.float32) on float32 is a copy, and so is ids.long() on integer
+    # ids (gather takes int32 and int64 alike); every other cast changes the values' type
+    x = sym(ctx, x)
+    src = ctx.b.dtype(x)
+    want = src if dtype is None else str(dtype).removeprefix("torch.")
+    if want == src or (src != "float32" and want in ("int32", "int64")):
+        return x
+    name = {"int64": ".long()", "int32": ".int()", "float16": ".half()", "float64": ".double()"}
+    how = name.get(want, f".to(torch.{want})")
+    raise UnsupportedModelError(
+        f"{ctx.where or 'model'}: the cast {how} of a {src} tensor to {want} is not supported "
+        "(tensors computed from the input stay float32; integer ids may only feed an Embedding)"
+    )
+
+
+def _assert_metadata(ctx: Ctx, node, *_args, **_kwargs) -> None:
+    # torch.export's record that a no-op .to()/.float() saw the dtype it expected: no value
+    return None
 
 
 def _permute(ctx: Ctx, node, x, dims) -> Sym:
@@ -231,9 +279,14 @@ ATEN_TO_GRAPH: dict[str, Callable[..., Any]] = {
     "aten.tanh.default": _unary("tanh"),
     "aten.relu.default": _unary("relu"),
     "aten.gelu.default": _gelu,
+    "aten.softplus.default": _softplus,
+    "aten._softmax.default": _softmax("softmax"),
+    "aten._log_softmax.default": _softmax("log_softmax"),
     "aten.linear.default": _linear,
     "aten.addmm.default": _addmm,
     "aten.mm.default": _mm,
+    "aten.bmm.default": _bmm,
+    "aten.embedding.default": _embedding,
     "aten.convolution.default": _conv,
     "aten.native_layer_norm.default": _layer_norm,
     "aten.mean.dim": _reduce("mean"),
@@ -254,6 +307,7 @@ ATEN_TO_GRAPH: dict[str, Callable[..., Any]] = {
     "aten.contiguous.default": _identity,
     "aten.dropout.default": _identity,  # export runs the model in eval mode: dropout is identity
     "aten._to_copy.default": _to_copy,
+    "aten._assert_tensor_metadata.default": _assert_metadata,
     "aten.permute.default": _permute,
     "aten.cat.default": _cat,
     "aten.slice.Tensor": _slice,

@@ -25,6 +25,7 @@ class GraphBuilder:
     nodes: list[Node] = field(default_factory=list)
     constants: dict[str, np.ndarray] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    dtypes: dict[str, str] = field(default_factory=dict)  # the non-float32 tensors (token ids)
     inputs: list[TensorSpec] = field(default_factory=list)
     states: list[tuple[str, str]] = field(default_factory=list)  # (state input, its init)
     state_outputs: dict[str, Sym] = field(default_factory=dict)  # state input -> next value
@@ -42,10 +43,12 @@ class GraphBuilder:
         self._taken.add(name)
         return name
 
-    def input(self, hint: str, shape: tuple[int, ...]) -> Sym:
+    def input(self, hint: str, shape: tuple[int, ...], dtype: str = "float32") -> Sym:
         name = self.fresh(hint)
-        self.inputs.append(TensorSpec(name=name, shape=tuple(shape)))
+        self.inputs.append(TensorSpec(name=name, shape=tuple(shape), dtype=dtype))
         self.shapes[name] = tuple(shape)
+        if dtype != "float32":
+            self.dtypes[name] = dtype
         self._deps[name] = frozenset([name])
         return Sym(name)
 
@@ -61,7 +64,7 @@ class GraphBuilder:
         for s in inputs:
             if not isinstance(s, Sym):
                 raise ExportError(f"internal: op {op!r} got a non-tensor input {s!r}")
-        zeros = [np.zeros(self.shapes[s.name], np.float32) for s in inputs]
+        zeros = [np.zeros(self.shapes[s.name], self.dtype(s)) for s in inputs]
         try:
             with np.errstate(all="ignore"):
                 shape = OPS[op].fn(*zeros, **attrs).shape
@@ -78,6 +81,9 @@ class GraphBuilder:
 
     def shape(self, s: Sym) -> tuple[int, ...]:
         return self.shapes[s.name]
+
+    def dtype(self, s: Sym) -> str:
+        return self.dtypes.get(s.name, "float32")
 
     def depends_on(self, s: Sym, input_name: str) -> bool:
         return input_name in self._deps.get(s.name, frozenset())

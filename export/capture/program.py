@@ -31,6 +31,7 @@ from rnnedge.runtime.graph import Graph
 A = torch.ops.aten
 PRESERVED = [
     A.linear.default,  # maps straight to our `linear`; decomposed it is permute + addmm
+    A.softplus.default,  # one stable `softplus`; decomposed it is exp/log1p/where
     A.reflection_pad1d.default,  # decomposed it becomes an index gather with arange
     A.reflection_pad2d.default,
     *(getattr(A, n.split(".")[1]).input for n in RNN_SEQUENCE_OPS),
@@ -79,11 +80,17 @@ def _enter_eval(model: torch.nn.Module) -> bool | None:
         return None
 
 
+STEP_DTYPES = {torch.float32: "float32", torch.int32: "int32", torch.int64: "int64"}
+
+
 def _check_example(args: tuple) -> None:
     for i, leaf in enumerate(pytree.tree_leaves(args)):
-        if not isinstance(leaf, torch.Tensor) or leaf.dtype != torch.float32:
+        # the step input may hold token ids (an Embedding's int32/int64); states are float32
+        ok = (torch.float32, torch.int32, torch.int64) if i == 0 else (torch.float32,)
+        if not isinstance(leaf, torch.Tensor) or leaf.dtype not in ok:
             what = type(leaf).__name__ if not isinstance(leaf, torch.Tensor) else leaf.dtype
-            raise ExportError(f"example input {i} must be a float32 tensor, got {what}")
+            want = "a float32, int32 or int64" if i == 0 else "a float32"
+            raise ExportError(f"example input {i} must be {want} tensor, got {what}")
     if not isinstance(args[0], torch.Tensor):
         raise ExportError("the first example input (the step input x) must be one tensor")
 
@@ -160,7 +167,7 @@ def _placeholder(b: GraphBuilder, node: fx.Node, consts: dict, user: list[str], 
         raise ExportError(f"unexpected graph input {node.name!r} in the exported program")
     i = user.index(node.name)
     if i == 0:
-        return b.input(node.name, tuple(x.shape))
+        return b.input(node.name, tuple(x.shape), STEP_DTYPES[x.dtype])
     s = b.input(node.name, tuple(states[i - 1].shape))
     b.mark_state(s, states[i - 1].detach().numpy())
     return s
@@ -235,7 +242,10 @@ def _torch_step(ep: torch.export.ExportedProgram, n_explicit: int, lifted: list[
             return out
 
     def step(inputs: list[np.ndarray], states: list[np.ndarray]) -> tuple[list, list]:
+        # the step input keeps an integer dtype (token ids); everything else is float32
         ts = [torch.from_numpy(np.array(a, np.float32)) for a in (*inputs, *states)]
+        if inputs and np.asarray(inputs[0]).dtype.kind in "iu":
+            ts[0] = torch.from_numpy(np.array(inputs[0]))
         explicit, implicit = ts[1 : 1 + n_explicit], ts[1 + n_explicit :]
         interp = Step(implicit)
         with torch.no_grad():

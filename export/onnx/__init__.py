@@ -28,6 +28,8 @@ IR_VERSION = 8
 PRODUCER = "rnnedge"
 GRAPH_NAME = "rnnedge_step"
 MAX_PROTO_BYTES = (1 << 31) - 1  # protobuf's hard limit for one message
+# the Graph's tensor dtypes (runtime/graph.py DTYPES): integers are an embedding's token ids
+ONNX_DTYPES = {"float32": TensorProto.FLOAT, "int32": TensorProto.INT32, "int64": TensorProto.INT64}
 
 
 def emit_onnx(graph: Graph, plan: QuantPlan | None = None) -> bytes:
@@ -69,11 +71,6 @@ def emit_onnx(graph: Graph, plan: QuantPlan | None = None) -> bytes:
 
 
 def _shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
-    for t in (*graph.inputs, *graph.outputs):
-        if t.dtype != "float32":
-            raise ExportError(
-                f"ONNX export: tensor {t.name!r} is {t.dtype}, only float32 is supported"
-            )
     try:
         shapes = infer_shapes(graph)
     except GraphError as e:
@@ -94,7 +91,7 @@ def _model(graph: Graph, em: OnnxEmitter) -> onnx.ModelProto:
     def info(t: Any) -> onnx.ValueInfoProto:
         # a batched graph's batch axis is symbolic, so one session runs any number of streams
         dims = ["batch" if i == t.batch_axis else d for i, d in enumerate(t.shape)]
-        return helper.make_tensor_value_info(t.name, TensorProto.FLOAT, dims)
+        return helper.make_tensor_value_info(t.name, ONNX_DTYPES[t.dtype], dims)
 
     g = helper.make_graph(
         em.nodes,

@@ -63,6 +63,36 @@ def _gelu(em: OnnxEmitter, node: Node) -> None:
     em.add("Mul", [half, em.add("Add", [act, em.f32(1.0)])], node.outputs[0])
 
 
+def _softmax(op_type: str) -> Lowering:
+    # Softmax / LogSoftmax (opset 13+): along the one axis `axis`, computed stably by the kernel
+    def lower(em: OnnxEmitter, node: Node) -> None:
+        em.add(op_type, [node.inputs[0]], node.outputs[0], axis=int(node.attrs["axis"]))
+
+    return lower
+
+
+def _softplus(em: OnnxEmitter, node: Node) -> None:
+    # The stable form max(bx, 0) + log(1 + exp(-|bx|)), over b, and x where bx > threshold
+    # (ops.softplus). ONNX Softplus is ln(exp(x) + 1) with no beta, threshold or overflow
+    # guarantee, so it is spelled out; opset 17 has no Log1p, and log(1 + e) for e <= 1 is off
+    # from log1p(e) by at most e's float32 rounding (< 6e-8 absolute)
+    x, out = node.inputs[0], node.outputs[0]
+    beta, threshold = float(node.attrs["beta"]), float(node.attrs["threshold"])
+    bx = x if beta == 1.0 else em.add("Mul", [x, em.f32(beta)])
+    tail = em.add("Exp", [em.add("Neg", [em.add("Abs", [bx])])])
+    log = em.add("Log", [em.add("Add", [tail, em.f32(1.0)])])
+    soft = em.add("Add", [em.add("Relu", [bx]), log])
+    if beta != 1.0:
+        soft = em.add("Div", [soft, em.f32(beta)])
+    linear = em.add("Greater", [bx, em.f32(threshold)])
+    em.add("Where", [linear, x, soft], out)
+
+
+def _gather(em: OnnxEmitter, node: Node) -> None:
+    # Gather (axis 0): rows of the table by int32/int64 indices, as ops.gather
+    em.add("Gather", list(node.inputs), node.outputs[0], axis=0)
+
+
 def _linear(em: OnnxEmitter, node: Node) -> None:
     # y = x w^T + b with w [N, K] (nn.Linear layout)
     x, w, *bias = node.inputs
@@ -248,7 +278,12 @@ LOWERINGS: dict[str, Lowering] = {
     "tanh": _one("Tanh"),
     "relu": _one("Relu"),
     "gelu": _gelu,
+    "softplus": _softplus,
+    "softmax": _softmax("Softmax"),
+    "log_softmax": _softmax("LogSoftmax"),
     "linear": _linear,
+    "matmul": _one("MatMul"),  # numpy matmul semantics, batch dims broadcast
+    "gather": _gather,
     "conv1d": _conv1d,
     "layer_norm": _layer_norm,
     "mean": _reduce("ReduceMean"),

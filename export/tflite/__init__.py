@@ -32,9 +32,6 @@ def emit_tflite(graph: Graph, plan: QuantPlan | None = None) -> bytes:
     with an "int8-dynamic" `plan`, planned linears get int8 weights (int8_dynamic.py); with an
     "int8" plan, the full-integer model (int8.py): the same float32 inputs and
     outputs, integers inside."""
-    for t in (*graph.inputs, *graph.outputs):
-        if t.dtype != "float32":
-            raise ExportError(f"TFLite export: tensor {t.name!r} is {t.dtype}, not float32")
     try:
         validate(graph)
     except GraphError as e:

@@ -21,6 +21,8 @@ FLOAT32 = tflite.TensorType.FLOAT32
 INT32 = tflite.TensorType.INT32
 INT8 = tflite.TensorType.INT8
 INT16 = tflite.TensorType.INT16
+# the Graph's tensor dtypes (runtime/graph.py DTYPES): integers are an embedding's token ids
+DTYPES = {"float32": FLOAT32, "int32": INT32, "int64": tflite.TensorType.INT64}
 
 
 class Emitter:
@@ -32,6 +34,7 @@ class Emitter:
         self._index: dict[str, int] = {}  # tensor name -> index, for every tensor added
         io = (*graph.inputs, *graph.outputs)
         self._batch_axes = {t.name: t.batch_axis for t in io if t.batch_axis is not None}
+        self._dtypes = {t.name: DTYPES[t.dtype] for t in io}
 
     def tensor(self, name: str) -> int:
         """The TFLite tensor of Graph tensor `name`; a Graph constant becomes a float32 buffer."""
@@ -43,7 +46,8 @@ class Emitter:
             if name in self._batch_axes:
                 axis = self._batch_axes[name]
                 signature = tuple(-1 if i == axis else d for i, d in enumerate(shape))
-            self._add(TensorDef(name, shape, FLOAT32, data, signature))
+            dtype = self._dtypes.get(name, FLOAT32)
+            self._add(TensorDef(name, shape, dtype, data, signature))
         return self._index[name]
 
     def activation(
@@ -67,9 +71,9 @@ class Emitter:
         value = self._constants.get(name)
         return None if value is None else np.asarray(value, np.float32)
 
-    def temp(self, hint: str, shape: Sequence[int]) -> int:
-        """A new float32 activation tensor that only this lowering uses."""
-        return self._add(TensorDef(self._fresh(hint), tuple(shape), FLOAT32))
+    def temp(self, hint: str, shape: Sequence[int], dtype: int = FLOAT32) -> int:
+        """A new activation tensor (float32 unless said) that only this lowering uses."""
+        return self._add(TensorDef(self._fresh(hint), tuple(shape), dtype))
 
     def const_f32(self, hint: str, value: np.ndarray | float) -> int:
         array = np.asarray(value, "<f4")

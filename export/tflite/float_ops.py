@@ -40,6 +40,67 @@ def _gelu(e: Emitter, node: Node) -> None:
     e.op(Op.GELU, [e.tensor(node.inputs[0])], [e.tensor(node.outputs[0])], options)
 
 
+def _softmax(code: int) -> Lowering:
+    # SOFTMAX (beta 1) and LOG_SOFTMAX work along the last axis only: another axis is moved
+    # last by TRANSPOSE and back afterwards
+    def lower(e: Emitter, node: Node) -> None:
+        x, out = node.inputs[0], node.outputs[0]
+        shape, axis = e.shape(x), int(node.attrs["axis"])
+        if not 0 <= axis < len(shape):
+            raise fail(node, f"axis {axis} out of range for rank {len(shape)}")
+        options = Options("SoftmaxOptions", (("Beta", 1.0),)) if code == Op.SOFTMAX else None
+        if axis == len(shape) - 1:
+            e.op(code, [e.tensor(x)], [e.tensor(out)], options)
+            return
+        perm = [*(i for i in range(len(shape)) if i != axis), axis]  # its own inverse's inverse
+        moved = tuple(shape[i] for i in perm)
+        t = _transpose(e, e.tensor(x), tuple(perm), f"{out}:last", moved)
+        y = _step(e, code, [t], f"{out}:soft", moved, options)
+        back = [perm.index(i) for i in range(len(shape))]
+        e.op(Op.TRANSPOSE, [y, e.const_i32(f"{out}:back", back)], [e.tensor(out)])
+
+    return lower
+
+
+def _softplus(e: Emitter, node: Node) -> None:
+    # TFLite has no SOFTPLUS: max(bx, 0) + log(1 + exp(-|bx|)), over b, and x where bx >
+    # threshold (ops.softplus); exp(-|bx|) <= 1 never overflows, and log(1 + e) is off from
+    # log1p(e) by at most e's float32 rounding (< 6e-8 absolute)
+    x, out = e.tensor(node.inputs[0]), node.outputs[0]
+    shape = e.shape(node.inputs[0])
+    beta, threshold = float(node.attrs["beta"]), float(node.attrs["threshold"])
+
+    def step(code: int, ins: list[int], tag: str) -> int:
+        return _step(e, code, ins, f"{out}:{tag}", shape)
+
+    bx = x if beta == 1.0 else step(Op.MUL, [x, e.const_f32(f"{out}:beta", beta)], "bx")
+    tail = step(Op.EXP, [step(Op.NEG, [step(Op.ABS, [bx], "abs")], "neg")], "exp")
+    one = e.const_f32(f"{out}:one", np.float32(1))
+    log = step(Op.LOG, [step(Op.ADD, [tail, one], "onep")], "log")
+    soft = step(Op.ADD, [step(Op.RELU, [bx], "relu"), log], "soft")
+    if beta != 1.0:
+        soft = step(Op.DIV, [soft, e.const_f32(f"{out}:beta_div", beta)], "scaled")
+    above = e.temp(f"{out}:above", shape, tflite.TensorType.BOOL)
+    e.op(Op.GREATER, [bx, e.const_f32(f"{out}:threshold", threshold)], [above])
+    e.op(Op.SELECT_V2, [above, x, soft], [e.tensor(out)])
+
+
+def _gather(e: Emitter, node: Node) -> None:
+    # GATHER axis 0: rows of the table by int32 / int64 positions (tflite/kernels/gather.cc)
+    options = Options("GatherOptions", (("Axis", 0), ("BatchDims", 0)))
+    ins = [e.tensor(i) for i in node.inputs]
+    e.op(Op.GATHER, ins, [e.tensor(node.outputs[0])], options)
+
+
+def _matmul(e: Emitter, node: Node) -> None:
+    # BATCH_MATMUL: [..., M, K] x [..., K, N] with broadcast batch dims, as numpy matmul
+    a, b = node.inputs
+    if min(len(e.shape(a)), len(e.shape(b))) < 2:
+        raise fail(node, "BATCH_MATMUL needs operands of rank >= 2")
+    options = Options("BatchMatMulOptions", (("AdjX", False), ("AdjY", False)))
+    e.op(Op.BATCH_MATMUL, [e.tensor(a), e.tensor(b)], [e.tensor(node.outputs[0])], options)
+
+
 # --- matmul and conv ------------------------------------------------------------------------
 
 
@@ -283,7 +344,12 @@ LOWERINGS: dict[str, Lowering] = {
     "tanh": _elementwise(Op.TANH),
     "relu": _elementwise(Op.RELU),
     "gelu": _gelu,
+    "softplus": _softplus,
+    "softmax": _softmax(Op.SOFTMAX),
+    "log_softmax": _softmax(Op.LOG_SOFTMAX),
     "linear": _linear,
+    "matmul": _matmul,
+    "gather": _gather,
     "conv1d": _conv1d,
     "layer_norm": _layer_norm,
     "mean": _reduce(Op.MEAN),

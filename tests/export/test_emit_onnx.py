@@ -17,7 +17,7 @@ from helpers_graph import make_graph, node, rand, random_feeds
 from onnx import numpy_helper
 from op_cases import CASES, graph_of, ids, op_graph, ops_covered
 
-from rnnedge.errors import ExportError
+from rnnedge.errors import ExportError, GraphError
 from rnnedge.export.onnx import emit_onnx
 from rnnedge.export.onnx import float_ops as onnx_ops
 from rnnedge.runtime.executor import Executor
@@ -244,13 +244,13 @@ def expect_error(graph: Graph, *fragments: str) -> None:
 
 
 def test_unsupported_cases_raise_export_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    ints = Graph(
-        inputs=(TensorSpec(name="x", shape=(2,), dtype="int32"),),
-        outputs=(TensorSpec(name="y", shape=(2,)),),
-        nodes=(node("neg", ["x"], "y"),),
-        constants={},
-    )
-    expect_error(ints, "'x'", "int32")
+    with pytest.raises(GraphError, match=r"'neg' reads integer input 'x'.*index of a gather"):
+        Graph(
+            inputs=(TensorSpec(name="x", shape=(2,), dtype="int32"),),
+            outputs=(TensorSpec(name="y", shape=(2,)),),
+            nodes=(node("neg", ["x"], "y"),),
+            constants={},
+        )
     bad_shape = Graph(
         inputs=(TensorSpec(name="x", shape=(2,)),),
         outputs=(TensorSpec(name="y", shape=(3,)),),

@@ -67,7 +67,12 @@ TORCH = {
     "tanh": torch.tanh,
     "relu": torch.relu,
     "gelu": F.gelu,
+    "softplus": F.softplus,
+    "softmax": lambda x, *, axis: torch.softmax(x, axis),
+    "log_softmax": lambda x, *, axis: torch.log_softmax(x, axis),
     "linear": torch_linear,
+    "matmul": torch.matmul,
+    "gather": lambda table, ids: table[ids.long()],  # F.embedding on a 2-D table
     "conv1d": F.conv1d,
     "layer_norm": torch_layer_norm,
     "mean": torch_reduce(torch.mean),
@@ -80,7 +85,7 @@ TORCH = {
     "pad": torch_pad,
 }
 # these only move values: PyTorch must give the very same numbers
-EXACT = {"reshape", "transpose", "concat", "expand", "slice", "pad", "neg", "abs", "relu"}
+EXACT = {"reshape", "transpose", "concat", "expand", "slice", "pad", "neg", "abs", "relu", "gather"}
 
 
 def check(case: OpCase) -> None:
