@@ -57,10 +57,10 @@ def plan_int8(
         raise InputError(f"h {h!r} must be one of {HS}")
     producer = {n.outputs[0]: n for n in graph.nodes}
     groups = _groups(graph)
-    floats = _float_tensors(graph, groups, producer)
     proven = bounded_states(graph)
     bounded = proven if h == "fixed" else set()
     cells = _cell_groups(graph, groups, producer, proven)
+    floats = _float_tensors(graph, groups, set().union(*cells.values()))
     members: dict[str, list[str]] = {}
     for name, root in groups.items():
         members.setdefault(root, []).append(name)
@@ -103,9 +103,11 @@ def _groups(graph: Graph) -> dict[str, str]:
     return {n: find(n) for n in parent}
 
 
-def _float_tensors(graph: Graph, groups: dict[str, str], producer: dict[str, Node]) -> dict:
-    """root -> why, for groups that must stay float; iterated because a linear or shape op that
-    reads a float tensor makes its output float too."""
+def _float_tensors(graph: Graph, groups: dict[str, str], cell: set[str]) -> dict:
+    """root -> why, for groups that must stay float, each reason naming the op that produces
+    the tensor; iterated because a linear that reads a tensor which is not int8 (a float
+    group, or an LSTM-like cell kept float or int16) runs in float, so its output is float
+    too (the int8 linear kernels and its int32 bias scale need an int8 input)."""
     why: dict[str, str] = {}
     for node in graph.nodes:
         out = node.outputs[0]
@@ -114,14 +116,14 @@ def _float_tensors(graph: Graph, groups: dict[str, str], producer: dict[str, Nod
         elif node.op == "linear":
             w = graph.constants.get(node.inputs[1])
             if w is None or w.ndim != 2 or not np.isfinite(w).all():
-                why[groups[out]] = "linear weight is not a finite constant [N, K] matrix"
+                why[groups[out]] = "op 'linear': its weight is not a finite constant [N, K] matrix"
     changed = True
     while changed:
         changed = False
         for node in graph.nodes:
-            out = groups[node.outputs[0]]
-            if node.op == "linear" and out not in why and groups.get(node.inputs[0]) in why:
-                why[out] = "linear reads a float tensor"
+            out, x = groups[node.outputs[0]], node.inputs[0]
+            if node.op == "linear" and out not in why and (groups.get(x) in why or x in cell):
+                why[out] = f"op 'linear' reads {x!r}, which is not int8 (float or int16)"
                 changed = True
     return why
 

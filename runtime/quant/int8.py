@@ -219,8 +219,9 @@ def _add_sub(sign: int) -> Callable[[Node, list, QParams], Kernel]:
         ra, rb = (F32(F32(p.scale) / F32(out.scale)) for p in ins)
 
         def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            # not `v +=`: either operand may be the one that broadcasts (1 - sigmoid(v))
             v = (x.astype(I64) - a.zp).astype(F32) * ra
-            v += F32(sign) * ((y.astype(I64) - b.zp).astype(F32) * rb)
+            v = v + F32(sign) * ((y.astype(I64) - b.zp).astype(F32) * rb)
             return np.clip(np.rint(v).astype(I64) + out.zp, out.lo, out.hi)
 
         return kernel
