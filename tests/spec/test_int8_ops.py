@@ -17,7 +17,11 @@ from rnnedge.runtime.quant.int8 import Int8Executor, _add_sub, _mul
 from rnnedge.runtime.quant.plan import QParams
 
 A, B = QParams("int8", 0.02, -5), QParams("int8", 0.013, 7)
-KERNELS = {"add": (_add_sub(1), np.add), "sub": (_add_sub(-1), np.subtract), "mul": (_mul, np.multiply)}
+KERNELS = {
+    "add": (_add_sub(1), np.add),
+    "sub": (_add_sub(-1), np.subtract),
+    "mul": (_mul, np.multiply),
+}
 
 
 @pytest.mark.parametrize("out", [QParams("int8", 0.03, 2), QParams("int16", 2.0**-12, 0)])

@@ -1,0 +1,86 @@
+"""Issue 14's ops, each in a small model, exported with full int8 and streamed >= 100 steps on
+every backend in float and int8 against PyTorch run the way the user runs it (a sequence model
+over the whole sequence, a cell stepped with its own state fed back)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_close
+from op_models import MODELS
+
+import rnnedge
+from rnnedge.export.pipeline import export_bundle
+from rnnedge.runtime import available_backends
+
+STEPS = 150
+INT8_BUDGET = 0.03  # of the float output's range, as every int8 model of the project
+
+
+def _calibration(seed: int, count: int, steps: int, shape: tuple[int, ...]) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((steps, *shape)).astype(np.float32) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    cache: dict[str, tuple] = {}
+
+    def get(name: str):
+        if name not in cache:
+            make, example, kind = MODELS[name]
+            torch.manual_seed(0)
+            model, ex = make().eval(), example()
+            x0 = ex[0] if isinstance(ex, tuple) else ex
+            path = export_bundle(
+                model, ex, tmp_path_factory.mktemp("ops") / f"{name}.rnnedge", quantize="int8",
+                calibration=_calibration(1, 8, 100, tuple(x0.shape)),
+            )  # fmt: skip
+            cache[name] = (path, model, ex, kind)
+        return cache[name]
+
+    return get
+
+
+def torch_outputs(model, example, kind: str, xs: np.ndarray) -> np.ndarray:
+    """PyTorch as the user runs it: over the whole sequence, or stepped with its state."""
+    with torch.no_grad():
+        if kind == "sequence":
+            seq = torch.from_numpy(xs).reshape(1, len(xs), *xs.shape[3:])
+            return model(seq).numpy().reshape(len(xs), -1)
+        states, ys = list(example[1:]), []
+        for x in xs:
+            y, *states = model(torch.from_numpy(x), *states)
+            ys.append(y.numpy().reshape(-1))
+        return np.stack(ys)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_op_model_streams_like_pytorch_on_every_backend(exported, name):
+    path, model, example, kind = exported(name)
+    x0 = example[0] if isinstance(example, tuple) else example
+    xs = _calibration(7, 1, STEPS, tuple(x0.shape))[0]  # data it was not calibrated on
+    ref = torch_outputs(model, example, kind, xs)
+    span = float(ref.max() - ref.min())
+    assert span > 0.1, span  # the output really moves
+    for backend in available_backends():
+        for precision in ("float", "int8"):
+            stream = rnnedge.load(path, backend=backend, precision=precision).stream()
+            got = np.asarray(stream.run(xs)).reshape(STEPS, -1)
+            what = f"{name} {backend}/{precision}"
+            if precision == "float":
+                assert_close(got, ref, what)
+                continue
+            err = np.abs(got - ref).max(axis=1)
+            print(f"{what}: {err.max() / span:.4f} of range")
+            assert err.max() <= INT8_BUDGET * span, (what, err.max() / span)
+            assert err[-50:].mean() <= 1.5 * err[:50].mean() + 0.002 * span, what  # no drift
+
+
+def test_every_new_op_is_in_a_model(exported):
+    ops = set()
+    for name in MODELS:
+        path = exported(name)[0]
+        ops |= {n.op for n in rnnedge.load(path, backend="numpy").bundle.graph.nodes}
+    assert {"softmax", "log_softmax", "softplus", "matmul"} <= ops, ops
