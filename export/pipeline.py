@@ -23,6 +23,7 @@ from rnnedge.export.tflite import emit_tflite
 from rnnedge.quantize.calibrate import check_sequences
 from rnnedge.runtime.bundle import Bundle, write_bundle
 from rnnedge.runtime.graph import Graph
+from rnnedge.runtime.inputs import sample_input
 from rnnedge.runtime.manifest import DEFAULT_BUDGETS, Manifest, ModelFile, StateSpec, Task
 from rnnedge.runtime.npzio import write_npz
 from rnnedge.version import __version__
@@ -142,13 +143,11 @@ def _first(calib: list[np.ndarray] | None) -> list[np.ndarray] | None:
 
 
 def _golden_inputs(graph: Graph, golden: Iterable[np.ndarray] | None) -> list[np.ndarray]:
-    shape = graph.inputs[0].shape
     if golden is None:
         rng = np.random.default_rng(0)  # fixed seed: the same model gives the same bundle
-        return [
-            rng.standard_normal((GOLDEN_STEPS, *shape)).astype(np.float32)
-            for _ in range(GOLDEN_SEQUENCES)
-        ]
+        # N(0, 1), or token ids for an integer input (runtime/inputs.py)
+        x = graph.inputs[0]
+        return [sample_input(graph, x, rng, (GOLDEN_STEPS,)) for _ in range(GOLDEN_SEQUENCES)]
     return check_sequences(graph, golden, "golden")
 
 

@@ -3,6 +3,9 @@
 Policy: exactly the expected shape; float32, or float16/float64 converted to float32 (any
 other dtype refused); no NaN or Inf, refused because one NaN would poison the state for the
 rest of the stream. Non-contiguous and read-only arrays are accepted (copied when needed).
+A step input of token ids (int32/int64 in the manifest, read by an embedding's gather) takes
+any integer array whose ids index the table, converted to the manifest's dtype; floats are
+refused (a float id is a bug upstream, never rounded silently).
 """
 
 from __future__ import annotations
@@ -52,6 +55,33 @@ def fast_check(shape: tuple[int, ...], what: str) -> Callable[[object], np.ndarr
         return check_array(x, shape, what)
 
     return check
+
+
+def step_check(
+    graph: Graph, spec: TensorSpec, shape: tuple[int, ...], what: str
+) -> Callable[[object], np.ndarray]:
+    """The check of graph input `spec` at `shape` (batched or with a time axis)."""
+    if spec.dtype not in INDEX_DTYPES:
+        return fast_check(shape, what)
+    limit = id_limit(graph, spec.name)
+    return lambda x: check_ids(x, shape, what, spec.dtype, limit)
+
+
+def check_ids(x: object, shape: tuple[int, ...], what: str, dtype: str, limit: int) -> np.ndarray:
+    """x as a C-contiguous `dtype` array of ids in [0, limit), or an InputError."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise InputError(
+            f"{what}: dtype {arr.dtype} is not an integer type (expected {dtype} token ids)"
+        )
+    if arr.shape != shape:
+        raise InputError(
+            f"{what}: shape {list(arr.shape)} does not match the expected {list(shape)}"
+        )
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= limit):
+        bad = int(arr.min()) if int(arr.min()) < 0 else int(arr.max())
+        raise InputError(f"{what}: id {bad} is outside the table's rows [0, {limit})")
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def id_limit(graph: Graph, name: str) -> int:

@@ -29,7 +29,7 @@ from rnnedge.errors import BackendError, InputError, RnnedgeError, StreamsError
 from rnnedge.runtime.backends import Backend, batch_shape, open_backend
 from rnnedge.runtime.bundle import Bundle, read_bundle
 from rnnedge.runtime.graph import TensorSpec
-from rnnedge.runtime.inputs import check_array, fast_check
+from rnnedge.runtime.inputs import check_array, step_check
 
 
 def load(
@@ -76,9 +76,12 @@ class Stream:
     def __init__(self, model: Model, *, checked: bool = True) -> None:
         graph = model.bundle.graph
         self._x_spec = model.step_input
-        self._check = fast_check(self._x_spec.shape, f"step input {self._x_spec.name!r}")
+        self._check = step_check(
+            graph, self._x_spec, self._x_spec.shape, f"step input {self._x_spec.name!r}"
+        )
         self._checked = checked
         self._out_specs = graph.data_outputs
+        self._graph = graph
         self._state_specs = [graph.spec(s.input) for s in graph.states]
         self._initial = [graph.constants[s.init] for s in graph.states]
         self._runner = model.backend.runner()
@@ -106,7 +109,8 @@ class Stream:
             dims = ", ".join(map(str, self._x_spec.shape))
             raise InputError(f"run: xs must be (T, {dims}), got {list(xs.shape)}")
         if self._checked:
-            xs = check_array(xs, (len(xs), *self._x_spec.shape), "run: xs")
+            shape = (len(xs), *self._x_spec.shape)
+            xs = step_check(self._graph, self._x_spec, shape, "run: xs")(xs)
         step = self._runner_step
         try:
             outs = [step(x) for x in xs]
@@ -248,7 +252,9 @@ class Streams:
         self._runner = self._model.backend.runner(n)
         if self._ids:
             self._runner.set_state(states)
-        self._check = fast_check(batch_shape(self._x_spec, n), f"step input {self._x_spec.name!r}")
+        what = f"step input {self._x_spec.name!r}"
+        graph = self._model.bundle.graph
+        self._check = step_check(graph, self._x_spec, batch_shape(self._x_spec, n), what)
 
     def _each(
         self, rows: list[np.ndarray] | None = None

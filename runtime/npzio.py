@@ -18,7 +18,7 @@ import numpy as np
 from rnnedge.errors import BundleError
 from rnnedge.runtime.graph import MAX_ELEMENTS, MAX_RANK
 
-ALLOWED_DTYPES = {np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int8)}
+ALLOWED_DTYPES = {np.dtype(t) for t in (np.float32, np.int32, np.int64, np.int8)}  # int64: ids
 MAX_MEMBERS = 100_000
 _HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,

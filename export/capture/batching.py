@@ -21,6 +21,7 @@ import numpy as np
 from rnnedge.errors import RnnedgeError
 from rnnedge.runtime.executor import Executor, infer_shapes
 from rnnedge.runtime.graph import Graph, Node
+from rnnedge.runtime.inputs import sample_input
 
 Recapture = Callable[[tuple], Graph]  # example args -> Graph
 MAX_ATTEMPTS = 8
@@ -138,7 +139,7 @@ def _check_independent(g: Graph) -> None:
     rng = np.random.default_rng(0)
     ex = Executor(g)
     singles = [
-        {t.name: rng.standard_normal(t.shape).astype(np.float32) for t in g.inputs}
+        {t.name: sample_input(g, t, rng) for t in g.inputs}  # token ids for an int input
         for _ in range(3)
     ]
     stacked = {

@@ -91,6 +91,7 @@ class OnnxRuntimeBackend:
             x=(x.name, batch_shape(x, streams)),
             outputs=[(t.name, batch_shape(t, streams)) for t in g.data_outputs],
             states=[(s.input, s.output, batch_shape(g.spec(s.input), streams)) for s in g.states],
+            x_dtype=x.dtype,
         )
 
 
@@ -106,10 +107,11 @@ class OrtRunner:
         x: tuple[str, Shape],
         outputs: list[tuple[str, Shape]],
         states: list[tuple[str, str, Shape]],
+        x_dtype: str = "float32",
     ) -> None:
         from onnxruntime import OrtValue
 
-        self._x = np.zeros(x[1], np.float32)
+        self._x = np.zeros(x[1], x_dtype)  # float32, or an embedding's int32/int64 ids
         self._outs = [np.zeros(shape, np.float32) for _, shape in outputs]
         self._sides = [[np.zeros(s[2], np.float32) for s in states] for _ in range(2)]  # A, B
         wrap = OrtValue.ortvalue_from_numpy  # shares the numpy buffer, no copy

@@ -15,7 +15,7 @@ from rnnedge.runtime.bundle import Bundle
 def probe(run: Callable[[list[np.ndarray]], list[np.ndarray]], bundle: Bundle, label: str) -> None:
     """`label` names the backend and its model file in errors, e.g. "LiteRT (model.tflite)"."""
     graph = bundle.graph
-    feeds = [np.zeros(t.shape, np.float32) for t in graph.inputs]
+    feeds = [np.zeros(t.shape, t.dtype) for t in graph.inputs]  # id 0 is valid
     outs = run(feeds)
     if len(outs) != len(graph.outputs):
         raise BackendError(

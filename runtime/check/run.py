@@ -264,7 +264,9 @@ def run_streams(
         rows: list[list[np.ndarray]] = [[] for _ in g.outputs]
         for x in xs:
             if runner is not None:
-                ys, states = runner.step(np.ascontiguousarray(x, np.float32)), runner.get_state()
+                # float32, or the manifest's int32/int64 for token ids
+                x = np.ascontiguousarray(x, g.inputs[0].dtype)
+                ys, states = runner.step(x), runner.get_state()
             else:
                 ys, states = step(x, states)
             states = [np.asarray(s, np.float32) for s in states]
