@@ -16,7 +16,8 @@ import numpy as np
 from rnnedge.errors import InputError
 from rnnedge.progress import Progress
 from rnnedge.runtime.executor import Executor
-from rnnedge.runtime.graph import Graph
+from rnnedge.runtime.graph import INDEX_DTYPES, Graph
+from rnnedge.runtime.inputs import check_ids, id_limit
 from rnnedge.runtime.quant.plan import Ranges
 
 
@@ -42,7 +43,7 @@ def calibrate(
             values = executor.tensors({graph.inputs[0].name: x, **state})
             state = {s.input: values[s.output] for s in graph.states}
             for name, v in values.items():
-                if name in graph.constants:
+                if name in graph.constants or v.dtype.kind != "f":  # token ids have no range
                     continue
                 if percentile is None:
                     lo[name] = min(lo.get(name, np.inf), float(v.min(initial=np.inf)))
@@ -97,11 +98,13 @@ def range_overruns(calibrated: Ranges, seen: Ranges, tensors: Iterable[str]) -> 
 def check_sequences(
     graph: Graph, sequences: Iterable[np.ndarray], what: str = "calibration"
 ) -> list[np.ndarray]:
-    """The sequences as float32 (T, *step shape) arrays; a clear error for anything else.
+    """The sequences as float32 (T, *step shape) arrays (ids of the input's integer dtype for
+    an embedding's input); a clear error for anything else.
     `what` names them in errors ("calibration", "golden")."""
     if sequences is None:
         raise InputError(f"{what}: no sequences given")
-    shape = graph.inputs[0].shape
+    x = graph.inputs[0]
+    shape, limit = x.shape, id_limit(graph, x.name)
     size = int(np.prod(shape))
     out = []
     for i, seq in enumerate(sequences):
@@ -113,6 +116,10 @@ def check_sequences(
                 f"{what} sequence {i}: shape {list(arr.shape)} is not (T, {list(shape)}) "
                 f"with T >= 1"
             )
+        if x.dtype in INDEX_DTYPES:  # token ids: integers that index the embedding table
+            reshaped = arr.reshape(len(arr), *shape)
+            out.append(check_ids(reshaped, reshaped.shape, f"{what} sequence {i}", x.dtype, limit))
+            continue
         arr = arr.astype(np.float32).reshape(len(arr), *shape)
         if not np.isfinite(arr).all():
             raise InputError(f"{what} sequence {i}: holds NaN or Inf")

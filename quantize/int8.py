@@ -27,7 +27,7 @@ import numpy as np
 
 from rnnedge.errors import InputError
 from rnnedge.quantize.int8_dynamic import weight_scales
-from rnnedge.runtime.graph import Graph, Node
+from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
 from rnnedge.runtime.quant.plan import (
     FIXED_OUTPUTS,
     SHAPE_OPS,
@@ -37,7 +37,7 @@ from rnnedge.runtime.quant.plan import (
     TensorQuant,
 )
 
-INT_OPS = ("linear", "add", "sub", "mul", "sigmoid", "tanh", "relu", *SHAPE_OPS)
+INT_OPS = ("linear", "gather", "add", "sub", "mul", "sigmoid", "tanh", "relu", *SHAPE_OPS)
 CELLS = ("int16", "float")
 HS = ("fixed", "calibrated")
 OUTPUT_HEADROOM = 0.05
@@ -117,6 +117,10 @@ def _float_tensors(graph: Graph, groups: dict[str, str], cell: set[str]) -> dict
             w = graph.constants.get(node.inputs[1])
             if w is None or w.ndim != 2 or not np.isfinite(w).all():
                 why[groups[out]] = "op 'linear': its weight is not a finite constant [N, K] matrix"
+        elif node.op == "gather":
+            t = graph.constants.get(node.inputs[0])
+            if t is None or t.ndim != 2 or not np.isfinite(t).all():
+                why[groups[out]] = "op 'gather': its table is not a finite constant [V, D] matrix"
     changed = True
     while changed:
         changed = False
@@ -237,6 +241,9 @@ def _act(
     cells: dict[str, set[str]],
     cell: str,
 ) -> TensorQuant:
+    if name in {t.name for t in graph.inputs if t.dtype in INDEX_DTYPES}:
+        why = "token ids: integers that op 'gather' reads as they are"
+        return TensorQuant(tensor=name, dtype="float32", source="calibrated", why=why)
     # the cell group's own tensors and the products its update adds share its parameters
     for members in cells.values():
         if name in members:
@@ -340,6 +347,9 @@ def _constants(
         if node.op == "linear" and dest.dtype != "float32":
             out += _linear(graph, node, acts[node.inputs[0]])
             continue
+        if node.op == "gather" and dest.dtype != "float32":
+            out.append(_table(graph, node))
+            continue
         for i in node.inputs:
             if i in graph.constants and dest.dtype != "float32" and node.op in INT_OPS:
                 v = graph.constants[i]
@@ -371,3 +381,14 @@ def _linear(graph: Graph, node: Node, x: TensorQuant) -> list[TensorQuant]:
             )
         )  # fmt: skip
     return out
+
+
+def _table(graph: Graph, node: Node) -> TensorQuant:
+    """An embedding table [V, D]: int8, symmetric, one scale per row (axis 0), as a linear's
+    weight: a row is dequantized as it is gathered, so a rare token's small row keeps its own
+    resolution (one scale for the table would give it few levels)."""
+    scale = weight_scales(graph.constants[node.inputs[0]])
+    return TensorQuant(
+        tensor=node.inputs[0], dtype="int8", node=node.outputs[0], axis=0, scale=scale,
+        zero_point=(0,) * len(scale), source="weight",
+    )  # fmt: skip

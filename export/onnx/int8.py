@@ -168,7 +168,9 @@ class Int8Lowering:
         """Dispatch as the spec's Int8Executor._compile does."""
         out = self.params[node.outputs[0]]
         ins = [self.params_of(i) for i in node.inputs]
-        if node.op == "linear" and _int8(out, ins[0]):
+        if node.op == "gather" and self.plan.weight(node.outputs[0]) is not None:
+            self._emit(node, self._embedding)
+        elif node.op == "linear" and _int8(out, ins[0]):
             self._emit(node, self._linear)
         elif out is None or any(p is None for p in ins) or not self._integer(node, ins, out):
             self._emit(node, self._float_island)
@@ -229,6 +231,22 @@ class Int8Lowering:
         )
         one = QParams("int8", 1.0, yp.zp)
         em.add("QuantizeLinear", [em.add("Mul", [acc, step]), self._scale(one), self._zp(one)], out)
+
+    def _embedding(self, node: Node, out: str) -> None:
+        # an embedding with a per-row int8 table, as the spec's Int8Executor._gather: Gather
+        # the int8 rows and their scales by the ids, Cast + Mul in float32, QuantizeLinear
+        (table, ids), yp = node.inputs, self.params[node.outputs[0]]
+        t, value, em = self.plan.weight(node.outputs[0]), self.em.const(table), self.em
+        if t is None or value is None or value.ndim != 2 or len(t.scale) != len(value):
+            raise unsupported(node, f"quant.json has no int8 table for {table!r}")
+        assert yp is not None
+        q = em.derived(("int8", table), f"{table}.int8", lambda: quantize_weight(value, t.scale))
+        col = em.derived(
+            ("rows", table), f"{table}.scale", lambda: np.asarray(t.scale, F32)[:, None]
+        )
+        rows = em.add("Cast", [em.add("Gather", [q, ids], axis=0)], to=TensorProto.FLOAT)
+        y = em.add("Mul", [rows, em.add("Gather", [col, ids], axis=0)])
+        self._qdq("QuantizeLinear", y, yp, out)
 
     def _bias(self, node: Node) -> np.ndarray:
         b_t = self.plan.bias(node.inputs[2])

@@ -142,7 +142,9 @@ class Int8Lowering:
         """Dispatch as the spec's Int8Executor._compile does."""
         out = self.params[node.outputs[0]]
         ins = [self.plan.params(i) for i in node.inputs]  # activations and constants
-        if node.op == "linear" and out is not None and ins[0] is not None:
+        if node.op == "gather" and out is not None and self.plan.weight(node.outputs[0]):
+            self._gather(node, out)
+        elif node.op == "linear" and out is not None and ins[0] is not None:
             self._linear(node, ins[0], out)
         elif out is None or any(p is None for p in ins):
             self._float(node, ins, out)
@@ -224,6 +226,31 @@ class Int8Lowering:
         keep = len(e.shape(x_name)) != 2
         options = Options("FullyConnectedOptions", (("KeepNumDims", keep),))
         e.op(Op.FULLY_CONNECTED, [self._tensor(x_name, x), w_q, b], [self._out(node)], options)
+
+    def _gather(self, node: Node, out: QParams) -> None:
+        # an embedding with a per-row int8 table, as the spec's Int8Executor._gather: GATHER
+        # the int8 rows (gather.cc copies int8 as it is) and their scales by the ids, CAST +
+        # MUL in float32, QUANTIZE to the output
+        e, y = self.e, node.outputs[0]
+        (table, ids), t = node.inputs, self.plan.weight(y)
+        value = e.constant(table)
+        if t is None or value is None or value.ndim != 2 or len(t.scale) != len(value):
+            raise fail(node, f"quant.json has no int8 table for {table!r}")
+        scales = tuple(float(F32(s)) for s in t.scale)
+        quant = QuantDef(scales, (0,) * len(scales), 0)
+        q = e.const_quantized(f"{table}:int8", quantize_weight(value, t.scale), INT8, quant)
+        col = e.const_f32(f"{table}:scale", np.asarray(scales, F32)[:, None])
+        shape, ids_t = e.shape(y), e.tensor(self.home[ids])
+        options = Options("GatherOptions", (("Axis", 0), ("BatchDims", 0)))
+        rows_q = e.temp(f"{y}:rows", shape, INT8)
+        e.op(Op.GATHER, [q, ids_t], [rows_q], options)
+        rows = e.temp(f"{y}:rows_f", shape)
+        e.op(Op.CAST, [rows_q], [rows])
+        row_scale = e.temp(f"{y}:row_scale", (*shape[:-1], 1))
+        e.op(Op.GATHER, [col, ids_t], [row_scale], options)
+        deq = e.temp(f"{y}:f", shape)
+        e.op(Op.MUL, [rows, row_scale], [deq])
+        e.op(Op.QUANTIZE, [deq], [self._out(node)])
 
     def _bias(self, node: Node, name: str, n: int) -> tuple[np.ndarray, int, QuantDef]:
         t = self.plan.bias(name)

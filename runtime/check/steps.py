@@ -45,7 +45,7 @@ def steps_apart(
     for xs in sequences:
         state = [g.constants[s.init].copy() for s in g.states]
         for x in xs:
-            feeds = [np.ascontiguousarray(x, np.float32), *state]
+            feeds = [np.ascontiguousarray(x, g.inputs[0].dtype), *state]  # float32, or ids
             ref, got = ref_backend.run(feeds), other.run(feeds)
             for t, r, o in zip(g.outputs, ref, got):
                 if t.name in step:

@@ -118,8 +118,11 @@ class Int8Executor:
     def _to_q(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {}
         for k, v in feeds.items():
-            p = self.params[k]
-            out[k] = np.asarray(v, F32) if p is None else quantize(v, p)
+            p, arr = self.params[k], np.asarray(v)
+            if p is None:  # float, or token ids kept as the integers they are
+                out[k] = arr if arr.dtype.kind in "iu" else arr.astype(F32)
+            else:
+                out[k] = quantize(v, p)
         return out
 
     def _to_f(self, name: str, v: np.ndarray) -> np.ndarray:
@@ -131,6 +134,8 @@ class Int8Executor:
     def _compile(self, node: Node) -> Kernel:
         out = self.params[node.outputs[0]]
         ins = [self._input_params(node, i) for i in node.inputs]
+        if node.op == "gather" and self.plan.weight(node.outputs[0]) is not None:
+            return self._gather(node, out)
         if node.op == "linear" and out is not None and ins[0] is not None:
             return self._linear(node, ins[0], out)
         if out is None or node.op not in _INT or any(p is None for p in ins):
@@ -138,6 +143,22 @@ class Int8Executor:
         if node.op in ("add", "sub", "mul") and out.dtype == "int16":
             return _widened(node, ins, out)
         return _INT[node.op](node, ins, out)
+
+    def _gather(self, node: Node, out: QParams | None) -> Kernel:
+        """An embedding: the int8 rows of a per-row table, each times its row's scale in
+        float32 (exact: one rounding, as the files' Cast + Mul), quantized to the output."""
+        t = self.plan.weight(node.outputs[0])
+        table = self.graph.constants[node.inputs[0]]
+        if t is None or t.tensor != node.inputs[0] or table.ndim != 2:
+            raise GraphError(f"quant.json: no int8 table for gather {node.outputs[0]!r}")
+        self.consts[t.tensor] = quantize_weight(table, t.scale)
+        scale = np.asarray(t.scale, F32)[:, None]
+
+        def kernel(q: np.ndarray, ids: np.ndarray) -> np.ndarray:
+            y = OPS["gather"].fn(q, ids).astype(F32) * scale[ids]
+            return y if out is None else quantize(y, out)
+
+        return kernel
 
     def _input_params(self, node: Node, name: str) -> QParams | None:
         if name not in self.graph.constants:
