@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-F_IN, H = 8, 16
+F_IN, H, VOCAB = 8, 16, 30
 
 
 class Head(nn.Module):
@@ -76,6 +76,19 @@ class Einsum(nn.Module):
         return self.out(att.sum(-1))
 
 
+class CharLM(nn.Module):
+    """A character LM: token ids -> Embedding -> GRU -> Linear -> log_softmax."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, F_IN)
+        self.rnn = nn.GRU(F_IN, H, batch_first=True)
+        self.out = nn.Linear(H, VOCAB)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.out(self.rnn(self.emb(ids))[0]), -1)
+
+
 def _seq(act, lstm=False):
     return lambda: Head(act, lstm)
 
@@ -95,4 +108,6 @@ MODELS = {
     "hand-gru": (HandGRU, lambda: (_x(1, F_IN), _x(1, H)), "cell"),
     "mixed-state-softplus": (MixedState, lambda: (_x(1, F_IN), _x(1, H)), "cell"),
     "einsum": (Einsum, lambda: _x(1, 1, F_IN), "sequence"),
+    "char-lm-int64": (CharLM, lambda: torch.zeros(1, 1, dtype=torch.int64), "sequence"),
+    "char-lm-int32": (CharLM, lambda: torch.zeros(1, 1, dtype=torch.int32), "sequence"),
 }

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import assert_close
-from op_models import MODELS
+from op_models import MODELS, VOCAB
 
 import rnnedge
 from rnnedge.export.pipeline import export_bundle
@@ -18,9 +18,14 @@ STEPS = 150
 INT8_BUDGET = 0.03  # of the float output's range, as every int8 model of the project
 
 
-def _calibration(seed: int, count: int, steps: int, shape: tuple[int, ...]) -> list[np.ndarray]:
+def _data(seed: int, count: int, steps: int, x0: torch.Tensor) -> list[np.ndarray]:
+    """N(0, 1) sequences, or token ids of the example's integer dtype."""
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal((steps, *shape)).astype(np.float32) for _ in range(count)]
+    shape = (steps, *x0.shape)
+    if x0.dtype.is_floating_point:
+        return [rng.standard_normal(shape).astype(np.float32) for _ in range(count)]
+    dtype = str(x0.dtype).removeprefix("torch.")
+    return [rng.integers(0, VOCAB, shape).astype(dtype) for _ in range(count)]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,7 @@ def exported(tmp_path_factory):
             x0 = ex[0] if isinstance(ex, tuple) else ex
             path = export_bundle(
                 model, ex, tmp_path_factory.mktemp("ops") / f"{name}.rnnedge", quantize="int8",
-                calibration=_calibration(1, 8, 100, tuple(x0.shape)),
+                calibration=_data(1, 8, 200, x0),
             )  # fmt: skip
             cache[name] = (path, model, ex, kind)
         return cache[name]
@@ -60,7 +65,7 @@ def torch_outputs(model, example, kind: str, xs: np.ndarray) -> np.ndarray:
 def test_op_model_streams_like_pytorch_on_every_backend(exported, name):
     path, model, example, kind = exported(name)
     x0 = example[0] if isinstance(example, tuple) else example
-    xs = _calibration(7, 1, STEPS, tuple(x0.shape))[0]  # data it was not calibrated on
+    xs = _data(7, 1, STEPS, x0)[0]  # data it was not calibrated on
     ref = torch_outputs(model, example, kind, xs)
     span = float(ref.max() - ref.min())
     assert span > 0.1, span  # the output really moves
@@ -83,4 +88,4 @@ def test_every_new_op_is_in_a_model(exported):
     for name in MODELS:
         path = exported(name)[0]
         ops |= {n.op for n in rnnedge.load(path, backend="numpy").bundle.graph.nodes}
-    assert {"softmax", "log_softmax", "softplus", "matmul"} <= ops, ops
+    assert {"softmax", "log_softmax", "softplus", "matmul", "gather"} <= ops, ops
