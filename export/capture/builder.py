@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnedge.errors import ExportError, GraphError
+from rnnedge.errors import ExportError, GraphError, UnsupportedModelError
 from rnnedge.runtime.graph import Graph, Node, StatePair, TensorSpec
 from rnnedge.runtime.ops import OPS
 
@@ -61,9 +61,15 @@ class GraphBuilder:
 
     def op(self, op: str, inputs: list[Sym], hint: str | None = None, **attrs: Any) -> Sym:
         """Appends one node; its output shape comes from running the numpy op on zeros."""
-        for s in inputs:
+        for k, s in enumerate(inputs):
             if not isinstance(s, Sym):
                 raise ExportError(f"internal: op {op!r} got a non-tensor input {s!r}")
+            if self.dtype(s) != "float32" and (op, k) != ("gather", 1):
+                where = f" in module {self.source}" if self.source else ""
+                raise UnsupportedModelError(
+                    f"op {op!r}{where} reads the integer ids {s.name!r}: ids may only be the "
+                    "index of an Embedding, as they come in (reshape them in the example)"
+                )
         zeros = [np.zeros(self.shapes[s.name], self.dtype(s)) for s in inputs]
         try:
             with np.errstate(all="ignore"):
