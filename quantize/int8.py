@@ -27,6 +27,7 @@ import numpy as np
 
 from rnnedge.errors import InputError
 from rnnedge.quantize.int8_dynamic import weight_scales
+from rnnedge.quantize.int8_gather import table_entry
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
 from rnnedge.runtime.quant.plan import (
     FIXED_OUTPUTS,
@@ -108,26 +109,38 @@ def _float_tensors(graph: Graph, groups: dict[str, str], cell: set[str]) -> dict
     the tensor; iterated because a linear that reads a tensor which is not int8 (a float
     group, or an LSTM-like cell kept float or int16) runs in float, so its output is float
     too (the int8 linear kernels and its int32 bias scale need an int8 input)."""
-    why: dict[str, str] = {}
+    why: dict[str, tuple[str, str]] = {}  # group root -> (the tensor that is float, why)
     for node in graph.nodes:
         out = node.outputs[0]
         if node.op not in INT_OPS:
-            why[groups[out]] = f"op {node.op!r} has no int8 kernel in this scheme"
+            why[groups[out]] = (out, f"op {node.op!r} has no int8 kernel in this scheme")
         elif node.op == "linear":
             w = graph.constants.get(node.inputs[1])
+            b = graph.constants.get(node.inputs[2]) if len(node.inputs) == 3 else None
             if w is None or w.ndim != 2 or not np.isfinite(w).all():
-                why[groups[out]] = "op 'linear': its weight is not a finite constant [N, K] matrix"
+                reason = "op 'linear': its weight is not a finite constant [N, K] matrix"
+                why[groups[out]] = (out, reason)
+            elif len(node.inputs) == 3 and (b is None or b.shape != w.shape[:1]):
+                # the int32 bias has one scale per output channel: it must be a [N] vector
+                reason = "op 'linear': its bias is not a constant [N] vector (it broadcasts)"
+                why[groups[out]] = (out, reason)
         elif node.op == "gather":
             t = graph.constants.get(node.inputs[0])
             if t is None or t.ndim != 2 or not np.isfinite(t).all():
-                why[groups[out]] = "op 'gather': its table is not a finite constant [V, D] matrix"
+                reason = "op 'gather': its table is not a finite constant [V, D] matrix"
+                why[groups[out]] = (out, reason)
     changed = True
     while changed:
         changed = False
         for node in graph.nodes:
-            out, x = groups[node.outputs[0]], node.inputs[0]
-            if node.op == "linear" and out not in why and (groups.get(x) in why or x in cell):
-                why[out] = f"op 'linear' reads {x!r}, which is not int8 (float or int16)"
+            out, x = node.outputs[0], node.inputs[0]
+            if (
+                node.op == "linear"
+                and groups[out] not in why
+                and (groups.get(x) in why or x in cell)
+            ):
+                reason = f"op 'linear' reads {x!r}, which is not int8 (float or int16)"
+                why[groups[out]] = (out, reason)
                 changed = True
     return why
 
@@ -236,7 +249,7 @@ def _act(
     graph: Graph,
     ranges: Ranges,
     producer: dict[str, Node],
-    floats: dict[str, str],
+    floats: dict[str, tuple[str, str]],
     bounded: set[str],
     cells: dict[str, set[str]],
     cell: str,
@@ -250,7 +263,11 @@ def _act(
             return _cell(name, members, ranges, cell)
     for n in names:
         if n in floats:
-            return TensorQuant(tensor=name, dtype="float32", source="calibrated", why=floats[n])
+            src, why = floats[n]
+            if src != name:  # a group-mate: its own op, then the tensor that made it float
+                own = f"op {producer[name].op!r}" if name in producer else "graph input"
+                why = f"{own} shares one set of parameters with {src!r}, which is float: {why}"
+            return TensorQuant(tensor=name, dtype="float32", source="calibrated", why=why)
     if any(n in bounded for n in names):  # h in [-1, 1]: the grid of tanh's output
         return _fixed(name, FIXED_OUTPUTS["tanh"])
     ops = {producer[n].op for n in names if n in producer and producer[n].op not in SHAPE_OPS}
@@ -348,7 +365,7 @@ def _constants(
             out += _linear(graph, node, acts[node.inputs[0]])
             continue
         if node.op == "gather" and dest.dtype != "float32":
-            out.append(_table(graph, node))
+            out.append(table_entry(graph, node))
             continue
         for i in node.inputs:
             if i in graph.constants and dest.dtype != "float32" and node.op in INT_OPS:
@@ -381,14 +398,3 @@ def _linear(graph: Graph, node: Node, x: TensorQuant) -> list[TensorQuant]:
             )
         )  # fmt: skip
     return out
-
-
-def _table(graph: Graph, node: Node) -> TensorQuant:
-    """An embedding table [V, D]: int8, symmetric, one scale per row (axis 0), as a linear's
-    weight: a row is dequantized as it is gathered, so a rare token's small row keeps its own
-    resolution (one scale for the table would give it few levels)."""
-    scale = weight_scales(graph.constants[node.inputs[0]])
-    return TensorQuant(
-        tensor=node.inputs[0], dtype="int8", node=node.outputs[0], axis=0, scale=scale,
-        zero_point=(0,) * len(scale), source="weight",
-    )  # fmt: skip
