@@ -17,6 +17,7 @@ from rnnedge.errors import BackendError, InputError
 from rnnedge.runtime import available_backends, load
 from rnnedge.runtime.backends import BACKENDS, MODEL_FILE_KIND
 from rnnedge.runtime.bundle import Bundle
+from rnnedge.runtime.inputs import sample_input
 from rnnedge.runtime.model import Model
 
 
@@ -47,8 +48,10 @@ PeerPaths = Callable[[Bundle, np.ndarray], list[BenchPath]]
 
 def step_input(bundle: Bundle) -> np.ndarray:
     """A fixed, seeded input step: the same every call, not zeros (no special cases)."""
-    shape = bundle.manifest.step_input.shape
-    return np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    spec = bundle.manifest.step_input
+    if spec.dtype != "float32":  # token ids: seeded ids that index the embedding table
+        return sample_input(bundle.graph, spec, np.random.default_rng(0))
+    return np.random.default_rng(0).uniform(-1, 1, spec.shape).astype(np.float32)
 
 
 def stepper(model: Model, n: int, x: np.ndarray, checked: bool) -> Callable[[], object]:
