@@ -304,4 +304,8 @@ def _version(op: OperatorDef, program: Program) -> int:
         return 4 if len(ins[0].shape) > 4 else 2 if a == INT8 else 1
     if code == Op.CONCATENATION:
         return 3 if a == INT16 else 2 if a == INT8 else 1
+    if code == Op.GATHER:  # an int8 embedding table
+        return 2 if a == INT8 else 1
+    if code == Op.CAST:  # its int8 rows to float32
+        return 3 if INT8 in (a, y) else 1
     return 1
