@@ -5,14 +5,17 @@ over the whole sequence, a cell stepped with its own state fed back)."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from helpers import assert_close
-from op_models import MODELS, VOCAB
+from op_models import F_IN, MODELS, VOCAB
 
 import rnnedge
 from rnnedge.export.pipeline import export_bundle
 from rnnedge.runtime import available_backends
+from rnnedge.runtime.bundle import read_bundle
+from rnnedge.runtime.quant.plan import read_plan
 
 STEPS = 150
 INT8_BUDGET = 0.03  # of the float output's range, as every int8 model of the project
@@ -104,3 +107,23 @@ def test_every_new_op_is_in_a_model(exported):
         path = exported(name)[0]
         ops |= {n.op for n in rnnedge.load(path, backend="numpy").bundle.graph.nodes}
     assert {"softmax", "log_softmax", "softplus", "matmul", "gather"} <= ops, ops
+
+
+def test_int8_embedding_table_is_int8_per_row_in_every_file(exported):
+    path = exported("char-lm-int64")[0]
+    bundle = read_bundle(path)
+    plan = read_plan(bundle.files, str(path))
+    (gather,) = [n for n in bundle.graph.nodes if n.op == "gather"]
+    table = plan.weight(gather.outputs[0])
+    assert (table.tensor, table.dtype, table.axis, len(table.scale)) == (
+        gather.inputs[0],
+        "int8",
+        0,
+        VOCAB,
+    )
+    assert "gather" in {t.why.split("'")[1] for t in plan.left_float if t.tensor == "ids"}
+    model = onnx.load_from_string(bundle.files["model.int8.onnx"])
+    int8_inits = [i.dims for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert [VOCAB, F_IN] in [list(d) for d in int8_inits]
+    assert not any(list(i.dims) == [VOCAB, F_IN] and i.data_type == onnx.TensorProto.FLOAT
+                   for i in model.graph.initializer)  # fmt: skip
