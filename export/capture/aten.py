@@ -171,7 +171,8 @@ def _to_copy(ctx: Ctx, node, x, dtype=None, **_kwargs) -> Sym:
     name = {"int64": ".long()", "int32": ".int()", "float16": ".half()", "float64": ".double()"}
     how = name.get(want, f".to(torch.{want})")
     raise UnsupportedModelError(
-        f"{ctx.where or 'model'}: the cast {how} of a {src} tensor to {want} is not supported "
+        f"{ctx.where or 'model'}: the cast {how} of {'an' if src[0] == 'i' else 'a'} {src} "
+        f"tensor to {want} is not supported "
         "(tensors computed from the input stay float32; integer ids may only feed an Embedding)"
     )
 
