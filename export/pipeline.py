@@ -52,7 +52,7 @@ def export_bundle(
     calib = None if cfg.calibration is None else check_sequences(cap.graph, cfg.calibration)
     cfg.say("recording golden vectors with PyTorch")
     sequences = _golden_inputs(cap.graph, cfg.golden if cfg.golden is not None else _first(calib))
-    data = gate_over_time(model, example, cap.graph, sequences, FLOAT_GATE, cfg.say)
+    data = gate_over_time(model, example, cap.graph, sequences, cfg.say)
     files["golden.npz"] = write_npz(golden_vectors(cap, sequences, data))
     manifest = _manifest(cap.graph, files={}, task=_checked_task(cfg.task, cap.graph))
     manifest = dataclasses.replace(manifest, unbatched_why=cap.unbatched_why)

@@ -33,6 +33,10 @@ from rnnedge.runtime.executor import Executor
 from rnnedge.runtime.graph import Graph
 
 MIN_STEPS = 32  # the gate runs every model over at least this many steps
+# As gates.FLOAT_GATE: relative to max(1, |reference|). Over 64 steps the float step and the
+# model over the whole sequence measured <= 1e-6 on tests/zoo; a model that mixes time steps
+# is off by 1e-3..1e-1 from the second step on.
+SEQUENCE_GATE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,6 @@ def gate_over_time(
     example: Any,
     graph: Graph,
     golden: list[np.ndarray],
-    gate: float,
     say: Progress,
 ) -> list[list[np.ndarray]]:
     """Runs the gate on the golden sequences plus seeded random ones of MIN_STEPS * 2 steps
@@ -151,5 +154,5 @@ def gate_over_time(
     sequences = [*golden, *extra]
     say(f"running the model over {len(sequences)} sequences for the sequence-level gate")
     ref = reference(model, example, graph, sequences)
-    check_over_time(model, example, graph, sequences, ref, gate, say)
+    check_over_time(model, example, graph, sequences, ref, SEQUENCE_GATE, say)
     return ref.outputs[: len(golden)]
