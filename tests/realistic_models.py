@@ -23,7 +23,9 @@ class Entry:
     example: Callable[[], object]
     axis: int | None = 1
     last_only: bool = False
-    int8: bool = False  # also exported and checked in full int8
+    # full int8: "ok" when it holds the zoo's int8 bound today; otherwise what goes wrong
+    # (the test expects that failure, strictly, so a fix shows up); None: not checked in int8
+    int8: str | None = None
 
 
 def _z(*shape: int) -> torch.Tensor:
@@ -275,43 +277,61 @@ class DenoisingCellStack(nn.Module):
         return x - self.out(h2), ((h1, c1), (h2, c2))
 
 
+OK = "ok"
+# Measured 2026-12 with the test's own data (max over every element and step, / range):
+PEAK = "int8 error peaks above 3% of the output range at some steps (mean <= 1.6%, no drift)"
+SPEC = "export refuses: litert int8 strays from the numpy integer spec on lstm.h_out"
+CRASH = "int8 planner crash on `1 - sigmoid(...)` (IndexError)"
 ZOO: dict[str, Entry] = {
-    "kws_gru": Entry(factory=KeywordSpotter, example=lambda: _z(1, 1, 40), int8=True),
+    "kws_gru": Entry(factory=KeywordSpotter, example=lambda: _z(1, 1, 40), int8=OK),
     "kws_last_frame": Entry(
-        factory=lambda: KeywordSpotter(last_only=True), example=lambda: _z(1, 1, 40), last_only=True
+        factory=lambda: KeywordSpotter(last_only=True),
+        example=lambda: _z(1, 1, 40),
+        last_only=True,
+        int8=OK,
     ),
-    "iot_forecaster": Entry(factory=IotForecaster, example=lambda: _z(1, 1, 6), axis=0, int8=True),
-    "iot_forecaster_batch4": Entry(factory=IotForecaster, example=lambda: _z(1, 4, 6), axis=0),
-    "speech_enhancer": Entry(factory=SpeechEnhancer, example=lambda: _z(1, 1, 33), int8=True),
-    "hand_gru_cell": Entry(factory=HandGRUCell, example=lambda: (_z(1, 8), _z(1, 16)), axis=None),
+    "kws_batch3": Entry(factory=KeywordSpotter, example=lambda: _z(3, 1, 40), int8=PEAK),
+    "iot_forecaster": Entry(factory=IotForecaster, example=lambda: _z(1, 1, 6), axis=0, int8=PEAK),
+    "iot_forecaster_batch4": Entry(
+        factory=IotForecaster, example=lambda: _z(1, 4, 6), axis=0, int8=PEAK
+    ),
+    "speech_enhancer": Entry(factory=SpeechEnhancer, example=lambda: _z(1, 1, 33), int8=SPEC),
+    "hand_gru_cell": Entry(
+        factory=HandGRUCell, example=lambda: (_z(1, 8), _z(1, 16)), axis=None, int8=CRASH
+    ),
     "hand_lstm_cell": Entry(
-        factory=HandLSTMCell, example=lambda: (_z(1, 8), _z(1, 16), _z(1, 16)), axis=None
+        factory=HandLSTMCell, example=lambda: (_z(1, 8), _z(1, 16), _z(1, 16)), axis=None, int8=OK
     ),
     "layernorm_elman": Entry(
-        factory=LayerNormElman, example=lambda: (_z(1, 8), _z(1, 20)), axis=None
+        factory=LayerNormElman, example=lambda: (_z(1, 8), _z(1, 20)), axis=None, int8=OK
     ),
     "stacked_state_lstm_cell": Entry(
-        factory=StackedStateLSTMCell, example=lambda: (_z(1, 8), _z(2, 1, 16)), axis=None
+        factory=StackedStateLSTMCell, example=lambda: (_z(1, 8), _z(2, 1, 16)), axis=None, int8=PEAK
     ),
     "positive_normaliser": Entry(
         factory=PositiveNormaliser,
         example=lambda: (_z(1, 8), torch.ones(1, 8), _z(1, 16)),
         axis=None,
+        int8=PEAK,
     ),
-    "ema_smoother": Entry(factory=EmaSmoother, example=lambda: (_z(1, 8), _z(1, 8)), axis=None),
-    "gru_lstm_residual": Entry(factory=GruLstmResidual, example=lambda: _z(1, 1, 8), int8=True),
-    "parallel_grus": Entry(factory=ParallelGRUs, example=lambda: _z(1, 1, 8)),
-    "residual_stack": Entry(factory=ResidualStack, example=lambda: _z(1, 1, 8), int8=True),
-    "learned_initial_state": Entry(factory=LearnedInitialState, example=lambda: _z(1, 1, 8)),
-    "two_heads": Entry(factory=TwoHeads, example=lambda: _z(1, 1, 8)),
-    "per_frame_conv": Entry(factory=PerFrameConv, example=lambda: _z(1, 1, 16)),
-    "clipped_relu_rnn": Entry(factory=ClippedReluRNN, example=lambda: _z(1, 1, 8), int8=True),
+    "ema_smoother": Entry(
+        factory=EmaSmoother, example=lambda: (_z(1, 8), _z(1, 8)), axis=None, int8=OK
+    ),
+    "gru_lstm_residual": Entry(factory=GruLstmResidual, example=lambda: _z(1, 1, 8), int8=PEAK),
+    "parallel_grus": Entry(factory=ParallelGRUs, example=lambda: _z(1, 1, 8), int8=OK),
+    "residual_stack": Entry(factory=ResidualStack, example=lambda: _z(1, 1, 8), int8=PEAK),
+    "learned_initial_state": Entry(
+        factory=LearnedInitialState, example=lambda: _z(1, 1, 8), int8=PEAK
+    ),
+    "two_heads": Entry(factory=TwoHeads, example=lambda: _z(1, 1, 8), int8=OK),
+    "per_frame_conv": Entry(factory=PerFrameConv, example=lambda: _z(1, 1, 16), int8=OK),
+    "clipped_relu_rnn": Entry(factory=ClippedReluRNN, example=lambda: _z(1, 1, 8), int8=OK),
     "denoising_cell_stack": Entry(
         factory=DenoisingCellStack,
         example=lambda: (_z(1, 8), ((_z(1, 16), _z(1, 16)), (_z(1, 16), _z(1, 16)))),
         axis=None,
+        int8=OK,
     ),
-    "kws_batch3": Entry(factory=KeywordSpotter, example=lambda: _z(3, 1, 40)),
 }
 
 
