@@ -120,8 +120,6 @@ def _check_no_mixing(
     the error names the op, where it came from and the axis."""
     ax = axes.get(n.inputs[0]) if n.inputs else None
     out = n.outputs[0]
-    if any(i in axes for i in n.inputs) and out not in axes:
-        _refuse(n, f"drops the batch axis (axis {ax} of its input)")
     if n.op in ("mean", "sum") and ax in n.attrs["axes"]:
         _refuse(n, f"reduces over axis {ax}, the batch axis")
     if n.op == "slice" and axes.get(out) == n.attrs["axis"]:
@@ -134,6 +132,8 @@ def _check_no_mixing(
         _refuse(n, f"joins its inputs along axis {n.attrs['axis']}, the batch axis")
     if n.op == "layer_norm" and ax is not None and ax >= len(shapes[n.inputs[0]]) - n.attrs["axes"]:
         _refuse(n, f"normalises over axis {ax}, the batch axis")
+    if any(i in axes for i in n.inputs) and out not in axes:
+        _refuse(n, f"drops the batch axis (axis {ax} of its input)")
 
 
 def _refuse(n: Node, what: str) -> None:
