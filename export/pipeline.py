@@ -75,7 +75,7 @@ def export_bundle(
 
 def _capture(model: torch.nn.Module, example: Any, cfg: ExportConfig) -> Captured:
     cfg.say("capturing one step with torch.export")
-    cap = capture(model, example)
+    cap = capture(model, example, probe=cfg.calibration)
     states = ", ".join(cap.graph.state_inputs) or "none"
     cfg.say(f"captured {len(cap.graph.nodes)} ops, states: {states}")
     return cap

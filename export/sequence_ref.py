@@ -24,6 +24,9 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 PROBE_STEPS = 4
+# An output of the last step only is read from a run over every prefix: T runs of up to T
+# steps. Beyond this many steps the model is stepped instead (its recurrent states carried).
+MAX_PREFIX_STEPS = 256
 RECURRENT = (nn.RNNBase, nn.RNNCellBase)
 
 
@@ -216,6 +219,8 @@ def over_sequence(
         if isinstance(got, str):
             return got
         per_step.append(got)
+    if any(p is None for p in per_step) and len(seq) > MAX_PREFIX_STEPS:
+        return f"an output holds the last step only and the sequence has {len(seq)} steps"
     for i, shape in enumerate(step_shapes):
         if per_step[i] is None:
             prefixes = [run_model(model, joined.narrow(axis, 0, t + 1))[i] for t in range(len(seq))]

@@ -16,6 +16,8 @@ import dataclasses
 import itertools
 from collections.abc import Callable
 
+import numpy as np
+
 from rnnedge.errors import RnnedgeError
 from rnnedge.export.capture.streams_probe import NotBatchable, check_independent
 from rnnedge.runtime.executor import infer_shapes
@@ -25,7 +27,9 @@ Recapture = Callable[[tuple], Graph]  # example args -> Graph
 MAX_ATTEMPTS = 8
 
 
-def batch_graph(g1: Graph, args: tuple, recapture: Recapture) -> tuple[Graph, str]:
+def batch_graph(
+    g1: Graph, args: tuple, recapture: Recapture, probe: tuple[np.ndarray, ...] | None = None
+) -> tuple[Graph, str]:
     """(batch-polymorphic graph, "") or (g1 unchanged, the reason it cannot batch)."""
     import torch
     from torch.utils import _pytree as pytree
@@ -39,7 +43,7 @@ def batch_graph(g1: Graph, args: tuple, recapture: Recapture) -> tuple[Graph, st
         try:
             g2 = recapture(pytree.tree_unflatten(doubled, spec))
             g = _polymorphic(g1, g2)
-            check_independent(g)
+            check_independent(g, probe)
             return g, ""
         except (RnnedgeError, NotBatchable) as e:
             reason = str(e)

@@ -9,6 +9,8 @@ positive running variance under a sqrt gives NaN, a running max in a log-sum-exp
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from rnnedge.errors import RnnedgeError
@@ -23,22 +25,23 @@ class NotBatchable(Exception):
     pass
 
 
-def check_independent(g: Graph) -> None:
+def check_independent(g: Graph, probe: tuple[np.ndarray, ...] | None = None) -> None:
     """Raises NotBatchable naming the first output whose batched value differs from the same
-    streams stepped apart (NaN where both are NaN is no difference)."""
-    rng = np.random.default_rng(0)
+    streams stepped apart (NaN where both are NaN is no difference). The streams read the
+    `probe` sequences (calibration data) when given, seeded random inputs after them."""
     ex = Executor(g)
     x = g.inputs[0]
+    feed = _inputs(x.shape, probe)
     states = [[g.constants[s.init].copy() for s in g.states] for _ in range(STREAMS)]
     for k in range(STREAMS):
         for _ in range(2 * k + 1):
-            _, states[k] = _step(ex, g, rng.standard_normal(x.shape).astype(np.float32), states[k])
+            _, states[k] = _step(ex, g, next(feed[k]), states[k])
     batched = [
         np.concatenate([st[i] for st in states], axis=g.spec(s.input).batch_axis)
         for i, s in enumerate(g.states)
     ]
     for t in range(PROBE_STEPS):
-        xs = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(STREAMS)]
+        xs = [next(feed[k]) for k in range(STREAMS)]
         try:
             together, batched = _step(ex, g, np.concatenate(xs, axis=x.batch_axis), batched)
         except RnnedgeError as e:
@@ -57,6 +60,33 @@ def check_independent(g: Graph) -> None:
                     f"output {spec.name!r} of a batch differs from separate streams (at probe "
                     f"step {t}, states reached by stepping the model)"
                 )
+
+
+def _inputs(shape: tuple[int, ...], probe: tuple[np.ndarray, ...] | None) -> list[Iterator]:
+    """Per stream, its step inputs: a probe sequence of the step's size (stream k reads
+    sequence k, cycling), then seeded random N(0, 1) steps."""
+    usable = [a for a in (_as_steps(p, shape) for p in probe or ()) if a is not None]
+
+    def stream(k: int) -> Iterator[np.ndarray]:
+        if usable:
+            yield from usable[k % len(usable)][: 2 * STREAMS + PROBE_STEPS]
+        rng = np.random.default_rng(k)
+        while True:
+            yield rng.standard_normal(shape).astype(np.float32)
+
+    return [stream(k) for k in range(STREAMS)]
+
+
+def _as_steps(seq: object, shape: tuple[int, ...]) -> np.ndarray | None:
+    """(T, *shape) float32, or None for what check_sequences will refuse later by name."""
+    try:
+        a = np.asarray(seq, np.float32)
+    except (TypeError, ValueError):
+        return None
+    size = int(np.prod(shape))
+    if a.size == 0 or a.size % size or not np.isfinite(a).all():
+        return None
+    return a.reshape(-1, *shape)
 
 
 def _step(

@@ -93,3 +93,16 @@ class MixesBatch(torch.nn.Module):
 def test_streams_probe_names_the_op_and_the_axis_when_it_refuses() -> None:
     cap = capture(MixesBatch().eval(), (torch.zeros(1, 4), torch.zeros(1, 8)))
     assert "'mean'" in cap.unbatched_why and "axis 0, the batch axis" in cap.unbatched_why
+
+
+def test_a_last_step_output_over_a_long_sequence_is_checked_stepped(tmp_path) -> None:
+    from realistic_models import KeywordSpotter
+
+    torch.manual_seed(0)
+    model = KeywordSpotter(last_only=True).eval()
+    golden = [np.random.default_rng(0).standard_normal((300, 1, 1, 40)).astype(np.float32)]
+    said: list[str] = []
+    export_bundle(
+        model, torch.zeros(1, 1, 40), tmp_path / "k.rnnedge", golden=golden, progress=said.append
+    )
+    assert any("holds the last step only and the sequence has 300 steps" in s for s in said), said
