@@ -3,7 +3,8 @@
 Each entry says how the user runs the model, so the tests can run it that way with PyTorch:
 `axis` is the time axis of a streamified model's input and outputs (the model is called once
 over the whole sequence), None for a model that takes its state (called step by step with its
-own states fed back). `last_only`: the output holds only the last step (`head(out[:, -1])`).
+own states fed back). An output without a time axis holds the last step only
+(`head(out[:, -1])`, a final state): the tests read it from runs over every prefix.
 Models that rnnedge must refuse (they would stream wrong) are in realistic_refused.py.
 """
 
@@ -22,7 +23,6 @@ class Entry:
     factory: Callable[[], nn.Module]
     example: Callable[[], object]
     axis: int | None = 1
-    last_only: bool = False
     # full int8: "ok" when it holds the zoo's int8 bound today; otherwise what goes wrong
     # (the test expects that failure, strictly, so a fix shows up); None: not checked in int8
     int8: str | None = None
@@ -277,6 +277,36 @@ class DenoisingCellStack(nn.Module):
         return x - self.out(h2), ((h1, c1), (h2, c2))
 
 
+class LoopedGRUCell(nn.Module):
+    """nn.GRUCell in a Python loop over time, its state started at zeros inside forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(8, 16)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):  # (B, T, 8)
+        h = torch.zeros(x.shape[0], 16)
+        outs = []
+        for t in range(x.shape[1]):
+            h = self.cell(x[:, t], h)
+            outs.append(self.head(h))
+        return torch.stack(outs, dim=1)
+
+
+class OutputsAndFinalState(nn.Module):
+    """Returns the per-step outputs and the GRU's final state, as many encoders do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 16, num_layers=2, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        out, h = self.gru(x)
+        return self.head(out), h
+
+
 OK = "ok"
 # Measured 2026-12 with the test's own data (max over every element and step, / range):
 PEAK = "int8 error peaks above 3% of the output range at some steps (mean <= 1.6%, no drift)"
@@ -287,7 +317,6 @@ ZOO: dict[str, Entry] = {
     "kws_last_frame": Entry(
         factory=lambda: KeywordSpotter(last_only=True),
         example=lambda: _z(1, 1, 40),
-        last_only=True,
         int8=OK,
     ),
     "kws_batch3": Entry(factory=KeywordSpotter, example=lambda: _z(3, 1, 40), int8=PEAK),
@@ -326,6 +355,8 @@ ZOO: dict[str, Entry] = {
     "two_heads": Entry(factory=TwoHeads, example=lambda: _z(1, 1, 8), int8=OK),
     "per_frame_conv": Entry(factory=PerFrameConv, example=lambda: _z(1, 1, 16), int8=OK),
     "clipped_relu_rnn": Entry(factory=ClippedReluRNN, example=lambda: _z(1, 1, 8), int8=OK),
+    "looped_gru_cell": Entry(factory=LoopedGRUCell, example=lambda: _z(1, 1, 8)),
+    "outputs_and_final_state": Entry(factory=OutputsAndFinalState, example=lambda: _z(1, 1, 8)),
     "denoising_cell_stack": Entry(
         factory=DenoisingCellStack,
         example=lambda: (_z(1, 8), ((_z(1, 16), _z(1, 16)), (_z(1, 16), _z(1, 16)))),

@@ -51,14 +51,17 @@ def torch_outputs(model, example, entry: Entry, xs: np.ndarray) -> list[np.ndarr
                 rows.append([o.numpy() for o in outs[: len(outs) - len(leaves)]])
             return [np.stack(col) for col in zip(*rows)]
         seq = torch.from_numpy(np.concatenate(list(xs), axis=entry.axis))
-        if entry.last_only:  # an output of the last step only: run every prefix
-            rows = [
-                [o.numpy() for o in pytree.tree_leaves(model(seq.narrow(entry.axis, 0, t + 1)))]
-                for t in range(len(xs))
-            ]
-            return [np.stack(col) for col in zip(*rows)]
-        outs = pytree.tree_leaves(model(seq))
-        return [np.stack(np.split(o.numpy(), len(xs), axis=entry.axis)) for o in outs]
+        outs, steps = pytree.tree_leaves(model(seq)), len(xs)
+        per_step = []
+        for i, o in enumerate(outs):
+            if o.dim() > entry.axis and o.shape[entry.axis] == steps:  # one row per step
+                per_step.append(np.stack(np.split(o.numpy(), steps, axis=entry.axis)))
+            else:  # an output of the last step only (or a final state): run every prefix
+                prefixes = (seq.narrow(entry.axis, 0, t + 1) for t in range(steps))
+                per_step.append(
+                    np.stack([pytree.tree_leaves(model(p))[i].numpy() for p in prefixes])
+                )
+        return per_step
 
 
 @pytest.fixture(scope="module")
