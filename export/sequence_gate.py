@@ -106,7 +106,10 @@ def check_over_time(
     args = example if isinstance(example, tuple) else (example,)
     cause = ""
     if ref.time_axis is not None:
-        cause = diagnose(model, args[0], sequences[worst.sequence], ref.time_axis, gate)
+        try:
+            cause = diagnose(model, args[0], sequences[worst.sequence], ref.time_axis, gate)
+        except Exception:  # the diagnosis only names a cause: without one, the generic line
+            cause = ""
     if not cause and not graph.states:
         cause = (
             "the model remembers earlier steps but the captured step keeps no state (a "
@@ -163,6 +166,13 @@ def gate_over_time(
     extra = [rng.standard_normal((2 * MIN_STEPS, *shape)).astype(np.float32) for _ in range(2)]
     sequences = [*golden, *extra]
     say(f"running the model over {len(sequences)} sequences for the sequence-level gate")
-    ref = reference(model, example, graph, sequences)
+    try:
+        ref = reference(model, example, graph, sequences)
+    except Exception as e:  # the user's forward, stepped with its own states: one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ExportError(
+            f"running the model step by step with its own states fed back raised "
+            f"{type(e).__name__}: {first}"
+        ) from e
     check_over_time(model, example, graph, sequences, ref, SEQUENCE_GATE, say)
     return ref.outputs[: len(golden)]

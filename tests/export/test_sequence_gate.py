@@ -106,3 +106,22 @@ def test_a_last_step_output_over_a_long_sequence_is_checked_stepped(tmp_path) ->
         model, torch.zeros(1, 1, 40), tmp_path / "k.rnnedge", golden=golden, progress=said.append
     )
     assert any("holds the last step only and the sequence has 300 steps" in s for s in said), said
+
+
+class FailsOnItsOwnState(torch.nn.Module):
+    """Traces fine, then raises when run eagerly."""
+
+    def forward(self, x, h):
+        if not torch.compiler.is_exporting():
+            raise ValueError("state out of range")
+        return x, h + 1.0
+
+
+def test_a_model_that_raises_when_stepped_is_one_line(tmp_path) -> None:
+    with pytest.raises(ExportError) as info:
+        export_bundle(FailsOnItsOwnState(), (torch.zeros(1, 2), torch.zeros(1, 2)), tmp_path / "m")
+    assert str(info.value) == (
+        "running the model step by step with its own states fed back raised ValueError: "
+        "state out of range"
+    )
+    assert not (tmp_path / "m").exists()
