@@ -34,6 +34,19 @@ class CausalConvGRU(nn.Module):
         return self.head(out)
 
 
+class CenteredConvGRU(nn.Module):
+    """A "same"-padded Conv1d over time reads the NEXT frame too: no stream can compute it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, kernel_size=3, padding=1)
+        self.gru = nn.GRU(8, 16, batch_first=True)
+
+    def forward(self, x):  # (B, T, 4)
+        out, _ = self.gru(torch.tanh(self.conv(x.transpose(1, 2)).transpose(1, 2)))
+        return out
+
+
 class UtteranceNorm(nn.Module):
     """Mean normalisation over the whole utterance (time axis), then a GRU."""
 
@@ -101,6 +114,11 @@ REFUSED: dict[str, Refused] = {
         factory=CausalConvGRU,
         example=lambda: torch.zeros(1, 1, 4),
         match=r"^the exported step strays .*Conv1d 'frontend.conv' mixes time steps",
+    ),
+    "centered_conv_gru": Refused(
+        factory=CenteredConvGRU,
+        example=lambda: torch.zeros(1, 1, 4),
+        match=r"^the exported step strays .*Conv1d 'conv' mixes time steps",
     ),
     "utterance_mean_norm": Refused(
         factory=UtteranceNorm,
