@@ -14,11 +14,13 @@ import numpy as np
 import torch
 
 from rnnedge.errors import ExportError
+from rnnedge.export.aliasing import check_distinct
 from rnnedge.export.capture.program import Captured, capture
 from rnnedge.export.config import ExportConfig, config_from
 from rnnedge.export.gates import FLOAT_GATE, int8_parity, parity
 from rnnedge.export.onnx import emit_onnx
 from rnnedge.export.quantized import add_int8
+from rnnedge.export.sequence_gate import gate_over_time
 from rnnedge.export.tflite import emit_tflite
 from rnnedge.quantize.calibrate import check_sequences
 from rnnedge.runtime.bundle import Bundle, write_bundle
@@ -45,12 +47,14 @@ def export_bundle(
     `config` (or the same fields as keyword options: quantize, calibration, percentile,
     golden, task, progress) says how; see ExportConfig."""
     cfg = config_from(config, options)
+    check_distinct(example)
     cap = _capture(model, example, cfg)
     files = _float_files(cap.graph, cfg)
     calib = None if cfg.calibration is None else check_sequences(cap.graph, cfg.calibration)
     cfg.say("recording golden vectors with PyTorch")
     sequences = _golden_inputs(cap.graph, cfg.golden if cfg.golden is not None else _first(calib))
-    files["golden.npz"] = write_npz(golden_vectors(cap, sequences))
+    data = gate_over_time(model, example, cap.graph, sequences, cfg.say)
+    files["golden.npz"] = write_npz(golden_vectors(cap, sequences, data))
     manifest = _manifest(cap.graph, files={}, task=_checked_task(cfg.task, cap.graph))
     manifest = dataclasses.replace(manifest, unbatched_why=cap.unbatched_why)
     if cfg.quantize != "none":
@@ -72,7 +76,7 @@ def export_bundle(
 
 def _capture(model: torch.nn.Module, example: Any, cfg: ExportConfig) -> Captured:
     cfg.say("capturing one step with torch.export")
-    cap = capture(model, example)
+    cap = capture(model, example, probe=cfg.calibration)
     states = ", ".join(cap.graph.state_inputs) or "none"
     cfg.say(f"captured {len(cap.graph.nodes)} ops, states: {states}")
     return cap
@@ -151,8 +155,12 @@ def _golden_inputs(graph: Graph, golden: Iterable[np.ndarray] | None) -> list[np
     return check_sequences(graph, golden, "golden")
 
 
-def golden_vectors(cap: Captured, sequences: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """PyTorch's outputs and states at every step of each sequence, from the initial state."""
+def golden_vectors(
+    cap: Captured, sequences: list[np.ndarray], data: list[list[np.ndarray]] | None = None
+) -> dict[str, np.ndarray]:
+    """PyTorch's outputs and states at every step of each sequence, from the initial state;
+    `data` (the user's model run over each sequence, export/sequence_gate.py) replaces the
+    captured step's data outputs."""
     g = cap.graph
     arrays: dict[str, np.ndarray] = {}
     for i, seq in enumerate(sequences):
@@ -163,5 +171,7 @@ def golden_vectors(cap: Captured, sequences: list[np.ndarray]) -> dict[str, np.n
             for t, v in zip(g.outputs, [*outs, *states]):
                 rows[t.name].append(v)
         arrays[f"seq{i}.{g.inputs[0].name}"] = seq
+        if data is not None:
+            rows.update({t.name: list(v) for t, v in zip(g.data_outputs, data[i])})
         arrays.update({f"seq{i}.{k}": np.stack(v).astype(np.float32) for k, v in rows.items()})
     return arrays

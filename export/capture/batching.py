@@ -19,15 +19,17 @@ from collections.abc import Callable
 import numpy as np
 
 from rnnedge.errors import RnnedgeError
-from rnnedge.runtime.executor import Executor, infer_shapes
+from rnnedge.export.capture.streams_probe import NotBatchable, check_independent
+from rnnedge.runtime.executor import infer_shapes
 from rnnedge.runtime.graph import Graph, Node
-from rnnedge.runtime.inputs import sample_input
 
 Recapture = Callable[[tuple], Graph]  # example args -> Graph
 MAX_ATTEMPTS = 8
 
 
-def batch_graph(g1: Graph, args: tuple, recapture: Recapture) -> tuple[Graph, str]:
+def batch_graph(
+    g1: Graph, args: tuple, recapture: Recapture, probe: tuple[np.ndarray, ...] | None = None
+) -> tuple[Graph, str]:
     """(batch-polymorphic graph, "") or (g1 unchanged, the reason it cannot batch)."""
     import torch
     from torch.utils import _pytree as pytree
@@ -41,15 +43,11 @@ def batch_graph(g1: Graph, args: tuple, recapture: Recapture) -> tuple[Graph, st
         try:
             g2 = recapture(pytree.tree_unflatten(doubled, spec))
             g = _polymorphic(g1, g2)
-            _check_independent(g)
+            check_independent(g, probe)
             return g, ""
-        except (RnnedgeError, _NotBatchable) as e:
+        except (RnnedgeError, NotBatchable) as e:
             reason = str(e)
     return g1, reason
-
-
-class _NotBatchable(Exception):
-    pass
 
 
 def _candidate_axes(leaves: list) -> itertools.product:
@@ -66,20 +64,24 @@ def _polymorphic(g1: Graph, g2: Graph) -> Graph:
     if [(n.op, n.inputs, n.outputs) for n in g1.nodes] != [
         (n.op, n.inputs, n.outputs) for n in g2.nodes
     ]:
-        raise _NotBatchable("the model's graph changes with the batch size")
+        raise NotBatchable("the model's graph changes with the batch size")
     shapes = infer_shapes(g1)
     axes = _batch_axes(shapes, infer_shapes(g2))
     inits = {s.init for s in g1.states}
     for name in g1.constants:
         if name in axes and name not in inits:
-            raise _NotBatchable(f"constant {name!r} depends on the batch size")
+            raise NotBatchable(f"constant {name!r} depends on the batch size")
     nodes = tuple(_free_batch(n1, n2, axes) for n1, n2 in zip(g1.nodes, g2.nodes))
+    users: dict[str, list[Node]] = {}
     for n in nodes:
-        _check_no_mixing(n, axes, shapes)
+        for i in n.inputs:
+            users.setdefault(i, []).append(n)
+    for n in nodes:
+        _check_no_mixing(n, axes, shapes, users)
     spec = lambda t: dataclasses.replace(t, batch_axis=axes.get(t.name))  # noqa: E731
     inputs, outputs = tuple(map(spec, g1.inputs)), tuple(map(spec, g1.outputs))
     if any(t.batch_axis is None for t in (*inputs, *outputs)):
-        raise _NotBatchable("an input, output or state does not carry the batch")
+        raise NotBatchable("an input, output or state does not carry the batch")
     return Graph(
         inputs=inputs, outputs=outputs, nodes=nodes, constants=g1.constants, states=g1.states
     )
@@ -93,7 +95,7 @@ def _batch_axes(s1: dict, s2: dict) -> dict[str, int]:
             continue
         diff = [i for i, (p, q) in enumerate(zip(a, b)) if p != q]
         if len(a) != len(b) or len(diff) != 1 or b[diff[0]] != 2 * a[diff[0]]:
-            raise _NotBatchable(f"tensor {name!r} does not scale with the batch ({a} -> {b})")
+            raise NotBatchable(f"tensor {name!r} does not scale with the batch ({a} -> {b})")
         axes[name] = diff[0]
     return axes
 
@@ -105,53 +107,58 @@ def _free_batch(n1: Node, n2: Node, axes: dict[str, int]) -> Node:
             continue
         out_axis = axes.get(n1.outputs[0])
         if n1.op not in ("reshape", "expand") or key != "shape" or out_axis is None:
-            raise _NotBatchable(f"op {n1.op!r} ({n1.outputs[0]}): {key} depends on the batch size")
+            raise NotBatchable(f"op {n1.op!r} ({n1.outputs[0]}): {key} depends on the batch size")
         changed = [i for i, (p, q) in enumerate(zip(value, n2.attrs[key])) if p != q]
         if changed != [out_axis]:
-            raise _NotBatchable(f"op {n1.op!r} ({n1.outputs[0]}) reshapes the batch axis")
+            raise NotBatchable(f"op {n1.op!r} ({n1.outputs[0]}) reshapes the batch axis")
         free = list(value)
         free[out_axis] = -1 if n1.op == "reshape" else 1  # -1: inferred; 1: keep x's dim
         attrs[key] = free
     return dataclasses.replace(n1, attrs=attrs)
 
 
-def _check_no_mixing(n: Node, axes: dict[str, int], shapes: dict[str, tuple[int, ...]]) -> None:
-    """Ops whose result would mix the entries of the batch, which shapes alone do not show."""
+def _check_no_mixing(
+    n: Node, axes: dict[str, int], shapes: dict[str, tuple[int, ...]], users: dict[str, list[Node]]
+) -> None:
+    """Ops whose result would mix the entries of the batch, which shapes alone do not show;
+    the error names the op, where it came from and the axis."""
     ax = axes.get(n.inputs[0]) if n.inputs else None
-    batched_in = any(i in axes for i in n.inputs)
     out = n.outputs[0]
-    mixes = (
-        (batched_in and out not in axes)
-        or (n.op in ("mean", "sum") and ax in n.attrs["axes"])
-        or (n.op in ("concat", "slice") and axes.get(out) == n.attrs["axis"])
-        or (
-            n.op == "layer_norm"
-            and ax is not None
-            and ax >= len(shapes[n.inputs[0]]) - n.attrs["axes"]
-        )
+    if n.op in ("mean", "sum") and ax in n.attrs["axes"]:
+        _refuse(n, f"reduces over axis {ax}, the batch axis")
+    if n.op == "slice" and axes.get(out) == n.attrs["axis"]:
+        _refuse(n, f"slices axis {ax}, the batch axis")
+    if (
+        n.op == "concat"
+        and axes.get(out) == n.attrs["axis"]
+        and not _is_stack(n, axes, shapes, users)
+    ):
+        _refuse(n, f"joins its inputs along axis {n.attrs['axis']}, the batch axis")
+    if n.op == "layer_norm" and ax is not None and ax >= len(shapes[n.inputs[0]]) - n.attrs["axes"]:
+        _refuse(n, f"normalises over axis {ax}, the batch axis")
+    if any(i in axes for i in n.inputs) and out not in axes:
+        _refuse(n, f"drops the batch axis (axis {ax} of its input)")
+
+
+def _refuse(n: Node, what: str) -> None:
+    where = f" from {n.source}" if n.source else ""
+    raise NotBatchable(
+        f"op {n.op!r} ({n.outputs[0]}{where}) {what}, so it combines entries of the batch"
     )
-    if mixes:
-        raise _NotBatchable(f"op {n.op!r} ({out}) combines entries of the batch")
 
 
-def _check_independent(g: Graph) -> None:
-    """3 streams stacked along the batch axes must give what 3 single steps give."""
-    rng = np.random.default_rng(0)
-    ex = Executor(g)
-    singles = [
-        {t.name: sample_input(g, t, rng) for t in g.inputs}  # token ids for an int input
-        for _ in range(3)
-    ]
-    stacked = {
-        t.name: np.concatenate([s[t.name] for s in singles], axis=t.batch_axis) for t in g.inputs
-    }
-    try:
-        together = ex.run(stacked)
-    except RnnedgeError as e:
-        raise _NotBatchable(f"the graph does not run at batch 3: {e}") from e
-    for t in g.outputs:
-        apart = np.concatenate([ex.run(s)[t.name] for s in singles], axis=t.batch_axis)
-        if together[t.name].shape != apart.shape or not np.allclose(
-            together[t.name], apart, rtol=1e-5, atol=1e-6
-        ):
-            raise _NotBatchable(f"output {t.name!r} of a batch differs from separate streams")
+def _is_stack(
+    n: Node, axes: dict[str, int], shapes: dict[str, tuple[int, ...]], users: dict[str, list[Node]]
+) -> bool:
+    """torch.stack([h, c]) lowered as concat along the batch axis a and a reshape that splits
+    axis a into (k, batch): entry b of every input stays entry b of the result's batch axis
+    a + 1, so no entries mix (at any batch: the rows of input i are rows i*B..(i+1)*B-1)."""
+    a, first = n.attrs["axis"], shapes[n.inputs[0]]
+    if any(axes.get(i) != a or shapes[i] != first for i in n.inputs):
+        return False
+    want = (*first[:a], len(n.inputs), *first[a:])
+    after = users.get(n.outputs[0], [])
+    return bool(after) and all(
+        u.op == "reshape" and shapes[u.outputs[0]] == want and axes.get(u.outputs[0]) == a + 1
+        for u in after
+    )

@@ -50,17 +50,20 @@ class Captured:
     unbatched_why: str = ""  # why streams cannot be batched into one call ("" when they can)
 
 
-def capture(model: torch.nn.Module, example: Any) -> Captured:
+def capture(
+    model: torch.nn.Module, example: Any, probe: tuple[np.ndarray, ...] | None = None
+) -> Captured:
     """`example` is one step of input: a tensor, or a tuple (x, *states) for a model whose
     forward already takes and returns its states; the i-th state input pairs with the i-th of
-    the last len(states) outputs."""
+    the last len(states) outputs. `probe`: input sequences (the calibration data) that the
+    streams(n) check steps the model through, besides seeded random ones."""
     args = example if isinstance(example, tuple) else (example,)
     _check_example(args)
     was_training = _enter_eval(model)
     try:
         ep = _export(model, args)
         graph, lifted = _to_graph(ep, args)
-        graph, why = batch_graph(graph, args, lambda a: _to_graph(_export(model, a), a)[0])
+        graph, why = batch_graph(graph, args, lambda a: _to_graph(_export(model, a), a)[0], probe)
     finally:
         if was_training is not None:
             model.train(was_training)
