@@ -24,9 +24,7 @@ def conv_bundle(tmp_path_factory):
     model, example = conv_lstm(1)
     out = tmp_path_factory.mktemp("spec") / "conv_lstm.rnnedge"
     calib = noise_sequences(0, 4, 100)
-    return read_bundle(
-        export_bundle(model, example, out, quantize="int8", calibration=calib)
-    )
+    return read_bundle(export_bundle(model, example, out, quantize="int8", calibration=calib))
 
 
 def test_onnxruntime_int8_equals_the_spec_on_a_conv_front_end(conv_bundle):
