@@ -22,6 +22,7 @@ input and output parameters, and an int8 state is fed straight back into the nex
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -45,19 +46,25 @@ Interval = tuple[float, float]
 
 
 def plan_int8(
-    graph: Graph, ranges: Ranges, *, cell: str = "float", h: str = "calibrated"
+    graph: Graph,
+    ranges: Ranges,
+    *,
+    cell: str = "float",
+    h: str = "calibrated",
+    keep_float: Mapping[str, str] | None = None,
 ) -> QuantPlan:
     """`cell`: the LSTM cell state in "float" or "int16". `h`: a bounded state (GRU / LSTM h)
     at its calibrated range ("calibrated"; still one set for the state's input and output) or
     at the fixed 1/128 ("fixed"). An RNN-tanh h is a TANH output: 1/128 either way. The
-    defaults are export's, each chosen by measurement (docs/int8.md)."""
+    defaults are export's, each chosen by measurement (docs/int8.md). `keep_float`: tensor ->
+    why, activations to leave float with everything tied to them (quantize/mixed.py)."""
     if cell not in CELLS:
         raise InputError(f"cell {cell!r} must be one of {CELLS}")
     if h not in HS:
         raise InputError(f"h {h!r} must be one of {HS}")
     producer = {n.outputs[0]: n for n in graph.nodes}
     groups = _groups(graph)
-    floats = _float_tensors(graph, groups, producer)
+    floats = _float_tensors(graph, groups, producer, keep_float or {})
     proven = bounded_states(graph)
     bounded = proven if h == "fixed" else set()
     cells = _cell_groups(graph, groups, producer, proven)
@@ -103,10 +110,18 @@ def _groups(graph: Graph) -> dict[str, str]:
     return {n: find(n) for n in parent}
 
 
-def _float_tensors(graph: Graph, groups: dict[str, str], producer: dict[str, Node]) -> dict:
+def activation_groups(graph: Graph) -> dict[str, str]:
+    """tensor -> the root of its group: tensors that share one set of parameters (joined by
+    reshape / slice / concat, or a state's input and output)."""
+    return _groups(graph)
+
+
+def _float_tensors(
+    graph: Graph, groups: dict[str, str], producer: dict[str, Node], keep: Mapping[str, str]
+) -> dict:
     """root -> why, for groups that must stay float; iterated because a linear or shape op that
     reads a float tensor makes its output float too."""
-    why: dict[str, str] = {}
+    why: dict[str, str] = {groups[t]: w for t, w in keep.items() if t in groups}
     for node in graph.nodes:
         out = node.outputs[0]
         if node.op not in INT_OPS:
