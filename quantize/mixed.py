@@ -8,8 +8,10 @@ real integer kernels, state carried). Within the budget, that plan is the answer
   2. every remaining int8 group is ranked by sensitivity: the float graph with only that group
      rounded to its int8 grid, its error against float;
   3. the most sensitive groups are left float one by one until the budget holds;
-  4. each group kept float is tried back in int8 (last first): it stays int8 if the budget
-     still holds, so the fewest stay float.
+  4. each group step 3 kept float is tried back in int8 (last first): it stays int8 if the
+     budget still holds, so the fewest stay float (step 1's never go back).
+Steps 2-4 judge plans on calibration data at SEARCH_MARGIN of the budget, so that held-out
+data, judged at the full budget, has room.
 strict=True refuses instead (ExportError with the numbers). A group (tensors tied by shape ops
 or a state pair) moves as one: it shares one set of parameters.
 """
@@ -17,7 +19,7 @@ or a state pair) moves as one: it shares one set of parameters.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,6 +41,7 @@ from rnnedge.runtime.quant.plan import QuantPlan, Ranges
 SEARCH_STEPS = 1200  # steps of calibration data each candidate plan is judged on
 MEASURE_STEPS = 4000  # steps per split in the final record
 MAX_TRIES = 24  # plans measured in the greedy and pruning passes, at most
+SEARCH_MARGIN = 0.75  # the search's error budget, as a fraction of the user's
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +135,11 @@ Judge = Callable[[dict[str, str]], bool]
 
 
 def _judge(graph: Graph, ranges: Ranges, seqs: list, ref: Streams, budget: Int8Budget) -> Judge:
+    # the search holds plans to a tighter budget than the final record: a max error is an
+    # extreme value, and held-out data runs above the data a plan was picked on (measured,
+    # RWKV-style recurrence: 1.9% on the search steps, 2.8% held out)
+    budget = replace(budget, max_err_pct=SEARCH_MARGIN * budget.max_err_pct)
+
     def holds(keep: dict[str, str]) -> bool:
         plan = plan_int8(graph, ranges, keep_float=keep)
         return not budget.misses(compare("search", int8_outputs(graph, plan, seqs), ref))
@@ -148,6 +156,7 @@ def _search(
     for t, why in structural_floats(graph, ranges).items():  # one entry per int8 group
         if tied.get(t) in groups and not any(tied[k] == tied[t] for k in keep):
             keep[t] = why
+    rules = set(keep)  # stacked states, accumulators and decays stay float: never pruned
     tries = 1
     holds = judge(keep) if keep else False
     if not holds:
@@ -164,7 +173,7 @@ def _search(
                 break
     if not holds:
         return keep
-    for t in list(keep)[::-1]:  # fewest: put each back in int8 if the budget still holds
+    for t in [t for t in keep if t not in rules][::-1]:  # fewest: back to int8 if it holds
         if tries >= MAX_TRIES:
             break
         trial = {k: w for k, w in keep.items() if k != t}
