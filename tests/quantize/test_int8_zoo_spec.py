@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from models import ZOO, build
 
 from rnnedge.export.capture.program import capture
@@ -58,3 +59,18 @@ def test_every_backend_equals_the_int8_spec_on_the_zoo(name):
         if backend in available_backends():
             steps = steps_apart(bundle, backend, sequences=seqs)
             assert max(steps.values(), default=0.0) <= 2, (name, backend, steps)
+
+
+def test_gru_int8_onnx_drops_the_zero_hidden_side_r_z_biases():
+    import onnx
+    from models import rnn_with_head
+    from onnx import numpy_helper
+
+    g = capture(rnn_with_head("gru", 64, 1, 8), torch.zeros(1, 1, 8)).graph
+    rng = np.random.default_rng(0)
+    plan = plan_int8(g, calibrate(g, [rng.standard_normal((50, 1, 1, 8)) for _ in range(4)]))
+    model = onnx.load_from_string(emit_onnx(g, plan))
+    int32 = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == 6]
+    # gates_x's bias [192] is whole; gates_h's holds only n's 64 entries, padded at load
+    assert sorted(len(b) for b in int32 if b.ndim == 1) == [8, 64, 192]
+    assert sum(n.op_type == "Pad" for n in model.graph.node) == 1
