@@ -16,19 +16,21 @@ from __future__ import annotations
 
 from rnnedge.quantize.int8 import bounded_states
 from rnnedge.runtime.graph import Graph
-from rnnedge.runtime.quant.plan import SHAPE_OPS, Ranges
+from rnnedge.runtime.quant.plan import SHAPE_OPS, QuantPlan, Ranges
 
 STACK_RATIO = 4.0  # stacked parts whose ranges differ more than this share a scale badly
 ELEMENTWISE = ("add", "sub", "mul", "div", "maximum", "minimum", "neg", "exp", "log", "abs")
 DECAYS = ("mul", "div")
 
 
-def structural_floats(graph: Graph, ranges: Ranges) -> dict[str, str]:
-    """tensor -> why, for the stacked states and accumulators of `graph`."""
+def structural_floats(graph: Graph, ranges: Ranges, plan: QuantPlan) -> dict[str, str]:
+    """tensor -> why, for the stacked states and accumulators of `graph` that `plan` stores
+    as integers (an LSTM cell the plan already keeps float needs nothing more)."""
     bounded = bounded_states(graph)
     out: dict[str, str] = {}
     for s in graph.states:
-        if s.input in bounded:
+        p = plan.activation(s.input)
+        if s.input in bounded or p is None or p.dtype == "float32":
             continue
         why = _stacked(graph, s.output, ranges)
         if why:
