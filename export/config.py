@@ -11,6 +11,7 @@ import numpy as np
 
 from rnnedge.errors import ExportError, InputError
 from rnnedge.progress import Progress
+from rnnedge.quantize.mixed import Int8Budget, int8_budget
 from rnnedge.runtime.manifest import Task
 
 QUANTIZE = ("none", "int8-dynamic", "int8")
@@ -25,6 +26,10 @@ class ExportConfig:
     `calibration`: input sequences (T, *step shape) run with the state carried to fix every
     activation's range, minmax or, with `percentile`, the [100 - p, p] percentiles).
     golden: input sequences (T, *step shape) for golden.npz; seeded random inputs if None.
+    int8_budget: what full int8 must hold against float (quantize/mixed.py Int8Budget, or
+    a dict of its fields; default <= 2% of each output's range, no drift); when int8 misses
+    it, export keeps the most sensitive tensors float until it holds, or with `strict`
+    refuses instead.
     task: what the output means, for `rnnedge check`'s task metric, e.g.
     {"kind": "classification"} or {"kind": "regression", "output": "y"} (see docs/check.md).
     progress: called with one line per stage (the library never prints)."""
@@ -35,6 +40,8 @@ class ExportConfig:
     golden: tuple[np.ndarray, ...] | None = None
     task: Task | None = None
     progress: Progress | None = None
+    int8_budget: Int8Budget | dict | None = None
+    strict: bool = False
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE:
@@ -46,6 +53,8 @@ class ExportConfig:
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, _sequences(value, name))
         object.__setattr__(self, "task", _task(self.task))
+        if isinstance(self.int8_budget, dict):
+            object.__setattr__(self, "int8_budget", int8_budget(self.int8_budget))
         if self.percentile is not None and not 50 < self.percentile <= 100:
             raise InputError(f"calibration percentile {self.percentile!r} must be in (50, 100]")
         if self.quantize == "int8":

@@ -67,6 +67,8 @@ def export_bundle(
             files,
             cfg.say,
             percentile=cfg.percentile,
+            budget=cfg.int8_budget,
+            strict=cfg.strict,
         )
     manifest = _gates(Bundle(Path(out), manifest, cap.graph, files), cfg)
     path = write_bundle(out, manifest, files)

@@ -16,12 +16,14 @@ import warnings
 import numpy as np
 
 from rnnedge.errors import CalibrationRangeWarning
+from rnnedge.export.int8_fidelity import fidelity_record, say_fidelity, say_sizes
 from rnnedge.export.onnx import emit_onnx
 from rnnedge.export.tflite import emit_tflite
 from rnnedge.progress import Progress
 from rnnedge.quantize.calibrate import Overrun, calibrate, range_overruns
-from rnnedge.quantize.int8 import plan_int8
+from rnnedge.quantize.fidelity import split_held_out
 from rnnedge.quantize.int8_dynamic import plan_int8_dynamic
+from rnnedge.quantize.mixed import Int8Budget, plan_within_budget
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.manifest import Manifest, ModelFile
 from rnnedge.runtime.quant.fixed import RANGES
@@ -46,12 +48,19 @@ def add_int8(
     say: Progress,
     *,
     percentile: float | None = None,
+    budget: Int8Budget | None = None,
+    strict: bool = False,
 ) -> tuple[Manifest, dict[str, bytes]]:
-    ranges, overruns = None, []
+    ranges, overruns, fidelity = None, [], {}
     if precision == "int8":
-        # calibration is there: ExportConfig refuses int8 without enough sequences
-        ranges = calibrate(graph, calib, percentile=percentile, progress=say)
-        plan = plan_int8(graph, ranges)
+        # calibration is there: ExportConfig refuses int8 without enough sequences; every
+        # fifth sequence is held out to judge int8 against float on unseen data
+        part, held = split_held_out(calib)
+        ranges = calibrate(graph, part, percentile=percentile, progress=say)
+        budget = budget or Int8Budget()
+        mixed = plan_within_budget(graph, ranges, part, held, budget, strict=strict, say=say)
+        plan, fidelity = mixed.plan, fidelity_record(mixed, budget, strict)
+        say_fidelity(mixed, say)
         overruns = _warn_out_of_range(graph, plan, ranges, golden, say)
     else:
         plan = plan_int8_dynamic(graph)
@@ -72,7 +81,9 @@ def add_int8(
         ModelFile(path=f"model.{precision}.onnx", backend="onnx", precision=precision),
         ModelFile(path=f"model.{precision}.tflite", backend="tflite", precision=precision),
     )
-    return dataclasses.replace(manifest, models=models, int8_scheme=SCHEMES[precision]), new
+    say_sizes(new, precision, say)
+    manifest = dataclasses.replace(manifest, models=models, int8_scheme=SCHEMES[precision])
+    return dataclasses.replace(manifest, int8_fidelity=fidelity), new
 
 
 def _warn_out_of_range(

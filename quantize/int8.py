@@ -22,10 +22,12 @@ input and output parameters, and an int8 state is fed straight back into the nex
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
 from rnnedge.errors import InputError
+from rnnedge.quantize.bounds import Interval, bounded_states
 from rnnedge.quantize.int8_dynamic import weight_scales
 from rnnedge.quantize.int8_gather import table_entry
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
@@ -42,16 +44,21 @@ INT_OPS = ("linear", "gather", "add", "sub", "mul", "sigmoid", "tanh", "relu", *
 CELLS = ("int16", "float")
 HS = ("fixed", "calibrated")
 OUTPUT_HEADROOM = 0.05
-Interval = tuple[float, float]
 
 
 def plan_int8(
-    graph: Graph, ranges: Ranges, *, cell: str = "float", h: str = "calibrated"
+    graph: Graph,
+    ranges: Ranges,
+    *,
+    cell: str = "float",
+    h: str = "calibrated",
+    keep_float: Mapping[str, str] | None = None,
 ) -> QuantPlan:
     """`cell`: the LSTM cell state in "float" or "int16". `h`: a bounded state (GRU / LSTM h)
     at its calibrated range ("calibrated"; still one set for the state's input and output) or
     at the fixed 1/128 ("fixed"). An RNN-tanh h is a TANH output: 1/128 either way. The
-    defaults are export's, each chosen by measurement (docs/int8.md)."""
+    defaults are export's, each chosen by measurement (docs/int8.md). `keep_float`: tensor ->
+    why, activations to leave float with everything tied to them (quantize/mixed.py)."""
     if cell not in CELLS:
         raise InputError(f"cell {cell!r} must be one of {CELLS}")
     if h not in HS:
@@ -61,7 +68,7 @@ def plan_int8(
     proven = bounded_states(graph)
     bounded = proven if h == "fixed" else set()
     cells = _cell_groups(graph, groups, producer, proven)
-    floats = _float_tensors(graph, groups, set().union(*cells.values()))
+    floats = _float_tensors(graph, groups, set().union(*cells.values()), keep_float or {})
     members: dict[str, list[str]] = {}
     for name, root in groups.items():
         members.setdefault(root, []).append(name)
@@ -104,12 +111,21 @@ def _groups(graph: Graph) -> dict[str, str]:
     return {n: find(n) for n in parent}
 
 
-def _float_tensors(graph: Graph, groups: dict[str, str], cell: set[str]) -> dict:
+def activation_groups(graph: Graph) -> dict[str, str]:
+    """tensor -> the root of its group: tensors that share one set of parameters (joined by
+    reshape / slice / concat, or a state's input and output)."""
+    return _groups(graph)
+
+
+def _float_tensors(
+    graph: Graph, groups: dict[str, str], cell: set[str], keep: Mapping[str, str]
+) -> dict:
     """root -> why, for groups that must stay float, each reason naming the op that produces
     the tensor; iterated because a linear that reads a tensor which is not int8 (a float
     group, or an LSTM-like cell kept float or int16) runs in float, so its output is float
     too (the int8 linear kernels and its int32 bias scale need an int8 input)."""
-    why: dict[str, tuple[str, str]] = {}  # group root -> (the tensor that is float, why)
+    # group root -> (the tensor that is float, why); `keep` is mixed precision's choice
+    why: dict[str, tuple[str, str]] = {groups[t]: (t, w) for t, w in keep.items() if t in groups}
     for node in graph.nodes:
         out = node.outputs[0]
         if node.op not in INT_OPS:
@@ -143,71 +159,6 @@ def _float_tensors(graph: Graph, groups: dict[str, str], cell: set[str]) -> dict
                 why[groups[out]] = (out, reason)
                 changed = True
     return why
-
-
-# --- bounded states (h in [-1, 1]) ---------------------------------------------------------
-
-
-def bounded_states(graph: Graph) -> set[str]:
-    """State inputs proven to stay in [-1, 1]: assume it of every state, derive each state
-    output's bound from the ops, drop the states whose output is not inside [-1, 1] (or whose
-    initial value is not), and repeat until nothing changes (an induction over steps)."""
-    hyp = {
-        s.input
-        for s in graph.states
-        if np.all(np.abs(graph.constants[s.init]) <= 1)  # the induction's base case
-    }
-    while True:
-        b = _bounds(graph, hyp)
-        ok = {s.input for s in graph.states if s.input in hyp and _inside(b.get(s.output))}
-        if ok == hyp:
-            return ok
-        hyp = ok
-
-
-def _inside(iv: Interval | None) -> bool:
-    return iv is not None and iv[0] >= -1 and iv[1] <= 1
-
-
-def _bounds(graph: Graph, states: set[str]) -> dict[str, Interval]:
-    b: dict[str, Interval] = {s: (-1.0, 1.0) for s in states}
-    producer: dict[str, Node] = {}
-    for node in graph.nodes:
-        out = node.outputs[0]
-        producer[out] = node
-        ins = [b.get(i) for i in node.inputs]
-        if node.op == "sigmoid":
-            b[out] = (0.0, 1.0)
-        elif node.op == "tanh":
-            b[out] = (-1.0, 1.0)
-        elif node.op in SHAPE_OPS and all(ins):
-            b[out] = (min(i[0] for i in ins), max(i[1] for i in ins))
-        elif node.op == "mul" and all(ins):
-            p = [x * y for x in ins[0] for y in ins[1]]
-            b[out] = (min(p), max(p))
-        elif node.op == "add":
-            iv = _convex(node, b, producer)
-            if iv is not None:
-                b[out] = iv
-    return b
-
-
-def _convex(add: Node, b: dict[str, Interval], producer: dict[str, Node]) -> Interval | None:
-    """add(a, mul(z, sub(s, a))) with z in [0, 1] is a + z (s - a), between a and s: GRU's
-    h' = n + z (h - n). Its bound is the hull of a's and s's."""
-    for a, m in (add.inputs, add.inputs[::-1]):
-        mul = producer.get(m)
-        if mul is None or mul.op != "mul":
-            continue
-        for z, d in (mul.inputs, mul.inputs[::-1]):
-            sub = producer.get(d)
-            zb = b.get(z)
-            if sub is None or sub.op != "sub" or sub.inputs[1] != a or zb is None:
-                continue
-            sb, ab = b.get(sub.inputs[0]), b.get(a)
-            if zb[0] >= 0 and zb[1] <= 1 and sb and ab:
-                return (min(sb[0], ab[0]), max(sb[1], ab[1]))
-    return None
 
 
 # --- the LSTM cell state -------------------------------------------------------------------

@@ -67,6 +67,7 @@ def cmd_export(a: argparse.Namespace) -> None:
             quantize=a.quantize,
             calibration=calibration,
             percentile=a.percentile,
+            int8_budget=None if a.int8_budget is None else {"max_err_pct": a.int8_budget},
             progress=_say,
         )
     print(f"exported {a.model} -> {path}")
@@ -236,6 +237,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="calibrate int8 ranges on the [100-P, P] percentiles instead of min/max, e.g. 99.99",
     )
+    e.add_argument("--int8-budget", type=float, metavar="PCT", help="int8 max error, %% of range")
     e.add_argument("-o", "--output", required=True, help="bundle directory to write (NAME.rnnedge)")
     e.set_defaults(func=cmd_export)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from rnnedge.runtime.bundle import Bundle
+from rnnedge.runtime.quant.fidelity_view import describe_fidelity
 
 
 def describe(bundle: Bundle) -> str:
@@ -41,4 +42,5 @@ def describe(bundle: Bundle) -> str:
         from rnnedge.runtime.quant.describe import describe_plan
 
         lines += describe_plan(bundle.files["quant.json"])
+    lines += describe_fidelity(m.int8_fidelity)
     return "\n".join(lines)

@@ -78,6 +78,9 @@ class Manifest:
     task: Task | None = None
     # why streams(n) cannot batch this model ("" when the inputs carry a batch_axis)
     unbatched_why: str = ""
+    # full int8 against float at export (export/int8_fidelity.py): budget, per split and
+    # output the error, agreement and drift, the tensors kept float; {} without int8
+    int8_fidelity: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
     format_version: str = FORMAT_VERSION
 
@@ -102,6 +105,8 @@ class Manifest:
             "task": vars(self.task) if self.task else None,
             "unbatched_why": self.unbatched_why,
         }
+        if self.int8_fidelity:
+            d["int8_fidelity"] = self.int8_fidelity
         return json.dumps(d, indent=2, sort_keys=False) + "\n"
 
     @classmethod
@@ -128,10 +133,15 @@ class Manifest:
                 budgets=_budgets(d.get("budgets")),
                 task=_task(d.get("task")),
                 unbatched_why=str(d.get("unbatched_why") or ""),
+                int8_fidelity=_dict(d.get("int8_fidelity")),
                 format_version=d["format_version"],
             )
         except (GraphError, KeyError, TypeError, ValueError) as e:
             raise BundleError(f"manifest.json: {e}") from e
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
 
 
 def _check_version(v: Any) -> None:

@@ -45,6 +45,7 @@ import numpy as np
 from onnx import TensorProto, numpy_helper
 
 from rnnedge.export.onnx.float_ops import LOWERINGS, Lowering, unsupported
+from rnnedge.export.onnx.int8_bias import bias_input
 from rnnedge.runtime.graph import Graph, Node
 from rnnedge.runtime.ops import sigmoid
 from rnnedge.runtime.quant.fixed import lookup_table, requantize_fn
@@ -219,7 +220,7 @@ class Int8Lowering:
             ins = [x, self._scale(xp), self._zp(xp), w_q, ws, w_zp, self._scale(yp), self._zp(yp)]
             em.add("QLinearMatMul", ins, out)
             return
-        b_int = em.derived(("bias", bias[0]), f"{bias[0]}.int32", lambda: self._bias(node))
+        b_int = bias_input(em, bias[0], lambda: self._bias(node))
         acc = em.add("MatMulInteger", [x, w_q, self._zp(xp), w_zp])
         acc = em.add("Cast", [em.add("Add", [acc, b_int])], to=TensorProto.FLOAT)
         # y = round(acc x_s w_s[n] / y_s) + y_zp: a per-channel Mul, then a per-tensor

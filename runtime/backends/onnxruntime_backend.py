@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnedge.errors import BackendError
+from rnnedge.runtime.backends.ort_numerics import integer_session_kwargs
 from rnnedge.runtime.backends.probe import model_file, probe
 from rnnedge.runtime.backends.runner import batch_shape
 from rnnedge.runtime.bundle import Bundle
@@ -30,15 +31,17 @@ def onnxruntime_module():
     return onnxruntime
 
 
-def new_session(data: bytes, threads: int = 1):
-    """An InferenceSession on the CPU with `threads` intra-op threads and quiet logging.
+def new_session(data: bytes, threads: int = 1, precision: str = "float"):
+    """An InferenceSession on the CPU with `threads` intra-op threads and quiet logging; an
+    integer `precision` disables the rewrites that change its numerics (ort_numerics.py).
     Raises onnxruntime's own (untyped) errors on a bad model: the caller names the file."""
     ort = onnxruntime_module()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    extra = integer_session_kwargs(opts, precision)
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"], **extra)
 
 
 class OnnxRuntimeBackend:
@@ -49,7 +52,7 @@ class OnnxRuntimeBackend:
         data = bundle.model_bytes("onnx", precision)
         self.label = f"onnxruntime ({model_file(bundle, 'onnx', precision)})"
         try:
-            self.session = new_session(data, threads)
+            self.session = new_session(data, threads, precision)
             # names and dims read once, inside the try: a hostile file's names may not even
             # be UTF-8 (UnicodeDecodeError from the bindings)
             in_args = [(i.name, tuple(i.shape)) for i in self.session.get_inputs()]

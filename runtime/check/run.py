@@ -32,6 +32,7 @@ from rnnedge.runtime.backends import (
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.check.data import Sequences, golden_sequences, loop
 from rnnedge.runtime.check.metrics import OutputMetrics, judge, output_metrics, task_metrics
+from rnnedge.runtime.check.spec_drift import spec_drift
 from rnnedge.runtime.manifest import PRECISIONS, Task
 
 # (x, states) -> (data outputs, next states): one step of a backend or of the reference
@@ -233,7 +234,9 @@ def _check_pair(
         return replace(base, outputs=tuple(outputs), seconds=seconds, reason=reason)
     bad = [m for m in outputs if not m.passed]
     reason = "; ".join(f"{m.name}: {', '.join(m.violations)}" for m in bad)
-    status = "fail" if bad else "pass"
+    drift = spec_drift(bundle, backend, seqs.inputs) if precision == "int8" else ""
+    reason = "; ".join(r for r in (drift, reason) if r)
+    status = "fail" if bad or drift else "pass"
     return replace(base, status=status, reason=reason, outputs=tuple(outputs), seconds=seconds)
 
 

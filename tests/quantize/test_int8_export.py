@@ -52,6 +52,9 @@ def exported(tmp_path_factory):
                 out,
                 quantize=P,
                 calibration=_sequences(1, 20, 500),  # calibrated on one set ...
+                # every tensor int8 whatever the error: these tests hold the integer kernels
+                # (mixed precision would leave the worst float: test_int8_mixed.py)
+                int8_budget={"max_err_pct": 100.0, "allow_drift": True},
             )
             cache[key] = (path, model)
         return cache[key]

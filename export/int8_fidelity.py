@@ -1,0 +1,57 @@
+"""The export side of int8 fidelity (issue 16): what int8 costs against float, recorded in the
+manifest (`int8_fidelity`, shown by `rnnedge inspect`) and said one line each through the
+export's progress callback: which tensors mixed precision kept float and why, and the size
+of the int8 files against the float ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rnnedge.progress import Progress
+from rnnedge.quantize.fidelity import Fidelity
+from rnnedge.quantize.mixed import Int8Budget, Mixed
+
+
+def fidelity_record(mixed: Mixed, budget: Int8Budget, strict: bool) -> dict[str, Any]:
+    """The manifest's int8_fidelity: the budget, whether it holds, each split's numbers (and
+    the all-int8 ones when mixed precision changed the plan), the tensors kept float."""
+    rec: dict[str, Any] = {
+        "mode": "strict" if strict else "mixed",
+        "budget": budget.to_json(),
+        "met": mixed.met,
+        "splits": {k: f.to_json() for k, f in mixed.after.items()},
+        "kept_float": [{"tensor": t, "why": w} for t, w in mixed.kept.items()],
+    }
+    if mixed.kept:
+        rec["all_int8"] = {k: f.to_json() for k, f in mixed.before.items()}
+    return rec
+
+
+def say_fidelity(mixed: Mixed, say: Progress) -> None:
+    for t, why in mixed.kept.items():
+        say(f"  kept float: {t}: {why}")
+    for f in mixed.after.values():
+        say(f"  int8 vs float, {f.split} ({f.sequences} sequences, {f.steps} steps): {_line(f)}")
+    if not mixed.met:
+        say("  warning: int8 still misses its budget with these tensors float (see inspect)")
+
+
+def _line(f: Fidelity) -> str:
+    parts = []
+    for o in f.outputs:
+        text = f"{o.name} max {o.max_err_pct:.2f}% of range, mean {o.mean_err:.3g}"
+        if o.agreement is not None:
+            text += f", {o.decision} agrees {100 * o.agreement:.2f}%"
+        text += f", drift {o.drift:.2f}x" + (" (drifting)" if o.drifting else "")
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def say_sizes(files: dict[str, bytes], precision: str, say: Progress) -> None:
+    for kind in ("onnx", "tflite"):
+        q, f = files.get(f"model.{precision}.{kind}"), files.get(f"model.{kind}")
+        if q is not None and f:
+            say(
+                f"  model.{precision}.{kind}: {len(q) / 1024:.1f} KiB "
+                f"({100 * len(q) / len(f):.0f}% of float {len(f) / 1024:.1f} KiB)"
+            )
