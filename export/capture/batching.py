@@ -39,6 +39,13 @@ def batch_graph(g1: Graph, args: tuple, recapture: Recapture) -> tuple[Graph, st
         doubled = [torch.cat([t, t], dim=a) for t, a in zip(leaves, axes)]
         try:
             g2 = recapture(pytree.tree_unflatten(doubled, spec))
+        except RnnedgeError as e:  # say it was rnnedge's probe, not the user's example
+            reason = (
+                f"rnnedge looks for a batch axis by capturing the model with the example "
+                f"doubled along axis {axes[0]}, and that capture failed ({e})"
+            )
+            continue
+        try:
             g = _polymorphic(g1, g2)
             _check_independent(g)
             return g, ""
