@@ -102,7 +102,10 @@ class Manifest:
             "task": vars(self.task) if self.task else None,
             "unbatched_why": self.unbatched_why,
         }
-        return json.dumps(d, indent=2, sort_keys=False) + "\n"
+        try:  # strict JSON: NaN and Infinity are not JSON, other readers refuse them
+            return json.dumps(d, indent=2, sort_keys=False, allow_nan=False) + "\n"
+        except ValueError as e:
+            raise BundleError(f"manifest.json: a value is not finite ({e})") from e
 
     @classmethod
     def from_json(cls, text: bytes) -> Manifest:

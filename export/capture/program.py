@@ -53,6 +53,9 @@ def capture(model: torch.nn.Module, example: Any) -> Captured:
     """`example` is one step of input: a tensor, or a tuple (x, *states) for a model whose
     forward already takes and returns its states; the i-th state input pairs with the i-th of
     the last len(states) outputs."""
+    if not isinstance(model, torch.nn.Module):  # e.g. the class KWS instead of KWS()
+        what = f"the class {model.__name__}" if isinstance(model, type) else type(model).__name__
+        raise ExportError(f"model must be an nn.Module instance, got {what} (call it: KWS())")
     args = example if isinstance(example, tuple) else (example,)
     _check_example(args)
     was_training = _enter_eval(model)
