@@ -12,7 +12,6 @@ import numpy as np
 
 from rnnedge.errors import ExportError, InputError
 from rnnedge.progress import Progress
-from rnnedge.runtime.inputs import split_sequences
 from rnnedge.runtime.manifest import Task
 
 QUANTIZE = ("none", "int8-dynamic", "int8")
@@ -57,18 +56,22 @@ class ExportConfig:
 
     def check_step(self, example: Any) -> None:
         """Calibration and golden sequences against the example's step input, before capture
-        (seconds of work): each a (T, *step shape) array of finite numbers (rows of the step's
-        size are accepted, as everywhere: runtime/inputs.split_sequences)."""
+        (seconds of work), in the words quantize/calibrate.check_sequences uses after it: each
+        a (T, *step shape) array of finite numbers (rows of the step's size are accepted, the
+        one shape rule of runtime/inputs.split_sequences)."""
         x = example[0] if isinstance(example, tuple) else example
         shape = tuple(getattr(x, "shape", ()))
         for name in ("calibration", "golden"):
             for i, seq in enumerate(getattr(self, name) or ()):
-                what = f"{name} sequence {i}"
-                arr = np.asarray(seq)
+                what, arr = f"{name} sequence {i}", np.asarray(seq)
+                if arr.dtype.kind not in "fiu":
+                    raise InputError(f"{what}: dtype {arr.dtype} is not numeric")
                 if arr.ndim < 1 or len(arr) == 0 or arr[0].size != int(np.prod(shape)):
-                    dims = ", ".join(map(str, shape))
-                    raise InputError(f"{what}: shape {list(arr.shape)} is not (T, {dims})")
-                split_sequences(arr, shape, what)  # dtype, NaN and Inf
+                    raise InputError(
+                        f"{what}: shape {list(arr.shape)} is not (T, {list(shape)}) with T >= 1"
+                    )
+                if not np.isfinite(arr).all():
+                    raise InputError(f"{what}: holds NaN or Inf")
 
     def say(self, line: str) -> None:
         if self.progress is not None:
