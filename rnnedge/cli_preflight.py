@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,24 +42,28 @@ def require(modules: tuple[str, ...], why: str) -> None:
 
 
 def writable(path: str | None, option: str, *, directory: bool = False) -> None:
-    """`path` can be written: its parent exists and is writable, and it is not a directory
-    (or, with `directory`, not a file). Nothing is created."""
+    """`path` can be written, tried for real (permission bits say nothing to root, nor about
+    /proc or a read-only mount): a file is opened for appending and removed again if it was
+    not there; a directory's nearest existing parent gets a temporary directory."""
     if path is None:
         return
     p = Path(path)
-    if not directory and p.is_dir():
-        raise UsageError(f"{option} {path}: is a directory, expected a file name")
-    if directory and p.exists() and not p.is_dir():
-        raise UsageError(f"{option} {path}: is a file, expected a directory")
-    parent = p.parent if str(p.parent) else Path(".")
-    # a bundle directory's parents are created by write_bundle; a file's parent must exist
-    probe = parent
-    while directory and not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UsageError(f"{option} {path}: directory {parent} does not exist")
-    if not os.access(probe, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise UsageError(f"{option} {path}: cannot write there (permission denied)")
+    try:
+        if directory:
+            if p.exists() and not p.is_dir():
+                raise UsageError(f"{option} {path}: cannot write it (a file is in the way)")
+            probe = p.parent
+            while not probe.exists() and probe != probe.parent:
+                probe = probe.parent
+            os.rmdir(tempfile.mkdtemp(prefix=".rnnedge-probe-", dir=probe))
+            return
+        existed = p.exists()
+        with open(p, "ab"):
+            pass
+        if not existed:
+            p.unlink()
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot write it ({e.strerror or e})") from e
 
 
 def read_arrays(path: str, option: str) -> dict[str, np.ndarray]:
