@@ -171,3 +171,19 @@ def test_an_outputs_own_budget_replaces_the_shared_one() -> None:
     assert budget_for(budget, "y") == {"scaled_abs_err": 0.05}
     assert budget_for(budget, "h_out") == {"scaled_abs_err": 1.6}
     assert budget_for(budget, "other") == {"scaled_abs_err": 1.6}
+
+
+def test_the_cli_says_a_fallback_on_stderr(zoo_bundle, tmp_path, capsys) -> None:
+    # item 9: rc 0 and no word; now one warning line, and --backend litert fails instead
+    from rnnedge.cli import main
+
+    bundle = tmp_path / "t.rnnedge"
+    shutil.copytree(zoo_bundle("gru")[0], bundle)
+    (bundle / "model.tflite").write_bytes(b"TFL3 truncated")
+    _rehash(bundle, "model.tflite")
+    np.save(tmp_path / "xs.npy", np.zeros((3, 1, 1, 8), np.float32))
+    assert main(["run", str(bundle), "--input", str(tmp_path / "xs.npy")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("rnnedge run: warning:") and "litert" in err[0]
+    argv = ["run", str(bundle), "--input", str(tmp_path / "xs.npy"), "--backend", "litert"]
+    assert main(argv) == 1
