@@ -88,6 +88,11 @@ def test_without_torch_commands_name_the_extra(net, tmp_path) -> None:
                      ["demo", "--out", "{tmp_path}/demo"],
                      ["check", "{bundle}", "--model", "{model}:make"]):
             print(main(argv))
+        import rnnedge
+        try:
+            rnnedge.export(object(), None, out="{tmp_path}/p")
+        except rnnedge.RnnedgeError as e:
+            print("api", e, file=sys.stderr)
         """
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -95,6 +100,7 @@ def test_without_torch_commands_name_the_extra(net, tmp_path) -> None:
     assert "Traceback" not in r.stderr
     errors = _errors(r.stderr)
     assert len(errors) == 3 and all("pip install 'rnnedge[export]'" in e for e in errors), errors
+    assert "api rnnedge.export needs PyTorch" in r.stderr, r.stderr
 
 
 def test_console_script_imports_a_package_in_the_working_directory(tmp_path) -> None:
