@@ -58,9 +58,7 @@ def net(tmp_path_factory):
     d = tmp_path_factory.mktemp("first_hour")
     (d / "net.py").write_text(MODEL_PY)
     out = d / "net.rnnedge"
-    assert (
-        main(["-q", "export", f"{d / 'net.py'}:make", "--step-shape", "1,1,6", "-o", str(out)]) == 0
-    )
+    assert main(["export", f"{d / 'net.py'}:make", "--step-shape", "1,1,6", "-o", str(out)]) == 0
     return d / "net.py", out
 
 

@@ -25,7 +25,6 @@ from rnnedge.errors import (
     InputError,
 )
 from rnnedge.export.pipeline import export_bundle
-from rnnedge.runtime.check.metrics import budget_for
 from rnnedge.runtime.manifest import Manifest
 
 
@@ -167,6 +166,8 @@ def test_tflite_runtime_with_numpy_2_is_one_line(zoo_bundle, monkeypatch) -> Non
 
 def test_an_outputs_own_budget_replaces_the_shared_one() -> None:
     # item 17: every output and state was held to 2x the worst error of any of them
+    from rnnedge.runtime.check.metrics import budget_for
+
     budget = {"scaled_abs_err": 1.6, "scaled_abs_err@y": 0.05, "scaled_abs_err@h_out": 1.6}
     assert budget_for(budget, "y") == {"scaled_abs_err": 0.05}
     assert budget_for(budget, "h_out") == {"scaled_abs_err": 1.6}
