@@ -73,7 +73,7 @@ def export_bundle(
 def _capture(model: torch.nn.Module, example: Any, cfg: ExportConfig) -> Captured:
     cfg.say("capturing one step with torch.export")
     if getattr(model, "training", False):  # capture switches it, and back afterwards
-        cfg.say("the model is in training mode: exporting it in eval mode (dropout off)")
+        cfg.say("the model is in training mode (as a new nn.Module is): exported in eval mode")
     cap = capture(model, example)
     states = ", ".join(cap.graph.state_inputs) or "none"
     cfg.say(f"captured {len(cap.graph.nodes)} ops, states: {states}")

@@ -26,10 +26,13 @@ COUNT = re.compile(r"^(?P<head>.*?)(?P<done>\d+)/(?P<total>\d+)\b")
 
 def bar_text(done: int, total: int, seconds: float, what: str) -> str:
     filled = WIDTH * done // max(total, 1)
-    rate = done / seconds if seconds > 0 else 0.0
-    left = (total - done) / rate if rate > 0 else 0.0
-    eta = f"{left:5.1f}s left" if done < total else f"{seconds:5.1f}s"
-    return f"  [{'#' * filled}{'-' * (WIDTH - filled)}] {done}/{total} {rate:6.1f}/s {eta} {what}"
+    if seconds < 0.05:  # too early for a rate that means anything
+        speed = eta = "-"
+    else:
+        rate = done / seconds
+        speed = f"{rate:.1f}/s"
+        eta = f"{(total - done) / rate:.1f}s left" if done < total else f"{seconds:.1f}s"
+    return f"  [{'#' * filled}{'-' * (WIDTH - filled)}] {done}/{total} {speed} {eta} {what}"
 
 
 class ProgressBar:
