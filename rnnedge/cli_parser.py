@@ -210,4 +210,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for add in (add_export, add_inspect, add_run, add_check, add_demo, add_bench, add_boards):
         add(sub)
+    for command in sub.choices.values():  # `rnnedge export ... -q` works as well
+        command.add_argument(
+            "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress"
+        )
     return p

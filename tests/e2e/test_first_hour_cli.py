@@ -196,6 +196,8 @@ def test_int8_export_one_shape_rule_one_bar_own_budgets(net, tmp_path, capsys) -
     assert min(own.values()) < budget["scaled_abs_err"]  # the output is not held to the state's
     assert main(["-q", "check", str(out)]) == 0
     assert capsys.readouterr().err == ""  # item 7: --quiet
+    assert main(["check", str(out), "--quiet"]) == 0  # after the command too
+    assert capsys.readouterr().err == ""
 
 
 def test_run_takes_the_same_shapes_as_check(net, tmp_path, capsys) -> None:
