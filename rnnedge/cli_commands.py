@@ -35,6 +35,8 @@ def cmd_export(a: argparse.Namespace) -> None:
     out = Path(a.output)
     if out.exists() and not a.force:
         raise UsageError(f"-o {out}: exists already; pass --force to replace it")
+    if out.exists() and not (out / "manifest.json").is_file():
+        raise UsageError(f"-o {out}: exists and is not an rnnedge bundle; refusing to replace it")
     writable(a.output, "-o", directory=True)
     config = _export_config(a)
     import torch

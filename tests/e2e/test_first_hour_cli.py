@@ -238,6 +238,9 @@ def test_misleading_messages(net, tmp_path, capsys) -> None:
     _one_line(capsys, 2, main(argv), "--state-shape")
     argv = ["export", f"{model}:broken", "--step-shape", "1,1,6", "-o", str(bundle)]
     _one_line(capsys, 2, main(argv), "pass --force")
+    (tmp_path / "notes").mkdir()
+    argv = ["export", f"{model}:broken", "--step-shape", "1,1,6", "-o", str(tmp_path / "notes")]
+    _one_line(capsys, 2, main([*argv, "--force"]), "is not an rnnedge bundle")
 
 
 def test_closed_stdout_exits_quietly(net) -> None:
