@@ -8,6 +8,7 @@ calling it runs `export_bundle` (export/pipeline.py). torch is imported on the f
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import types
 from typing import Any
@@ -15,6 +16,13 @@ from typing import Any
 
 class _CallableModule(types.ModuleType):
     def __call__(self, model: Any, example: Any, out: Any, **kwargs: Any) -> Any:
+        if importlib.util.find_spec("torch") is None:  # a board install: say which extra
+            from rnnedge.errors import MissingDependencyError
+
+            raise MissingDependencyError(
+                "rnnedge.export needs PyTorch, which is not installed here: "
+                "pip install 'rnnedge[export]'"
+            )
         from rnnedge.export.pipeline import export_bundle
 
         return export_bundle(model, example, out, **kwargs)

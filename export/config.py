@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,10 +60,44 @@ class ExportConfig:
             raise InputError(f"calibration percentile {self.percentile!r} must be in (50, 100]")
         if self.quantize == "int8":
             _check_int8_calibration(self.calibration)
+        if self.percentile is not None and self.calibration is None:
+            raise InputError("percentile sets how calibration is read: pass calibration too")
+
+    def check_step(self, example: Any) -> None:
+        """Calibration and golden sequences against the example's step input, before capture
+        (seconds of work), in the words quantize/calibrate.check_sequences uses after it: each
+        a (T, *step shape) array of finite numbers (rows of the step's size are accepted, the
+        one shape rule of runtime/inputs.split_sequences)."""
+        x = example[0] if isinstance(example, tuple) else example
+        shape = tuple(getattr(x, "shape", ()))
+        for name in ("calibration", "golden"):
+            for i, seq in enumerate(getattr(self, name) or ()):
+                what, arr = f"{name} sequence {i}", np.asarray(seq)
+                if arr.dtype.kind not in "fiu":
+                    raise InputError(f"{what}: dtype {arr.dtype} is not numeric")
+                if arr.ndim < 1 or len(arr) == 0 or arr[0].size != int(np.prod(shape)):
+                    raise InputError(
+                        f"{what}: shape {list(arr.shape)} is not (T, {list(shape)}) with T >= 1"
+                    )
+                if not np.isfinite(arr).all():
+                    raise InputError(f"{what}: holds NaN or Inf")
 
     def say(self, line: str) -> None:
         if self.progress is not None:
             self.progress(line)
+
+
+def finite_golden(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """PyTorch's golden outputs, refused when not finite: a model that outputs NaN or Inf on
+    its golden inputs cannot be checked against, and JSON has no NaN to record it with."""
+    for name, arr in arrays.items():
+        if not np.isfinite(arr).all():
+            raise ExportError(
+                f"the model's output {name.partition('.')[2]!r} is NaN or Inf on the golden "
+                f"inputs ({name.partition('.')[0]}): a bundle checked against it would pass "
+                "anything; fix the model (or its weights) first"
+            )
+    return arrays
 
 
 def _sequences(value: Iterable[np.ndarray], name: str) -> tuple[np.ndarray, ...]:

@@ -14,6 +14,7 @@ import logging
 import pickle
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import torch
@@ -90,6 +91,11 @@ def _import(target: str):
 def load_weights(model: torch.nn.Module, path: Path) -> None:
     if not path.is_file():
         raise ModelSpecError(f"weights file {path} does not exist")
+    if _is_npz(path):  # torch.load would say "[enforce fail at inline_container.cc:180]"
+        raise ModelSpecError(
+            f"weights file {path} is a numpy .npz archive, not a state_dict: save the weights "
+            "with torch.save(model.state_dict(), 'w.pt') or as .safetensors"
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -117,6 +123,16 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
             f"weights file {path} does not fit the model: missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
+
+
+def _is_npz(path: Path) -> bool:
+    """A zip of .npy members only (np.savez); a torch checkpoint is a zip holding data.pkl."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return bool(names) and all(n.endswith(".npy") for n in names)
 
 
 def _first_line(e: Exception) -> str:

@@ -16,7 +16,7 @@ import torch
 from rnnedge.errors import ExportError
 from rnnedge.export.aliasing import check_distinct
 from rnnedge.export.capture.program import Captured, capture
-from rnnedge.export.config import ExportConfig, config_from
+from rnnedge.export.config import ExportConfig, config_from, finite_golden
 from rnnedge.export.gates import FLOAT_GATE, int8_parity, parity
 from rnnedge.export.onnx import emit_onnx
 from rnnedge.export.quantized import add_int8
@@ -48,13 +48,14 @@ def export_bundle(
     golden, task, progress) says how; see ExportConfig."""
     cfg = config_from(config, options)
     check_distinct(example)
+    cfg.check_step(example)  # calibration and golden shapes, before any work
     cap = _capture(model, example, cfg)
     files = _float_files(cap.graph, cfg)
     calib = None if cfg.calibration is None else check_sequences(cap.graph, cfg.calibration)
     cfg.say("recording golden vectors with PyTorch")
     sequences = _golden_inputs(cap.graph, cfg.golden if cfg.golden is not None else _first(calib))
     data = gate_over_time(model, example, cap.graph, sequences, cfg.say)
-    files["golden.npz"] = write_npz(golden_vectors(cap, sequences, data))
+    files["golden.npz"] = write_npz(finite_golden(golden_vectors(cap, sequences, data)))
     manifest = _manifest(cap.graph, files={}, task=_checked_task(cfg.task, cap.graph))
     manifest = dataclasses.replace(manifest, unbatched_why=cap.unbatched_why)
     if cfg.quantize != "none":
@@ -78,6 +79,8 @@ def export_bundle(
 
 def _capture(model: torch.nn.Module, example: Any, cfg: ExportConfig) -> Captured:
     cfg.say("capturing one step with torch.export")
+    if getattr(model, "training", False):  # capture switches it, and back afterwards
+        cfg.say("the model is in training mode (as a new nn.Module is): exported in eval mode")
     cap = capture(model, example, probe=cfg.calibration)
     states = ", ".join(cap.graph.state_inputs) or "none"
     cfg.say(f"captured {len(cap.graph.nodes)} ops, states: {states}")

@@ -175,5 +175,13 @@ def gate_over_time(
             f"running the model step by step with its own states fed back raised "
             f"{type(e).__name__}: {first}"
         ) from e
+    for spec, *outs in zip(graph.data_outputs, *ref.outputs):
+        if not all(
+            np.isfinite(o).all() for o in outs
+        ):  # nothing can be checked against NaN: say that first
+            raise ExportError(
+                f"the model's output {spec.name!r} is NaN or Inf on the golden inputs: a "
+                "bundle checked against it would pass anything; fix the model (or its weights)"
+            )
     check_over_time(model, example, graph, sequences, ref, SEQUENCE_GATE, say)
     return ref.outputs[: len(golden)]

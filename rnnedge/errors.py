@@ -1,7 +1,9 @@
 """Every error rnnedge raises on purpose derives from RnnedgeError.
 
-The CLI catches RnnedgeError and prints its message as one line (exit code 1). Messages name
-the file, tensor, op or argument at fault and say what was expected.
+The CLI catches RnnedgeError and prints its message as one line: exit code 2 for a UsageError
+(the command line asks for something that cannot be done, found before any work starts), 1 for
+every other error (the work failed). Messages name the file, tensor, op or argument at fault
+and say what was expected.
 """
 
 
@@ -43,6 +45,19 @@ class ProfileError(RnnedgeError):
 
 class StreamsError(RnnedgeError):
     """Streams cannot be batched for this bundle, or a stream id is unknown."""
+
+
+class UsageError(RnnedgeError):
+    """An option, an output path or an optional dependency an option needs is wrong or missing;
+    checked before any work starts (CLI exit code 2)."""
+
+
+class MissingDependencyError(UsageError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class BackendFallbackWarning(RuntimeWarning):
+    """backend="auto" could not load the bundle on a preferred backend and used the next one."""
 
 
 class CalibrationRangeWarning(UserWarning):

@@ -34,6 +34,10 @@ class Bundle:
     graph: Graph
     files: dict[str, bytes]  # every file but manifest.json, hash-checked
 
+    def __repr__(self) -> str:  # never the weights: a REPL echo must stay one line
+        models = ", ".join(f"{m.path}" for m in self.manifest.models)
+        return f"<rnnedge.Bundle {str(self.path)!r} {self.manifest.producer}: {models}>"
+
     def model_bytes(self, fmt: str, precision: str) -> bytes:
         """The model file of format `fmt` ("onnx" | "tflite", manifest.MODEL_FORMATS)."""
         for m in self.manifest.models:
@@ -157,3 +161,11 @@ def _check_io(path: Path, manifest: Manifest, graph: Graph) -> None:
     pairs = {(s.input, s.output, s.init) for s in manifest.states}
     if pairs != {(s.input, s.output, s.init) for s in graph.states}:
         raise BundleError(f"{path}: manifest states do not match graph.json")
+    # the declared shapes too: the backends check graph.json's against every model file
+    for s in manifest.states:
+        want = graph.spec(s.input).shape
+        if tuple(s.shape) != want or graph.constants[s.init].shape != want:
+            raise BundleError(
+                f"{path}/manifest.json: state {s.input!r} is declared {list(s.shape)}, "
+                f"graph.json and the model files have {list(want)}"
+            )

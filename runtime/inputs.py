@@ -100,3 +100,29 @@ def sample_input(
     if spec.dtype in INDEX_DTYPES:
         return rng.integers(0, id_limit(graph, spec.name), shape).astype(spec.dtype)
     return rng.standard_normal(shape).astype(np.float32)
+
+
+def split_sequences(arr: np.ndarray, step_shape: tuple[int, ...], what: str) -> list[np.ndarray]:
+    """THE shape rule for arrays of sequences, read the same way by `run --input`, `check
+    --data` and `--calibration` (docs/shapes in README "Command line"): an array whose rows
+    each hold one step's values is ONE sequence of len(arr) steps, e.g. (T, 1, 1, 40) or
+    (T, 40) for a (1, 1, 40) step; an array whose rows each hold a sequence of such rows is
+    len(arr) sequences, e.g. (N, T, 40). Each comes back float32 (T, *step shape)."""
+    arr = np.asarray(arr)
+    size = int(np.prod(step_shape))
+    if arr.dtype.kind not in "fiu":
+        raise InputError(f"{what}: dtype {arr.dtype} is not a number type")
+    if arr.ndim >= 1 and len(arr) and arr[0].size == size:
+        seqs = [arr.reshape(len(arr), *step_shape)]
+    elif arr.ndim >= 2 and arr.shape[1] and arr[0, 0].size == size:
+        seqs = [a.reshape(len(a), *step_shape) for a in arr]
+    else:
+        dims = ", ".join(map(str, step_shape))
+        raise InputError(
+            f"{what}: shape {list(arr.shape)} is neither (T, {dims}) nor (N, T, {dims}) "
+            f"(rows of {size} values are also accepted as steps)"
+        )
+    out = [np.ascontiguousarray(s, dtype=np.float32) for s in seqs]
+    if not all(np.isfinite(s).all() for s in out):
+        raise InputError(f"{what}: contains NaN or Inf")
+    return out

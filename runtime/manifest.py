@@ -107,7 +107,10 @@ class Manifest:
         }
         if self.int8_fidelity:
             d["int8_fidelity"] = self.int8_fidelity
-        return json.dumps(d, indent=2, sort_keys=False) + "\n"
+        try:  # strict JSON: NaN and Infinity are not JSON, other readers refuse them
+            return json.dumps(d, indent=2, sort_keys=False, allow_nan=False) + "\n"
+        except ValueError as e:
+            raise BundleError(f"manifest.json: a value is not finite ({e})") from e
 
     @classmethod
     def from_json(cls, text: bytes) -> Manifest:

@@ -20,13 +20,20 @@ the same time.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from rnnedge.errors import BackendError, InputError, RnnedgeError, StreamsError
-from rnnedge.runtime.backends import Backend, batch_shape, open_backend
+from rnnedge.errors import (
+    BackendError,
+    BackendFallbackWarning,
+    InputError,
+    RnnedgeError,
+    StreamsError,
+)
+from rnnedge.runtime.backends import Backend, batch_shape, open_noting_fallbacks
 from rnnedge.runtime.bundle import Bundle, read_bundle
 from rnnedge.runtime.graph import TensorSpec
 from rnnedge.runtime.inputs import check_array, step_check
@@ -42,7 +49,14 @@ def load(
     """Opens a bundle. backend: "auto" (litert > onnxruntime > numpy), "litert",
     "onnxruntime" or "numpy". verify=False skips the sha256 checks (see read_bundle)."""
     bundle = read_bundle(path, verify=verify)
-    return Model(bundle, open_backend(bundle, backend, precision), precision)
+    chosen, fallbacks = open_noting_fallbacks(bundle, backend, precision)
+    if fallbacks:  # said, never silent: the preferred backend could not load this file
+        warnings.warn(
+            f"{bundle.path}: running on {chosen.name}, because {'; '.join(fallbacks)}",
+            BackendFallbackWarning,
+            stacklevel=2,
+        )
+    return Model(bundle, chosen, precision, fallbacks)
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,14 @@ class Model:
     bundle: Bundle
     backend: Backend
     precision: str
+    # backend="auto": why each preferred backend failed to load the bundle ("" for none)
+    fallbacks: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return (
+            f"<rnnedge.Model {str(self.bundle.path)!r} backend={self.backend_name} "
+            f"precision={self.precision} {_signature(self.bundle)}>"
+        )
 
     @property
     def backend_name(self) -> str:
@@ -89,6 +111,11 @@ class Stream:
         self._runner_step = self._runner.step
         self._single = len(self._out_specs) == 1
         self._what = model.backend.label
+        self._model = model
+
+    def __repr__(self) -> str:
+        m = self._model
+        return f"<rnnedge.Stream of {str(m.bundle.path)!r} on {m.backend_name}/{m.precision}>"
 
     def step(self, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         """One time step: x shaped like the export example. Returns the output (a tuple when
@@ -168,6 +195,13 @@ class Streams:
         self._next_id = n
         self._rebuild(
             [self._tile(init, spec, n) for init, spec in zip(self._initial, self._state_specs)]
+        )
+
+    def __repr__(self) -> str:
+        m = self._model
+        return (
+            f"<rnnedge.Streams n={len(self._ids)} of {str(m.bundle.path)!r} on "
+            f"{m.backend_name}/{m.precision}>"
         )
 
     @property
@@ -291,6 +325,17 @@ class Streams:
     @staticmethod
     def _tile(init: np.ndarray, spec: TensorSpec, n: int) -> np.ndarray:
         return np.concatenate([init] * n, axis=spec.batch_axis) if n else init[:0]
+
+
+def _signature(bundle: Bundle) -> str:
+    """inputs, outputs and states with their shapes, e.g. "x[1, 1, 40] -> y[1, 1, 12]"."""
+    g = bundle.graph
+
+    def show(specs) -> str:
+        return ", ".join(f"{t.name}{list(t.shape)}" for t in specs) or "-"
+
+    states = ", ".join(f"{s.input}{list(g.spec(s.input).shape)}" for s in g.states) or "none"
+    return f"inputs {show(g.inputs[:1])} outputs {show(g.data_outputs)} states {states}"
 
 
 def check_state(value: object, specs: list[TensorSpec], streams: int) -> list[np.ndarray]:

@@ -34,7 +34,7 @@ from torch import nn
 
 from rnnedge.boards.peers.eager import step_module
 from rnnedge.errors import BackendError
-from rnnedge.runtime.backends.litert_backend import LiteRTRunner, interpreter_class
+from rnnedge.runtime.backends.litert_backend import LiteRTRunner, interpreter_class, quiet_stderr
 from rnnedge.runtime.backends.onnxruntime_backend import OrtRunner, new_session
 from rnnedge.runtime.bundle import Bundle
 
@@ -307,7 +307,8 @@ def tflite_ops(data: bytes) -> dict[str, int]:
 
 def _interpreter(data: bytes):
     interp = interpreter_class()(model_content=data, num_threads=1)
-    interp.allocate_tensors()
+    with quiet_stderr():
+        interp.allocate_tensors()
     return interp
 
 

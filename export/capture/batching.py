@@ -36,17 +36,28 @@ def batch_graph(
 
     leaves, spec = pytree.tree_flatten(args)
     reason = "no axis of the step input doubles cleanly"
+    found = False  # a reason from a probe that captured, the most telling one
     for attempt, axes in enumerate(_candidate_axes(leaves)):
         if attempt >= MAX_ATTEMPTS:
             break
         doubled = [torch.cat([t, t], dim=a) for t, a in zip(leaves, axes)]
         try:
             g2 = recapture(pytree.tree_unflatten(doubled, spec))
+        except RnnedgeError as e:  # say it was rnnedge's probe, not the user's example, and
+            # never let it hide a reason found on a capture that worked (a batch-mixing op)
+            if not found:
+                reason = (
+                    f"rnnedge looks for a batch axis by capturing the model with the example "
+                    f"doubled along axis {axes[0]}, and that capture failed ({e})"
+                )
+            continue
+        try:
             g = _polymorphic(g1, g2)
             check_independent(g, probe)
             return g, ""
         except (RnnedgeError, NotBatchable) as e:
-            reason = str(e)
+            if not found:
+                reason, found = str(e), True
     return g1, reason
 
 

@@ -57,6 +57,9 @@ def capture(
     forward already takes and returns its states; the i-th state input pairs with the i-th of
     the last len(states) outputs. `probe`: input sequences (the calibration data) that the
     streams(n) check steps the model through, besides seeded random ones."""
+    if not isinstance(model, torch.nn.Module):  # e.g. the class KWS instead of KWS()
+        what = f"the class {model.__name__}" if isinstance(model, type) else type(model).__name__
+        raise ExportError(f"model must be an nn.Module instance, got {what} (call it: KWS())")
     args = example if isinstance(example, tuple) else (example,)
     _check_example(args)
     was_training = _enter_eval(model)

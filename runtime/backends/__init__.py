@@ -22,6 +22,7 @@ __all__ = [
     "available_backends",
     "batch_shape",
     "open_backend",
+    "open_noting_fallbacks",
 ]
 
 
@@ -70,17 +71,28 @@ MODEL_FILE_KIND = {"litert": "tflite", "onnxruntime": "onnx"}
 
 
 def open_backend(bundle: Bundle, name: str, precision: str) -> Backend:
+    return open_noting_fallbacks(bundle, name, precision)[0]
+
+
+def open_noting_fallbacks(
+    bundle: Bundle, name: str, precision: str
+) -> tuple[Backend, tuple[str, ...]]:
+    """The backend, and for "auto" why each INSTALLED backend it preferred failed to load the
+    bundle (a backend that is not installed is passed over without a word). A named backend
+    never falls back: its error is raised."""
     if name == "auto":
-        errors = []
+        errors, installed = [], available_backends()
         for candidate in BACKENDS:
             try:
-                return _OPENERS[candidate](bundle, precision)
+                return _OPENERS[candidate](bundle, precision), tuple(
+                    e for c, e in errors if c in installed
+                )
             except BackendError as e:
-                errors.append(str(e))
-        raise BackendError("no backend can run this bundle: " + "; ".join(errors))
+                errors.append((candidate, f"{candidate}: {e}"))
+        raise BackendError("no backend can run this bundle: " + "; ".join(e for _, e in errors))
     if name not in _OPENERS:
         raise BackendError(f"unknown backend {name!r}; choose auto, {', '.join(BACKENDS)}")
-    return _OPENERS[name](bundle, precision)
+    return _OPENERS[name](bundle, precision), ()
 
 
 def available_backends() -> list[str]:

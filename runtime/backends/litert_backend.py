@@ -9,6 +9,13 @@ pattern, on our files and on the peers'.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import numpy as np
 
 from rnnedge.errors import BackendError
@@ -18,8 +25,9 @@ from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.graph import MAX_ELEMENTS
 
 
-def interpreter_class() -> type:
-    """LiteRT's Interpreter class, or a BackendError saying how to install it."""
+def interpreter_class() -> Callable[..., Any]:
+    """A constructor of LiteRT's Interpreter that keeps LiteRT's C++ log lines off stderr
+    (see quiet_stderr), or a BackendError saying what to install."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -29,7 +37,42 @@ def interpreter_class() -> type:
             raise BackendError(
                 "litert backend: ai-edge-litert is not installed (pip install 'rnnedge[tflite]')"
             ) from e
-    return Interpreter
+        if int(np.__version__.split(".")[0]) >= 2:
+            # its wheels are built against numpy 1: with numpy 2 every load fails with
+            # "<built-in method CreateWrapperFromBuffer ...> returned a result with an
+            # exception set", which names neither cause nor cure
+            raise BackendError(
+                f"litert backend: tflite-runtime needs numpy < 2 (numpy {np.__version__} is "
+                "installed); use ai-edge-litert instead: pip install 'rnnedge[tflite]'"
+            ) from None
+
+    def make(**kwargs: Any) -> Any:
+        with quiet_stderr():
+            return Interpreter(**kwargs)
+
+    return make
+
+
+_STDERR = threading.Lock()
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 pointed at /dev/null while LiteRT builds an interpreter. LiteRT's C++
+    logger writes straight to fd 2 with no setting to quiet it (TF_CPP_MIN_LOG_LEVEL does not
+    reach it): "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on every command,
+    and its own report of a bad file, which the BackendError then says in one line. The lock
+    keeps two threads from swapping the descriptor under each other."""
+    with _STDERR:
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
 
 
 def _check_sizes(interp, bundle: Bundle, what: str) -> None:
@@ -69,7 +112,8 @@ class LiteRTBackend:
         try:
             self.interpreter = interpreter(model_content=data, num_threads=threads)
             _check_sizes(self.interpreter, bundle, self.label)
-            self.interpreter.allocate_tensors()
+            with quiet_stderr():  # the XNNPACK delegate is applied (and says so) here
+                self.interpreter.allocate_tensors()
             by_name = {d["name"]: d["index"] for d in self.interpreter.get_input_details()}
             by_name |= {d["name"]: d["index"] for d in self.interpreter.get_output_details()}
         except BackendError:
@@ -106,7 +150,8 @@ class LiteRTBackend:
             if streams != 1:
                 for spec, index in zip(g.inputs, self.input_indices):
                     interp.resize_tensor_input(index, batch_shape(spec, streams), strict=True)
-            interp.allocate_tensors()
+            with quiet_stderr():
+                interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise BackendError(
                 f"LiteRT could not prepare {streams} streams of {bundle.path}: {e}"

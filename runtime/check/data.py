@@ -10,6 +10,7 @@ import numpy as np
 
 from rnnedge.errors import InputError
 from rnnedge.runtime.bundle import Bundle
+from rnnedge.runtime.inputs import split_sequences
 
 LABEL_SUFFIX = "_labels"
 
@@ -57,8 +58,12 @@ def load_data(path: str | os.PathLike, step_shape: tuple[int, ...]) -> Sequences
     (1, 1, 40) step). An array `NAME_labels` holds the labels of array NAME: one per sequence
     ((), or (N,) for a batch) judging its last step, or one per step ((T,) or (N, T))."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # a .npy: one array, named after the file
+            arrays = {os.path.splitext(os.path.basename(path))[0]: loaded}
+        else:
+            with loaded as npz:
+                arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError) as e:
         raise InputError(f"--data {path}: cannot read an .npz archive ({e})") from e
     names = [k for k in arrays if not k.endswith(LABEL_SUFFIX)]
@@ -83,23 +88,14 @@ def load_data(path: str | os.PathLike, step_shape: tuple[int, ...]) -> Sequences
 def _split(
     arr: np.ndarray, lab: np.ndarray | None, step_shape: tuple[int, ...], what: str
 ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-    size = int(np.prod(step_shape))
     if arr.dtype.kind != "f":
         raise InputError(f"{what}: dtype {arr.dtype} is not a float type")
-    if not np.isfinite(arr).all():
-        raise InputError(f"{what}: contains NaN or Inf")
-    if arr.ndim >= 1 and len(arr) and arr[0].size == size:
-        seqs = [arr.reshape(len(arr), *step_shape)]
+    seqs = split_sequences(arr, step_shape, what)
+    single = arr.ndim >= 1 and len(arr) and arr[0].size == int(np.prod(step_shape))
+    if single:
         labs = [lab]
-    elif arr.ndim >= 2 and arr.shape[1] and arr[0, 0].size == size:
-        seqs = [a.reshape(len(a), *step_shape) for a in arr]
-        labs = [None] * len(seqs) if lab is None else list(_batch_labels(lab, len(seqs), what))
     else:
-        raise InputError(
-            f"{what}: shape {list(arr.shape)} is neither (T, {list(step_shape)}) nor "
-            f"(N, T, {list(step_shape)})"
-        )
-    seqs = [np.ascontiguousarray(s, dtype=np.float32) for s in seqs]
+        labs = [None] * len(seqs) if lab is None else list(_batch_labels(lab, len(seqs), what))
     for s, la in zip(seqs, labs):
         _check_labels(la, len(s), what)
     return seqs, labs

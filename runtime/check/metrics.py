@@ -159,10 +159,18 @@ def _accuracy(pred: Sequence[np.ndarray], labels: Sequence[np.ndarray | None]) -
     return float(h.mean()) if h.size else math.nan
 
 
+def budget_for(budget: dict[str, float], name: str) -> dict[str, float]:
+    """The rules of a precision's budget that hold output (or state) `name`: "RULE@NAME" is
+    that output's own limit (export measures each output's error and budgets it alone), and
+    replaces the precision-wide "RULE" for it; rules for other outputs do not apply."""
+    own = {k.partition("@")[0]: v for k, v in budget.items() if k.partition("@")[2] == name}
+    return {**{k: v for k, v in budget.items() if "@" not in k}, **own}
+
+
 def judge(m: OutputMetrics, budget: dict[str, float], is_task_output: bool) -> tuple[str, ...]:
     """The budget's violations for one output, each a short readable sentence."""
     out = []
-    for rule, limit in budget.items():
+    for rule, limit in budget_for(budget, m.name).items():
         if rule not in BUDGET_RULES:
             out.append(f"budget metric {rule!r} is unknown to this rnnedge")
             continue

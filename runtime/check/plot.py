@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from rnnedge.errors import InputError
+from rnnedge.runtime.check.metrics import budget_for
 from rnnedge.runtime.check.report import REFERENCES
 from rnnedge.runtime.check.run import CheckReport
 
@@ -85,7 +86,7 @@ def _panel(ax, report: CheckReport, name: str) -> None:
             linewidth=0.9,
             label=f"{r.backend}/{r.precision}",
         )
-        limit = _abs_limit(r.budget, m)
+        limit = _abs_limit(budget_for(r.budget, m.name), m)
         if limit and (r.precision, limit) not in budgets_drawn:
             budgets_drawn.add((r.precision, limit))
             ax.axhline(

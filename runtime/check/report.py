@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from importlib import metadata
 from typing import Any
 
-from rnnedge.runtime.check.metrics import OutputMetrics
+from rnnedge.runtime.check.metrics import OutputMetrics, budget_for
 from rnnedge.runtime.check.run import CheckReport, PairResult
 from rnnedge.runtime.check.schema import SCHEMA_ID
 from rnnedge.version import __version__
@@ -215,7 +215,12 @@ def format_table(report: CheckReport) -> str:
             rows.append(
                 [r.backend, r.precision, m.name if m.kind == "output" else f"{m.name} (state)"]
                 + [f"{v:.2e}" for v in (m.max_abs_err, m.scaled_abs_err, m.range_rel_err, m.rel_l2)]
-                + [f"{m.cosine:.7f}", drift, _task_cell(m), _budget_cell(r.budget)]
+                + [
+                    f"{m.cosine:.7f}",
+                    drift,
+                    _task_cell(m),
+                    _budget_cell(budget_for(r.budget, m.name)),
+                ]
                 + ["ok" if m.passed else "FAIL " + "; ".join(m.violations)]
             )
         if r.status == "error":

@@ -199,6 +199,6 @@ def test_cli_bench_boards_and_inspect(zoo_bundle, tmp_path, capsys):
     assert "this machine:" in text and "pi5" in text
     assert main(["inspect", path, "--board", "pi4"]) == 0
     assert "ESTIMATE" in capsys.readouterr().out
-    assert main(["inspect", path, "--board", "pi9"]) == 1
+    assert main(["inspect", path, "--board", "pi9"]) == 2  # a usage error
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown board 'pi9'" in err

@@ -230,7 +230,7 @@ def test_cli_exports_int8_with_percentile_calibration(tmp_path):
     assert main([*args, "--calibration", str(npz), "--percentile", "99.9", "-o", str(out)]) == 0
     doc = json.loads((out / "quant.json").read_text())
     assert doc["scheme"] == "int8" and doc["calibration"]["method"] == "percentile 99.9"
-    assert main([*args, "-o", str(tmp_path / "no.rnnedge")]) == 1  # no --calibration
+    assert main([*args, "-o", str(tmp_path / "no.rnnedge")]) == 2  # no --calibration: usage
 
 
 # --- the real task -------------------------------------------------------------------------

@@ -112,8 +112,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def _one_line(r: subprocess.CompletedProcess, pattern: str) -> None:
-    assert r.returncode == 1, r.stderr
+def _one_line(r: subprocess.CompletedProcess, pattern: str, code: int = 1) -> None:
+    assert r.returncode == code, r.stderr
     assert "Traceback" not in r.stderr, r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert "error:" in last and pattern in last, r.stderr
@@ -125,11 +125,13 @@ def test_cli_file_errors_are_one_line(bundle, tmp_path) -> None:
     _one_line(
         _cli("run", str(bundle), "--input", str(xs), "--output", "/proc/ys.npy"),
         "--output /proc/ys.npy: cannot write it",
+        code=2,  # a usage error, found before the run
     )
     (tmp_path / "dir.npy").mkdir()
     _one_line(
         _cli("run", str(bundle), "--input", str(xs), "--output", str(tmp_path / "dir.npy")),
         "dir.npy: cannot write it (Is a directory)",
+        code=2,
     )
     _one_line(_cli("inspect", str(xs)), "xs.npy: is a file, not a bundle directory")
     r = _cli("--debug", "inspect", str(xs))
