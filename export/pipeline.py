@@ -17,6 +17,8 @@ from rnnedge.errors import ExportError
 from rnnedge.export.capture.program import Captured, capture
 from rnnedge.export.config import ExportConfig, config_from
 from rnnedge.export.gates import FLOAT_GATE, int8_parity, parity
+from rnnedge.export.offline.partition import is_offline
+from rnnedge.export.offline.program import export_offline
 from rnnedge.export.onnx import emit_onnx
 from rnnedge.export.quantized import add_int8
 from rnnedge.export.tflite import emit_tflite
@@ -45,6 +47,8 @@ def export_bundle(
     golden, task, progress) says how; see ExportConfig."""
     cfg = config_from(config, options)
     cap = _capture(model, example, cfg)
+    if is_offline(cap.graph):  # bidirectional layers: stages over whole sequences, no stream
+        return export_offline(model, example, cap.graph, out, cfg)
     files = _float_files(cap.graph, cfg)
     calib = None if cfg.calibration is None else check_sequences(cap.graph, cfg.calibration)
     cfg.say("recording golden vectors with PyTorch")

@@ -12,9 +12,12 @@ from typing import Any
 
 from rnnedge.errors import BundleError, GraphError
 from rnnedge.runtime.graph import TensorSpec
+from rnnedge.runtime.stages import StageSpec, stages_from
 
 FORMAT = "rnnedge.bundle"
-FORMAT_VERSION = "1.1"  # 1.1: budgets, task, batch_axis (readers of 1.0 ignore them)
+# 1.1: budgets, task, batch_axis (readers of 1.0 ignore them); 1.2: stages, an offline program
+# (runtime/stages.py; a bundle without stages is a 1.1 bundle)
+FORMAT_VERSION = "1.2"
 MAX_MANIFEST_BYTES = 1 << 20
 # the model file formats a bundle can hold (a ModelFile's `backend` key: the bundle contract)
 MODEL_FORMATS = ("onnx", "tflite")
@@ -78,6 +81,7 @@ class Manifest:
     task: Task | None = None
     # why streams(n) cannot batch this model ("" when the inputs carry a batch_axis)
     unbatched_why: str = ""
+    stages: tuple[StageSpec, ...] = ()  # an offline program's stages; () for a streaming model
     format: str = FORMAT
     format_version: str = FORMAT_VERSION
 
@@ -102,6 +106,8 @@ class Manifest:
             "task": vars(self.task) if self.task else None,
             "unbatched_why": self.unbatched_why,
         }
+        if self.stages:
+            d["stages"] = [s.to_json() for s in self.stages]
         return json.dumps(d, indent=2, sort_keys=False) + "\n"
 
     @classmethod
@@ -128,6 +134,7 @@ class Manifest:
                 budgets=_budgets(d.get("budgets")),
                 task=_task(d.get("task")),
                 unbatched_why=str(d.get("unbatched_why") or ""),
+                stages=stages_from(d.get("stages")),
                 format_version=d["format_version"],
             )
         except (GraphError, KeyError, TypeError, ValueError) as e:

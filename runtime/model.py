@@ -30,6 +30,7 @@ from rnnedge.runtime.backends import Backend, batch_shape, open_backend
 from rnnedge.runtime.bundle import Bundle, read_bundle
 from rnnedge.runtime.graph import TensorSpec
 from rnnedge.runtime.inputs import check_array, fast_check
+from rnnedge.runtime.offline import OfflineBackend
 
 
 def load(
@@ -42,6 +43,8 @@ def load(
     """Opens a bundle. backend: "auto" (litert > onnxruntime > numpy), "litert",
     "onnxruntime" or "numpy". verify=False skips the sha256 checks (see read_bundle)."""
     bundle = read_bundle(path, verify=verify)
+    if bundle.manifest.stages:  # an offline program (docs/time.md): Model.run only
+        return Model(bundle, OfflineBackend(bundle, backend, precision), precision)
     return Model(bundle, open_backend(bundle, backend, precision), precision)
 
 
@@ -62,6 +65,18 @@ class Model:
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.bundle.graph.data_outputs)
+
+    @property
+    def offline(self) -> bool:
+        """Whether the bundle runs only over whole sequences (run), never as a stream."""
+        return bool(self.bundle.manifest.stages)
+
+    def run(self, xs: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        """A whole sequence from the initial state: xs (T, *step shape) -> outputs stacked to
+        (T, *output shape). For an offline bundle, the only way to run it."""
+        if self.offline:
+            return self.backend.run_sequence(xs)
+        return self.stream().run(xs)
 
     def stream(self, *, checked: bool = True) -> Stream:
         return Stream(self, checked=checked)
