@@ -1,0 +1,176 @@
+"""Bidirectional models offline (docs/time.md): model.run(xs) against PyTorch's forward() over
+the whole sequence, on every backend, float and int8; what stays refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_close
+from torch import nn
+
+import rnnedge
+from rnnedge.errors import StreamsError, UnsupportedModelError
+from rnnedge.runtime.backends import BACKENDS
+
+LENGTHS = (1, 7, 50, 300)
+F_IN, H, CLASSES = 4, 12, 4
+
+
+class BiTagger(nn.Module):
+    """A bidirectional GRU/LSTM/RNN and a per-step Linear head: one output per step."""
+
+    def __init__(self, kind: str, layers: int, batch_first: bool, hidden: int = H) -> None:
+        super().__init__()
+        cls = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}[kind]
+        self.batch_first = batch_first
+        self.rnn = cls(F_IN, hidden, layers, batch_first=batch_first, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0])
+
+
+def torch_run(model: BiTagger, xs: np.ndarray) -> np.ndarray:
+    """PyTorch the way its user runs it: forward() once over the whole (1-sequence) batch;
+    returned per step as (T, *step output shape) like model.run."""
+    axis = 1 if model.batch_first else 0
+    with torch.no_grad():
+        y = model(torch.from_numpy(np.concatenate(xs, axis=axis))).numpy()
+    return np.expand_dims(np.moveaxis(y, axis, 0), axis + 1)
+
+
+def sequences(n: int, steps: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((steps, 1, 1, F_IN)).astype(np.float32) for _ in range(n)]
+
+
+@pytest.mark.parametrize("batch_first", [True, False], ids=["batch_first", "time_first"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_float_program_equals_pytorch_on_every_backend(tmp_path, kind, layers, batch_first):
+    torch.manual_seed(layers)
+    model = BiTagger(kind, layers, batch_first).eval()
+    path = rnnedge.export(model, torch.zeros(1, 1, F_IN), out=tmp_path / "bi.rnnedge")
+    # one forward scan, one backward per layer, then concatenation (+ head) as forward stages
+    stages = rnnedge.load(path, backend="numpy").bundle.manifest.stages
+    assert [s.direction for s in stages] == ["forward", "backward"] * layers + ["forward"]
+    xs = {t: sequences(1, t, seed=t)[0] for t in LENGTHS}
+    for backend in BACKENDS:
+        m = rnnedge.load(path, backend=backend)
+        for t, x in xs.items():
+            assert_close(m.run(x), torch_run(model, x), f"{backend} {kind} T={t}")
+
+
+def test_rnn_relu_and_a_stateful_layer_after_it(tmp_path):
+    class Stacked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bi = nn.RNN(F_IN, 6, nonlinearity="relu", bidirectional=True, batch_first=True)
+            self.gru = nn.GRU(12, 5, batch_first=True)  # a forward recurrence after it
+
+        def forward(self, x):
+            return self.gru(torch.tanh(self.bi(x)[0]))[0]
+
+    torch.manual_seed(0)
+    model = Stacked().eval()
+    path = rnnedge.export(model, torch.zeros(1, 1, F_IN), out=tmp_path / "st.rnnedge")
+    x = sequences(1, 200, seed=3)[0]
+    with torch.no_grad():
+        ref = model(torch.from_numpy(np.concatenate(x, axis=1))).numpy()
+    for backend in BACKENDS:
+        got = rnnedge.load(path, backend=backend).run(x)
+        assert_close(got[:, 0, 0], ref[0], f"{backend} relu RNN + GRU")
+
+
+def tagging_data(n: int, steps: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class of step t = sign of x[t-1, 0] and of x[t+1, 0]: needs the past AND the future."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, steps, F_IN, generator=g)
+    prev = torch.nn.functional.pad(x[:, :-1, 0], (1, 0)) > 0
+    nxt = torch.nn.functional.pad(x[:, 1:, 0], (0, 1)) > 0
+    return x, (2 * prev.long() + nxt.long())
+
+
+@pytest.fixture(scope="module", params=["gru", "lstm"])
+def trained_tagger(request):
+    torch.manual_seed(0)
+    model = BiTagger(request.param, 2, batch_first=True, hidden=16)
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for i in range(150):
+        x, y = tagging_data(32, 24, seed=i)
+        loss = nn.functional.cross_entropy(model(x).reshape(-1, CLASSES), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def test_int8_tagger_within_3_percent_and_same_argmax(tmp_path, trained_tagger):
+    model = trained_tagger
+    x, labels = tagging_data(8, 300, seed=1000)
+    with torch.no_grad():
+        accuracy = float((model(x).argmax(-1) == labels).float().mean())
+    assert accuracy > 0.95, f"the tagger did not learn its task ({accuracy:.3f})"
+    calib = [s.numpy()[:, None, None] for s in tagging_data(8, 100, seed=2000)[0]]
+    path = rnnedge.export(
+        model, torch.zeros(1, 1, F_IN), out=tmp_path / "q.rnnedge", quantize="int8",
+        calibration=calib,
+    )  # fmt: skip
+    seqs = {t: x[0, :t].numpy()[:, None, None] for t in LENGTHS}
+    for backend in BACKENDS:
+        m = rnnedge.load(path, backend=backend, precision="int8")
+        for t, xs in seqs.items():
+            ref, got = torch_run(model, xs), m.run(xs)
+            spread = float(ref.max() - ref.min())
+            err = float(np.abs(got - ref).max())
+            assert err <= 0.03 * spread, f"{backend} int8 T={t}: {err:.3g} > 3% of {spread:.3g}"
+            same = np.mean(got.argmax(-1) == ref.argmax(-1))
+            assert same == 1.0, f"{backend} int8 T={t}: argmax differs on {1 - same:.1%} of steps"
+
+
+def test_an_offline_bundle_refuses_to_stream_and_checks_its_input(tmp_path):
+    model = BiTagger("gru", 1, True).eval()
+    path = rnnedge.export(model, torch.zeros(1, 1, F_IN), out=tmp_path / "b.rnnedge")
+    m = rnnedge.load(path, backend="numpy")
+    for start in (m.stream, lambda: m.streams(2)):
+        with pytest.raises(StreamsError, match="offline-only.*model.run"):
+            start()
+    with pytest.raises(rnnedge.errors.InputError, match=r"xs must be \(T, 1, 1, 4\)"):
+        m.run(np.zeros((5, F_IN), np.float32))
+    with pytest.raises(rnnedge.errors.InputError, match="NaN"):
+        m.run(np.full((3, 1, 1, F_IN), np.nan, np.float32))
+
+
+class UsesHn(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.GRU(F_IN, 8, bidirectional=True, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        _, h_n = self.encoder(x)
+        return self.head(torch.cat([h_n[0], h_n[1]], dim=-1))
+
+
+class LastStep(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.GRU(F_IN, 8, bidirectional=True, batch_first=True)
+
+    def forward(self, x):
+        return self.encoder(x)[0][:, -1]
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (UsesHn(), r"encoder.*h_n.*bidirectional"),
+        (LastStep(), r"one value per step"),
+    ],
+    ids=["h_n", "no_time_axis"],
+)
+def test_what_an_offline_program_cannot_return_is_refused(tmp_path, model, message):
+    with pytest.raises(UnsupportedModelError, match=message):
+        rnnedge.export(model.eval(), torch.zeros(1, 1, F_IN), out=tmp_path / "r.rnnedge")
+    assert not (tmp_path / "r.rnnedge").exists()
