@@ -67,6 +67,10 @@ def stage_bundle(bundle: Bundle, spec: StageSpec) -> Bundle:
         raise BundleError(f"{where}: stage {spec.name} lacks its file {e}") from e
     except (ValueError, GraphError) as e:
         raise BundleError(f"{where}: stage {spec.name} is malformed ({e})") from e
+    listed = [*manifest.files, *(m.path for m in manifest.models)]
+    for name in listed:
+        if name not in files:
+            raise BundleError(f"{where}: stage {spec.name} lacks its file {name}")
     if graph.inputs[0].shape[:1] != (1,) or len(graph.inputs[0].shape) != 2:
         raise BundleError(f"{where}: stage {spec.name}'s input must be (1, N)")
     return Bundle(path=bundle.path, manifest=manifest, graph=graph, files=files)
