@@ -13,6 +13,7 @@ from helpers import assert_close
 from torch import nn
 
 import rnnedge
+from rnnedge.cli import main
 from rnnedge.errors import BundleError, StreamsError, UnsupportedModelError
 from rnnedge.runtime.backends import BACKENDS
 
@@ -222,3 +223,22 @@ def test_a_stage_file_missing_from_the_manifest_is_refused(tmp_path):
     (path / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match=r"s1\.\*.*model\.tflite"):
         rnnedge.load(path, backend="litert")
+
+
+def test_cli_runs_checks_and_benches_an_offline_bundle(tmp_path, capsys):
+    torch.manual_seed(1)
+    model = BiTagger("lstm", 1, False).eval()
+    path = rnnedge.export(model, torch.zeros(1, 1, F_IN), out=tmp_path / "b.rnnedge")
+    xs = sequences(1, 20, seed=5)[0]
+    np.save(tmp_path / "xs.npy", xs)
+    out = tmp_path / "ys.npy"
+    argv = ["run", str(path), "--input", str(tmp_path / "xs.npy"), "--output", str(out)]
+    assert main([*argv, "--backend", "onnxruntime"]) == 0
+    assert_close(np.load(out), torch_run(model, xs), "rnnedge run")
+    assert main(["check", str(path)]) == 0
+    assert "PASS" in capsys.readouterr().out
+    bench = ["bench", str(path), "--backend", "numpy", "--seconds", "0", "--rounds", "1"]
+    assert main([*bench, "--warmup-seconds", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "ms/sequence" in text and "us/step" in text
+    assert [line.split()[2] for line in text.splitlines()[2:]] == ["50", "300"]
