@@ -123,8 +123,9 @@ def cmd_check(a: argparse.Namespace) -> int:
     from rnnedge.errors import ExportError, ModelSpecError, UnsupportedModelError
     from rnnedge.runtime.bundle import read_bundle
     from rnnedge.runtime.check.data import load_data
+    from rnnedge.runtime.check.offline import check_bundle as run_check  # offline or stream
     from rnnedge.runtime.check.report import format_table, write_json, write_junit
-    from rnnedge.runtime.check.run import CheckConfig, run_check
+    from rnnedge.runtime.check.run import CheckConfig
 
     if a.weights and not a.model:
         print("rnnedge check: usage error: --weights needs --model", file=sys.stderr)
@@ -144,15 +145,7 @@ def cmd_check(a: argparse.Namespace) -> int:
     except (InputError, ModelSpecError, ExportError, UnsupportedModelError) as e:
         print(f"rnnedge check: usage error: {e}", file=sys.stderr)
         return 2
-    if bundle.manifest.stages:  # an offline program: whole sequences, no torch reference
-        from rnnedge.runtime.check.offline import run_offline_check
-
-        if reference is not None:
-            print("rnnedge check: usage error: --model needs a streaming bundle", file=sys.stderr)
-            return 2
-        report = run_offline_check(bundle, config, data=data, progress=_say)
-    else:
-        report = run_check(bundle, config, data=data, reference=reference, progress=_say)
+    report = run_check(bundle, config, data=data, reference=reference, progress=_say)
     print(format_table(report))
     for path, write in ((a.json, write_json), (a.junit, write_junit)):
         if path:
@@ -192,7 +185,6 @@ def cmd_bench(a: argparse.Namespace) -> None:
     from rnnedge.boards.bench.report import Outputs, bench
     from rnnedge.boards.peers.bench_paths import torch_peer_paths  # imports torch only to open
     from rnnedge.progress import ProgressBar
-    from rnnedge.runtime.bundle import read_bundle
 
     config = BenchConfig(
         bundle=a.bundle,
@@ -208,11 +200,6 @@ def cmd_bench(a: argparse.Namespace) -> None:
         weights=a.weights,
         board=a.board,
     )
-    if read_bundle(a.bundle).manifest.stages:  # an offline program: per sequence and per step
-        from rnnedge.boards.bench.offline import bench_offline
-
-        print(bench_offline(config, progress=_say))
-        return
     peer_paths = torch_peer_paths(a.model, a.weights) if a.peers and a.model else None
     results = None if a.no_results else a.results
     out = Outputs(json_path=a.json, results_dir=results, plot_path=a.plot)

@@ -16,7 +16,14 @@ from rnnedge.runtime.backends import BACKENDS, available_backends
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.check.data import Sequences
 from rnnedge.runtime.check.metrics import judge, output_metrics, task_metrics
-from rnnedge.runtime.check.run import CheckConfig, CheckReport, PairResult, budgets
+from rnnedge.runtime.check.run import (
+    CheckConfig,
+    CheckReport,
+    PairResult,
+    StepFn,
+    budgets,
+    run_check,
+)
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.manifest import PRECISIONS
 from rnnedge.runtime.offline import OfflineBackend
@@ -68,6 +75,25 @@ def precisions_held(bundle: Bundle) -> list[str]:
         doc = bundle.files.get(spec.file("manifest.json"), b"")
         held |= {p for p in PRECISIONS if f'"precision": "{p}"'.encode() in doc}
     return [p for p in PRECISIONS if p in held]
+
+
+def check_bundle(
+    bundle: Bundle,
+    config: CheckConfig | None = None,
+    *,
+    data: Sequences | None = None,
+    reference: StepFn | None = None,
+    progress: Progress | None = None,
+) -> CheckReport:
+    """run_check for a streaming bundle, run_offline_check for an offline one."""
+    if not bundle.manifest.stages:
+        return run_check(bundle, config, data=data, reference=reference, progress=progress)
+    if reference is not None:
+        raise InputError(
+            f"{bundle.path}: an offline bundle is checked against its golden vectors (or the "
+            "numpy program with --data), not a --model step reference"
+        )
+    return run_offline_check(bundle, config or CheckConfig(), data=data, progress=progress)
 
 
 def run_offline_check(
