@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnedge.errors import ExportError, InputError
+from rnnedge.export.chunk import check_chunk
 from rnnedge.progress import Progress
 from rnnedge.runtime.manifest import Task
 
@@ -27,7 +28,8 @@ class ExportConfig:
     golden: input sequences (T, *step shape) for golden.npz; seeded random inputs if None.
     task: what the output means, for `rnnedge check`'s task metric, e.g.
     {"kind": "classification"} or {"kind": "regression", "output": "y"} (see docs/check.md).
-    progress: called with one line per stage (the library never prints)."""
+    progress: called with one line per stage (the library never prints).
+    chunk: K, to add models of K steps unrolled that stream.run uses for whole chunks."""
 
     quantize: str = "none"
     calibration: tuple[np.ndarray, ...] | None = None
@@ -35,6 +37,7 @@ class ExportConfig:
     golden: tuple[np.ndarray, ...] | None = None
     task: Task | None = None
     progress: Progress | None = None
+    chunk: int | None = None  # also emit K-step chunk models (runtime/chunk.py); None: not
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE:
@@ -50,6 +53,7 @@ class ExportConfig:
             raise InputError(f"calibration percentile {self.percentile!r} must be in (50, 100]")
         if self.quantize == "int8":
             _check_int8_calibration(self.calibration)
+        check_chunk(self.chunk)
 
     def say(self, line: str) -> None:
         if self.progress is not None:

@@ -15,6 +15,7 @@ import torch
 
 from rnnedge.errors import ExportError
 from rnnedge.export.capture.program import Captured, capture
+from rnnedge.export.chunk import add_chunk, chunk_gate
 from rnnedge.export.config import ExportConfig, config_from
 from rnnedge.export.gates import FLOAT_GATE, int8_parity, parity
 from rnnedge.export.offline.partition import is_offline
@@ -67,6 +68,9 @@ def export_bundle(
             cfg.say,
             percentile=cfg.percentile,
         )
+    if cfg.chunk:
+        manifest, files = add_chunk(cap.graph, cfg.chunk, manifest, files, cfg.say)
+        chunk_gate(Bundle(Path(out), manifest, cap.graph, files), cfg.say)
     manifest = _gates(Bundle(Path(out), manifest, cap.graph, files), cfg)
     path = write_bundle(out, manifest, files)
     cfg.say(f"wrote {path}")

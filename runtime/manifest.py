@@ -16,7 +16,7 @@ from rnnedge.runtime.stages import StageSpec, stages_from
 
 FORMAT = "rnnedge.bundle"
 # 1.1: budgets, task, batch_axis (readers of 1.0 ignore them); 1.2: stages, an offline program
-# (runtime/stages.py; a bundle without stages is a 1.1 bundle)
+# (runtime/stages.py) and chunk, K-step models (runtime/chunk.py); without them a 1.1 bundle
 FORMAT_VERSION = "1.2"
 MAX_MANIFEST_BYTES = 1 << 20
 # the model file formats a bundle can hold (a ModelFile's `backend` key: the bundle contract)
@@ -82,6 +82,7 @@ class Manifest:
     # why streams(n) cannot batch this model ("" when the inputs carry a batch_axis)
     unbatched_why: str = ""
     stages: tuple[StageSpec, ...] = ()  # an offline program's stages; () for a streaming model
+    chunk: int = 0  # K of the K-step chunk models (runtime/chunk.py); 0: none
     format: str = FORMAT
     format_version: str = FORMAT_VERSION
 
@@ -108,6 +109,8 @@ class Manifest:
         }
         if self.stages:
             d["stages"] = [s.to_json() for s in self.stages]
+        if self.chunk:
+            d["chunk"] = self.chunk
         return json.dumps(d, indent=2, sort_keys=False) + "\n"
 
     @classmethod
@@ -135,6 +138,7 @@ class Manifest:
                 task=_task(d.get("task")),
                 unbatched_why=str(d.get("unbatched_why") or ""),
                 stages=stages_from(d.get("stages")),
+                chunk=int(d.get("chunk") or 0),
                 format_version=d["format_version"],
             )
         except (GraphError, KeyError, TypeError, ValueError) as e:

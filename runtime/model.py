@@ -28,6 +28,7 @@ import numpy as np
 from rnnedge.errors import BackendError, InputError, RnnedgeError, StreamsError
 from rnnedge.runtime.backends import Backend, batch_shape, open_backend
 from rnnedge.runtime.bundle import Bundle, read_bundle
+from rnnedge.runtime.chunk import chunked_run
 from rnnedge.runtime.graph import TensorSpec
 from rnnedge.runtime.inputs import check_array, fast_check
 from rnnedge.runtime.offline import OfflineBackend
@@ -101,6 +102,7 @@ class Stream:
         self._runner_step = self._runner.step
         self._single = len(self._out_specs) == 1
         self._what = model.backend.label
+        self._chunked = chunked_run(model.bundle, model.backend_name, model.precision)
 
     def step(self, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         """One time step: x shaped like the export example. Returns the output (a tuple when
@@ -124,6 +126,9 @@ class Stream:
             xs = check_array(xs, (len(xs), *self._x_spec.shape), "run: xs")
         step = self._runner_step
         try:
+            if self._chunked is not None and len(xs) >= self._chunked.steps:
+                stacked = self._chunked.run(self._runner, xs)  # K steps per call (chunk.py)
+                return stacked[0] if self._single else stacked
             outs = [step(x) for x in xs]
         except RnnedgeError:
             raise
