@@ -140,6 +140,12 @@ class Stream:
         )
         return stacked[0] if self._single else stacked
 
+    @property
+    def chunk(self) -> int:
+        """K when run() feeds whole chunks of K steps to the bundle's chunk model; 0 when it
+        steps one by one (no chunk models, or the numpy backend)."""
+        return 0 if self._chunked is None else self._chunked.steps
+
     def reset(self) -> None:
         """Back to the initial state from the manifest."""
         self._runner.set_state(self._initial)
