@@ -6,7 +6,8 @@
 Models: the demo's architecture (GRU 8 -> 64 + Linear 64 -> 10) and GRU 40 -> 128 + Linear
 128 -> 10, random weights (cost does not depend on them), int8 calibrated on random inputs.
 Each figure is microseconds per step of stream.run over `--steps` steps (state carried, one
-thread), the median of `--rounds` interleaved rounds after a warm-up. numpy has no chunk path
+thread): the median (and, the least disturbed by other work, the minimum) of `--rounds`
+interleaved rounds after a warm-up. numpy has no chunk path
 (its chunk would be the same loop), so its K > 1 columns repeat K = 1. Needs torch to export.
 """
 
@@ -45,11 +46,11 @@ def _model(features: int, hidden: int):
 def _export(features: int, hidden: int, k: int, out: Path) -> Path:
     import torch
 
-    from rnnedge.export import export
+    from rnnedge.export.pipeline import export_bundle
 
     rng = np.random.default_rng(0)
     calib = [rng.standard_normal((100, 1, 1, features)).astype(np.float32) for _ in range(4)]
-    return export(
+    return export_bundle(
         _model(features, hidden), torch.zeros(1, 1, features), out=out, quantize="int8",
         calibration=calib, chunk=k if k > 1 else None,
     )  # fmt: skip
@@ -72,9 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=1024)
     p.add_argument("--rounds", type=int, default=5)
     a = p.parse_args(argv)
-    print(f"us per step of stream.run over {a.steps} steps, median of {a.rounds} rounds")
+    print(f"us per step of stream.run over {a.steps} steps, median [min] of {a.rounds} rounds")
     print(f"{'model':<16} {'backend':<12} {'precision':<9} " + " ".join(
-        f"{f'K={k}':>8}" for k in CHUNKS) + "   speed-up K=4 / K=16")  # fmt: skip
+        f"{f'K={k}':>13}" for k in CHUNKS) + "   speed-up K=4 / K=16 (median)")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for label, (features, hidden) in MODELS.items():
             paths = {k: _export(features, hidden, k, Path(tmp) / f"{hidden}_{k}") for k in CHUNKS}
@@ -87,9 +88,10 @@ def main(argv: list[str] | None = None) -> None:
                         for k in CHUNKS:
                             rows[k] += _per_step_us(paths[k], backend, precision, xs, 1)
                     med = {k: float(np.median(v)) for k, v in rows.items()}
+                    low = {k: float(np.min(v)) for k, v in rows.items()}
                     print(
                         f"{label:<16} {backend:<12} {precision:<9} "
-                        + " ".join(f"{med[k]:>8.1f}" for k in CHUNKS)
+                        + " ".join(f"{f'{med[k]:.1f} [{low[k]:.1f}]':>13}" for k in CHUNKS)
                         + f"   {med[1] / med[4]:.2f}x / {med[1] / med[16]:.2f}x",
                         flush=True,
                     )
