@@ -49,9 +49,23 @@ def sequences(n: int, steps: int, seed: int) -> list[np.ndarray]:
     return [rng.standard_normal((steps, 1, 1, F_IN)).astype(np.float32) for _ in range(n)]
 
 
-@pytest.mark.parametrize("batch_first", [True, False], ids=["batch_first", "time_first"])
-@pytest.mark.parametrize("layers", [1, 2])
-@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def _matrix() -> list:
+    """GRU and LSTM x 1 and 2 layers x batch_first or not; the default run takes half of it
+    (each kind, layer count and layout at least once), the slow run the rest."""
+    cases = []
+    for kind in ("gru", "lstm"):
+        for layers in (1, 2):
+            for batch_first in (True, False):
+                fast = (
+                    (layers == 1) == batch_first if kind == "gru" else (layers == 2) == batch_first
+                )
+                marks = () if fast else (pytest.mark.slow,)
+                name = f"{kind}-{layers}-{'batch_first' if batch_first else 'time_first'}"
+                cases.append(pytest.param(kind, layers, batch_first, marks=marks, id=name))
+    return cases
+
+
+@pytest.mark.parametrize(("kind", "layers", "batch_first"), _matrix())
 def test_float_program_equals_pytorch_on_every_backend(tmp_path, kind, layers, batch_first):
     torch.manual_seed(layers)
     model = BiTagger(kind, layers, batch_first).eval()
@@ -143,10 +157,17 @@ def test_int8_tagger_close_to_pytorch_with_the_same_argmax(tmp_path, trained_tag
             assert same >= ARGMAX_AGREEMENT, f"{backend} int8 T={t}: argmax agrees on {same:.1%}"
 
 
-def test_an_offline_bundle_refuses_to_stream_and_checks_its_input(tmp_path):
+@pytest.fixture(scope="module")
+def bi_bundle(tmp_path_factory):
+    """One small offline bundle for the tests that only read it (copy it to damage it)."""
+    torch.manual_seed(0)
     model = BiTagger("gru", 1, True).eval()
-    path = rnnedge.export(model, torch.zeros(1, 1, F_IN), out=tmp_path / "b.rnnedge")
-    m = rnnedge.load(path, backend="numpy")
+    out = tmp_path_factory.mktemp("bi") / "b.rnnedge"
+    return rnnedge.export(model, torch.zeros(1, 1, F_IN), out=out)
+
+
+def test_an_offline_bundle_refuses_to_stream_and_checks_its_input(bi_bundle):
+    m = rnnedge.load(bi_bundle, backend="numpy")
     for start in (m.stream, lambda: m.streams(2)):
         with pytest.raises(StreamsError, match=r"offline-only.*model\.run"):
             start()
@@ -190,10 +211,8 @@ def test_what_an_offline_program_cannot_return_is_refused(tmp_path, model, messa
     assert not (tmp_path / "r.rnnedge").exists()
 
 
-def test_format_1_2_stages_and_version_1_1_bundles_still_read(tmp_path, zoo_bundle):
-    model = BiTagger("gru", 1, True).eval()
-    path = rnnedge.export(model, torch.zeros(1, 1, F_IN), out=tmp_path / "b.rnnedge")
-    doc = json.loads((path / "manifest.json").read_text())
+def test_format_1_2_stages_and_version_1_1_bundles_still_read(tmp_path, zoo_bundle, bi_bundle):
+    doc = json.loads((bi_bundle / "manifest.json").read_text())
     assert doc["format_version"] == "1.2"
     assert [(s["name"], s["direction"]) for s in doc["stages"]] == [
         ("s0", "forward"),
@@ -215,9 +234,9 @@ def test_format_1_2_stages_and_version_1_1_bundles_still_read(tmp_path, zoo_bund
     assert m.run(np.zeros((3, *m.step_input.shape), np.float32)).shape[0] == 3
 
 
-def test_a_stage_file_missing_from_the_manifest_is_refused(tmp_path):
-    model = BiTagger("gru", 1, True).eval()
-    path = rnnedge.export(model, torch.zeros(1, 1, F_IN), out=tmp_path / "b.rnnedge")
+def test_a_stage_file_missing_from_the_manifest_is_refused(tmp_path, bi_bundle):
+    path = tmp_path / "b.rnnedge"
+    shutil.copytree(bi_bundle, path)
     doc = json.loads((path / "manifest.json").read_text())
     del doc["files"]["s1.model.tflite"]
     (path / "manifest.json").write_text(json.dumps(doc))
