@@ -3,6 +3,8 @@ stepping one by one (float within 1e-6, int8 identical), and PyTorch's over the 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -66,4 +68,30 @@ def test_a_bad_chunk_size_is_refused(tmp_path, k):
     with pytest.raises(ExportError, match=r"chunk=.*must be an integer in 2\.\.256"):
         rnnedge.export(rnn_with_head("gru", 8, 1, F_IN), torch.zeros(1, 1, F_IN),
                        out=tmp_path / "x.rnnedge", chunk=k)  # fmt: skip
+    assert not (tmp_path / "x.rnnedge").exists()
+
+
+def test_the_gate_refuses_a_chunk_model_that_strays(tmp_path, monkeypatch):
+    import rnnedge.export.chunk as chunk
+
+    real = chunk.chunk_plan
+
+    def off_by_a_scale(graph, plan, k):  # step 1 of each chunk quantized with other scales
+        p = real(graph, plan, k)
+        wrong = lambda t: dataclasses.replace(t, scale=tuple(1.5 * s for s in t.scale))  # noqa: E731
+        bad = [wrong(t) if t.tensor.endswith("@1") and t.scale else t for t in p.tensors]
+        return dataclasses.replace(p, tensors=tuple(bad))
+
+    monkeypatch.setattr(chunk, "chunk_plan", off_by_a_scale)
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((40, 1, 1, F_IN)).astype(np.float32) for _ in range(4)]
+    with pytest.raises(ExportError, match=r"int8 .*chunk model differs from stepping"):
+        rnnedge.export(
+            rnn_with_head("gru", 8, 1, F_IN),
+            torch.zeros(1, 1, F_IN),
+            out=tmp_path / "x.rnnedge",
+            quantize="int8",
+            calibration=calib,
+            chunk=4,
+        )
     assert not (tmp_path / "x.rnnedge").exists()

@@ -14,8 +14,9 @@ from torch import nn
 
 import rnnedge
 from rnnedge.cli import main
-from rnnedge.errors import BundleError, StreamsError, UnsupportedModelError
+from rnnedge.errors import BundleError, ExportError, StreamsError, UnsupportedModelError
 from rnnedge.runtime.backends import BACKENDS
+from rnnedge.runtime.stages import StageSpec
 
 LENGTHS = (1, 7, 50, 300)
 F_IN, H, CLASSES = 4, 12, 4
@@ -261,3 +262,14 @@ def test_cli_runs_checks_and_benches_an_offline_bundle(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "ms/sequence" in text and "us/step" in text
     assert [line.split()[2] for line in text.splitlines()[2:]] == ["50", "300"]
+
+
+def test_the_gate_refuses_a_program_whose_reverse_stage_runs_forward(tmp_path, monkeypatch):
+    import rnnedge.export.offline.program as program
+
+    monkeypatch.setattr(program, "_spec", lambda p: StageSpec(
+        name=p.name, direction="forward", inputs=p.inputs))  # fmt: skip
+    with pytest.raises(ExportError, match=r"offline program disagrees with PyTorch on 'y'"):
+        rnnedge.export(BiTagger("gru", 1, True).eval(), torch.zeros(1, 1, F_IN),
+                       out=tmp_path / "w.rnnedge")  # fmt: skip
+    assert not (tmp_path / "w.rnnedge").exists()
