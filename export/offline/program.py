@@ -52,6 +52,11 @@ def export_offline(
             "a model with bidirectional layers runs offline from its initial states: give the "
             "example as one tensor, not (x, *states)"
         )
+    if cfg.chunk:
+        raise ExportError(
+            "chunk=K applies to streaming bundles; an offline program (bidirectional layers) "
+            "runs whole sequences already"
+        )
     plans = partition(graph)
     cfg.say(f"offline program: {' -> '.join(f'{p.name} {p.direction}' for p in plans)}")
     ref = sequence_model(model, example, graph)

@@ -273,3 +273,9 @@ def test_the_gate_refuses_a_program_whose_reverse_stage_runs_forward(tmp_path, m
         rnnedge.export(BiTagger("gru", 1, True).eval(), torch.zeros(1, 1, F_IN),
                        out=tmp_path / "w.rnnedge")  # fmt: skip
     assert not (tmp_path / "w.rnnedge").exists()
+
+
+def test_chunks_are_refused_for_an_offline_program(tmp_path):
+    with pytest.raises(ExportError, match=r"chunk=K applies to streaming bundles"):
+        rnnedge.export(BiTagger("gru", 1, True).eval(), torch.zeros(1, 1, F_IN),
+                       out=tmp_path / "c.rnnedge", chunk=4)  # fmt: skip
