@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test test-slow bench-step bench-int8 arm64 format clean
+.PHONY: setup demo test test-slow bench-step bench-int8 bench-chunk arm64 format clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ bench-step: setup
 # int8 peer needs a Python with tensorflow: make bench-int8 TF_PYTHON=/tmp/tfvenv/bin/python
 bench-int8: setup
 	$(PY) -m rnnedge.boards.sweeps.int8 $(if $(TF_PYTHON),--tf-python $(TF_PYTHON))
+
+# per-step cost of stream.run with K-step chunk models, K = 1, 4, 16 (issue 15, part 3)
+bench-chunk: setup
+	$(PY) -m rnnedge.boards.sweeps.chunk
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from rnnedge.errors import ExportError, InputError
+from rnnedge.export.chunk import check_chunk
 from rnnedge.progress import Progress
 from rnnedge.quantize.mixed import Int8Budget, int8_budget
 from rnnedge.runtime.manifest import Task
@@ -33,7 +34,8 @@ class ExportConfig:
     refuses instead.
     task: what the output means, for `rnnedge check`'s task metric, e.g.
     {"kind": "classification"} or {"kind": "regression", "output": "y"} (see docs/check.md).
-    progress: called with one line per stage (the library never prints)."""
+    progress: called with one line per stage (the library never prints).
+    chunk: K, to add models of K steps unrolled that stream.run uses for whole chunks."""
 
     quantize: str = "none"
     calibration: tuple[np.ndarray, ...] | None = None
@@ -43,6 +45,7 @@ class ExportConfig:
     progress: Progress | None = None
     int8_budget: Int8Budget | dict | None = None
     strict: bool = False
+    chunk: int | None = None  # also emit K-step chunk models (runtime/chunk.py); None: not
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE:
@@ -62,6 +65,7 @@ class ExportConfig:
             _check_int8_calibration(self.calibration)
         if self.percentile is not None and self.calibration is None:
             raise InputError("percentile sets how calibration is read: pass calibration too")
+        check_chunk(self.chunk)
 
     def check_step(self, example: Any) -> None:
         """Calibration and golden sequences against the example's step input, before capture

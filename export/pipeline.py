@@ -16,8 +16,11 @@ import torch
 from rnnedge.errors import ExportError
 from rnnedge.export.aliasing import check_distinct
 from rnnedge.export.capture.program import Captured, capture
+from rnnedge.export.chunk import add_chunk, chunk_gate
 from rnnedge.export.config import ExportConfig, config_from, finite_golden
 from rnnedge.export.gates import FLOAT_GATE, int8_parity, parity
+from rnnedge.export.offline.partition import is_offline
+from rnnedge.export.offline.program import export_offline
 from rnnedge.export.onnx import emit_onnx
 from rnnedge.export.quantized import add_int8
 from rnnedge.export.sequence_gate import gate_over_time
@@ -50,6 +53,8 @@ def export_bundle(
     check_distinct(example)
     cfg.check_step(example)  # calibration and golden shapes, before any work
     cap = _capture(model, example, cfg)
+    if is_offline(cap.graph):  # bidirectional layers: stages over whole sequences, no stream
+        return export_offline(model, example, cap.graph, out, cfg)
     files = _float_files(cap.graph, cfg)
     calib = None if cfg.calibration is None else check_sequences(cap.graph, cfg.calibration)
     cfg.say("recording golden vectors with PyTorch")
@@ -71,6 +76,9 @@ def export_bundle(
             budget=cfg.int8_budget,
             strict=cfg.strict,
         )
+    if cfg.chunk:
+        manifest, files = add_chunk(cap.graph, cfg.chunk, manifest, files, cfg.say)
+        chunk_gate(Bundle(Path(out), manifest, cap.graph, files), cfg.say)
     manifest = _gates(Bundle(Path(out), manifest, cap.graph, files), cfg)
     path = write_bundle(out, manifest, files)
     cfg.say(f"wrote {path}")

@@ -76,6 +76,7 @@ def _export_config(a: argparse.Namespace):
             percentile=a.percentile,
             int8_budget=None if a.int8_budget is None else {"max_err_pct": a.int8_budget},
             strict=a.strict,
+            chunk=a.chunk,
             progress=_progress(a),
         )
     except RnnedgeError as e:
@@ -127,7 +128,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         raise UsageError(str(e)) from e
     if len(seqs) != 1:
         raise UsageError(f"--input {a.input}: holds {len(seqs)} sequences; run takes one")
-    ys = model.stream().run(seqs[0])
+    ys = model.run(seqs[0])  # a fresh stream, or an offline program over the sequence
     first = ys if isinstance(ys, np.ndarray) else ys[0]
     where = f"{model.backend_name}/{model.precision}"
     print(f"ran {len(seqs[0])} steps on {where}: output {list(first.shape)}")
@@ -159,8 +160,8 @@ def cmd_check(a: argparse.Namespace) -> int:
 
     bundle = read_bundle(a.bundle)
     data, reference = _check_inputs(a, bundle)
+    from rnnedge.runtime.check.offline import check_bundle as run_check  # offline or stream
     from rnnedge.runtime.check.report import format_table, write_json, write_junit
-    from rnnedge.runtime.check.run import run_check
 
     report = run_check(bundle, config, data=data, reference=reference, progress=_progress(a))
     print(format_table(report))

@@ -79,6 +79,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="int8: refuse when all-int8 misses the budget, instead of keeping tensors float",
     )
+    e.add_argument(
+        "--chunk", type=int, metavar="K", help="also emit K-step chunk models (docs/time.md)"
+    )
     e.add_argument("-o", "--output", required=True, help="bundle directory to write (NAME.rnnedge)")
     e.add_argument("--force", action="store_true", help="replace OUTPUT if it is a bundle already")
     e.set_defaults(func=commands.cmd_export)

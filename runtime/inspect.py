@@ -19,7 +19,11 @@ def describe(bundle: Bundle) -> str:
     for s in m.states:
         init = "zeros" if s.init_is_zero else f"weights.npz[{s.init}]"
         lines.append(f"  {s.input} -> {s.output}  {list(s.shape)}  {init}")
-    if m.step_input.batch_axis is not None:
+    if m.stages:  # an offline program (runtime/stages.py)
+        program = " -> ".join(f"{st.name} {st.direction}" for st in m.stages)
+        lines.append(f"offline program, whole sequences only (model.run): {program}")
+        lines.append("model files: per stage, s0.model.onnx ... (see manifest.json 'files')")
+    elif m.step_input.batch_axis is not None:
         lines.append(f"streams(n): one batched call, input batch axis {m.step_input.batch_axis}")
     else:
         lines.append(f"streams(n): unavailable ({m.unbatched_why or 'no batch axis'})")
@@ -29,7 +33,10 @@ def describe(bundle: Bundle) -> str:
     )
     params = sum(int(a.size) for a in g.constants.values())
     lines.append(f"constants: {params} floats ({params * 4 / 1024:.1f} KiB)")
-    lines.append("model files:")
+    if m.chunk:
+        lines.append(f"chunk models: {m.chunk} steps per call (stream.run on litert/onnxruntime)")
+    if m.models:
+        lines.append("model files:")
     for f in m.models:
         size = len(bundle.files[f.path])
         lines.append(f"  {f.path:20s} {f.backend:7s} {f.precision:13s} {size / 1024:8.1f} KiB")

@@ -12,9 +12,12 @@ from typing import Any
 
 from rnnedge.errors import BundleError, GraphError
 from rnnedge.runtime.graph import TensorSpec
+from rnnedge.runtime.stages import StageSpec, stages_from
 
 FORMAT = "rnnedge.bundle"
-FORMAT_VERSION = "1.1"  # 1.1: budgets, task, batch_axis (readers of 1.0 ignore them)
+# 1.1: budgets, task, batch_axis (readers of 1.0 ignore them); 1.2: stages, an offline program
+# (runtime/stages.py) and chunk, K-step models (runtime/chunk.py); without them a 1.1 bundle
+FORMAT_VERSION = "1.2"
 MAX_MANIFEST_BYTES = 1 << 20
 # the model file formats a bundle can hold (a ModelFile's `backend` key: the bundle contract)
 MODEL_FORMATS = ("onnx", "tflite")
@@ -81,6 +84,8 @@ class Manifest:
     # full int8 against float at export (export/int8_fidelity.py): budget, per split and
     # output the error, agreement and drift, the tensors kept float; {} without int8
     int8_fidelity: dict[str, Any] = field(default_factory=dict)
+    stages: tuple[StageSpec, ...] = ()  # an offline program's stages; () for a streaming model
+    chunk: int = 0  # K of the K-step chunk models (runtime/chunk.py); 0: none
     format: str = FORMAT
     format_version: str = FORMAT_VERSION
 
@@ -105,6 +110,10 @@ class Manifest:
             "task": vars(self.task) if self.task else None,
             "unbatched_why": self.unbatched_why,
         }
+        if self.stages:
+            d["stages"] = [s.to_json() for s in self.stages]
+        if self.chunk:
+            d["chunk"] = self.chunk
         if self.int8_fidelity:
             d["int8_fidelity"] = self.int8_fidelity
         try:  # strict JSON: NaN and Infinity are not JSON, other readers refuse them
@@ -137,6 +146,8 @@ class Manifest:
                 task=_task(d.get("task")),
                 unbatched_why=str(d.get("unbatched_why") or ""),
                 int8_fidelity=_dict(d.get("int8_fidelity")),
+                stages=stages_from(d.get("stages")),
+                chunk=int(d.get("chunk") or 0),
                 format_version=d["format_version"],
             )
         except (GraphError, KeyError, TypeError, ValueError) as e:

@@ -35,8 +35,10 @@ from rnnedge.errors import (
 )
 from rnnedge.runtime.backends import Backend, batch_shape, open_noting_fallbacks
 from rnnedge.runtime.bundle import Bundle, read_bundle
+from rnnedge.runtime.chunk import chunked_run
 from rnnedge.runtime.graph import TensorSpec
 from rnnedge.runtime.inputs import check_array, step_check
+from rnnedge.runtime.offline import OfflineBackend
 
 
 def load(
@@ -49,6 +51,8 @@ def load(
     """Opens a bundle. backend: "auto" (litert > onnxruntime > numpy), "litert",
     "onnxruntime" or "numpy". verify=False skips the sha256 checks (see read_bundle)."""
     bundle = read_bundle(path, verify=verify)
+    if bundle.manifest.stages:  # an offline program (docs/time.md): Model.run only
+        return Model(bundle, OfflineBackend(bundle, backend, precision), precision)
     chosen, fallbacks = open_noting_fallbacks(bundle, backend, precision)
     if fallbacks:  # said, never silent: the preferred backend could not load this file
         warnings.warn(
@@ -85,6 +89,18 @@ class Model:
     def output_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.bundle.graph.data_outputs)
 
+    @property
+    def offline(self) -> bool:
+        """Whether the bundle runs only over whole sequences (run), never as a stream."""
+        return bool(self.bundle.manifest.stages)
+
+    def run(self, xs: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        """A whole sequence from the initial state: xs (T, *step shape) -> outputs stacked to
+        (T, *output shape). For an offline bundle, the only way to run it."""
+        if self.offline:
+            return self.backend.run_sequence(xs)
+        return self.stream().run(xs)
+
     def stream(self, *, checked: bool = True) -> Stream:
         return Stream(self, checked=checked)
 
@@ -112,6 +128,7 @@ class Stream:
         self._single = len(self._out_specs) == 1
         self._what = model.backend.label
         self._model = model
+        self._chunked = chunked_run(model.bundle, model.backend_name, model.precision)
 
     def __repr__(self) -> str:
         m = self._model
@@ -140,6 +157,9 @@ class Stream:
             xs = step_check(self._graph, self._x_spec, shape, "run: xs")(xs)
         step = self._runner_step
         try:
+            if self._chunked is not None and len(xs) >= self._chunked.steps:
+                stacked = self._chunked.run(self._runner, xs)  # K steps per call (chunk.py)
+                return stacked[0] if self._single else stacked
             outs = [step(x) for x in xs]
         except RnnedgeError:
             raise
@@ -150,6 +170,12 @@ class Stream:
             for i, spec in enumerate(self._out_specs)
         )
         return stacked[0] if self._single else stacked
+
+    @property
+    def chunk(self) -> int:
+        """K when run() feeds whole chunks of K steps to the bundle's chunk model; 0 when it
+        steps one by one (no chunk models, or the numpy backend)."""
+        return 0 if self._chunked is None else self._chunked.steps
 
     def reset(self) -> None:
         """Back to the initial state from the manifest."""

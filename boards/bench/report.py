@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnedge.boards.bench.config import BenchConfig
+from rnnedge.boards.bench.offline import bench_offline
 from rnnedge.boards.bench.paths import PeerPaths
 from rnnedge.boards.bench.run import BenchResult, Progress, run_bench
 from rnnedge.errors import InputError
+from rnnedge.runtime.bundle import read_bundle
 
 RESULTS_DIR = Path("results")
 
@@ -38,7 +40,9 @@ def bench(
     peer_paths: PeerPaths | None = None,
 ) -> str:
     """Runs the benchmark (peer_paths: see run_bench), writes every output asked for, returns
-    the report text."""
+    the report text. An offline bundle gets its own per-sequence report (offline.py)."""
+    if read_bundle(cfg.bundle).manifest.stages:
+        return bench_offline(cfg, progress=None)
     if out.plot_path:
         from rnnedge.boards.bench.plot import check_plotting
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rnnedge.errors import UnsupportedModelError
+from rnnedge.export.capture.bidirectional import lower_bidirectional
 from rnnedge.export.capture.builder import GraphBuilder, Sym
 from rnnedge.export.capture.context import Ctx, const, sym
 
@@ -139,6 +140,19 @@ class SeqCall:
         w_hr = p[-1] if per in (3, 5) else None  # proj_size adds weight_hr last
         return CellWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
 
+    def direction_weights(self, layer: int, direction: int) -> CellWeights:
+        """A bidirectional layer's weights: per layer, the forward set then `_reverse`."""
+        half = SeqCall(**{**vars(self), "num_layers": 2 * self.num_layers})
+        return half.layer_weights(2 * layer + direction)
+
+    def cell(self, b: GraphBuilder, x: Sym, prev: list[Sym], w: CellWeights, hint: str):
+        """One step of one cell of this call's kind: the new [h] or [h, c]."""
+        if self.kind == "gru":
+            return [gru_cell(b, x, prev[0], w, hint)]
+        if self.kind == "lstm":
+            return list(lstm_cell(b, x, prev[0], prev[1], w, hint))
+        return [rnn_cell(b, x, prev[0], w, self.kind.removeprefix("rnn_"), hint)]
+
 
 def lower_sequence(
     b: GraphBuilder,
@@ -171,13 +185,7 @@ def lower_sequence(
     for layer in range(call.num_layers):
         hint = f"{where}.l{layer}"
         prev = [_layer_state(b, s, layer, call.num_layers, lead, hint) for s in states]
-        w = call.layer_weights(layer)
-        if call.kind == "gru":
-            outs = [gru_cell(b, layer_in, prev[0], w, hint)]
-        elif call.kind == "lstm":
-            outs = list(lstm_cell(b, layer_in, prev[0], prev[1], w, hint))
-        else:
-            outs = [rnn_cell(b, layer_in, prev[0], w, call.kind.removeprefix("rnn_"), hint)]
+        outs = call.cell(b, layer_in, prev, call.layer_weights(layer), hint)
         for k, o in enumerate(outs):
             new[k].append(o)
         layer_in = outs[0]
@@ -263,6 +271,8 @@ def _rnn_sequence(kind: str) -> Callable[..., Any]:
             bidirectional=bidirectional,
             batch_first=batch_first,
         )
+        if bidirectional:
+            return _bidirectional(ctx, call, x, hx)
         states, lifted = _states(ctx, hx, kind)
         y, new = lower_sequence(ctx.b, call, sym(ctx, x), states, ctx.out_shape, ctx.where or kind)
         if lifted:
@@ -271,6 +281,26 @@ def _rnn_sequence(kind: str) -> Callable[..., Any]:
         return (y, *new)
 
     return lower
+
+
+def _bidirectional(ctx: Ctx, call: SeqCall, x: Any, hx: Any) -> tuple:
+    """Both directions as cells with their own states, for an offline program."""
+    y, pairs, finals = lower_bidirectional(
+        ctx.b,
+        sym(ctx, x),
+        hx,
+        layers=call.num_layers,
+        batch_first=call.batch_first,
+        out_shape=ctx.out_shape,
+        where=ctx.where or call.kind,
+        cell=lambda b, xi, prev, layer, d, hint: call.cell(
+            b, xi, prev, call.direction_weights(layer, d), hint
+        ),
+        lift=ctx.lift,
+    )
+    for s, n in pairs:
+        ctx.emit_state(s, n)
+    return (y, *finals)
 
 
 def _rnn_cell(kind: str) -> Callable[..., Any]:

@@ -45,9 +45,10 @@ class BadStatePair(nn.Module):
         return x * 2, h.sum(-1)
 
 
-def test_bidirectional_is_refused_with_the_layer_name() -> None:
-    with pytest.raises(UnsupportedModelError, match=r"encoder.*bidirectional GRU cannot stream"):
-        capture(BiGRU(), torch.zeros(1, 1, 4))
+def test_bidirectional_gets_a_state_per_direction_for_an_offline_program() -> None:
+    # it cannot stream (tests/e2e/test_offline.py); each direction is a cell of its own
+    graph = capture(BiGRU(), torch.zeros(1, 1, 4)).graph
+    assert [s.input for s in graph.states] == ["encoder.l0.h", "encoder.l0.reverse.h"]
 
 
 def test_unsupported_op_names_op_and_module() -> None:

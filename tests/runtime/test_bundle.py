@@ -34,7 +34,7 @@ def test_bundle_holds_the_documented_files(bundle) -> None:
     assert {p.name for p in bundle.iterdir()} == FILES
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["format"] == "rnnedge.bundle"
-    assert manifest["format_version"] == "1.1"
+    assert manifest["format_version"] == "1.2"
     assert set(manifest["files"]) == FILES - {"manifest.json"}
     assert manifest["states"][0]["input"] == "rnn.h"
     assert manifest["states"][0]["init_is_zero"] is True

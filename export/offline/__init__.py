@@ -1,0 +1,1 @@
+"""Offline programs: models with bidirectional layers, run over whole sequences in stages."""

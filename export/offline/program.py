@@ -1,0 +1,200 @@
+"""export_offline: a model with bidirectional layers -> an offline bundle (format 1.2, with
+`stages`; docs/format.md, docs/time.md).
+
+The one-step Graph capture made (every direction a cell with its own state) is cut into
+stages (partition.py); each stage is exported like a one-step model of its own (float ONNX
+and TFLite; int8 calibrated on ITS input sequences, met in the order it steps through them,
+so the reverse cells' ranges are those of the backward scan), and its files are stored under
+its name as a prefix. PyTorch's golden vectors come from the model run once over each whole
+sequence. The gate runs the whole program on every installed backend against them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnedge.errors import ExportError, UnsupportedModelError
+from rnnedge.export.config import ExportConfig
+from rnnedge.export.offline.gates import offline_gates
+from rnnedge.export.offline.partition import StagePlan, partition
+from rnnedge.export.offline.reference import sequence_model
+from rnnedge.export.onnx import emit_onnx
+from rnnedge.export.quantized import add_int8
+from rnnedge.export.tflite import emit_tflite
+from rnnedge.quantize.calibrate import check_sequences
+from rnnedge.runtime.bundle import Bundle, sha256, write_bundle
+from rnnedge.runtime.check.offline import golden_arrays
+from rnnedge.runtime.executor import Executor
+from rnnedge.runtime.graph import Graph
+from rnnedge.runtime.manifest import DEFAULT_BUDGETS, Manifest, ModelFile, StateSpec
+from rnnedge.runtime.npzio import write_npz
+from rnnedge.runtime.offline import run_program
+from rnnedge.runtime.stages import StageSpec
+from rnnedge.version import __version__
+
+GOLDEN_SEQUENCES = 3
+GOLDEN_STEPS = 64
+
+Files = dict[str, bytes]
+
+
+def export_offline(
+    model: torch.nn.Module, example: object, graph: Graph, out: str | os.PathLike, cfg: ExportConfig
+) -> Path:
+    if isinstance(example, tuple):
+        raise UnsupportedModelError(
+            "a model with bidirectional layers runs offline from its initial states: give the "
+            "example as one tensor, not (x, *states)"
+        )
+    if cfg.chunk:
+        raise ExportError(
+            "chunk=K applies to streaming bundles; an offline program (bidirectional layers) "
+            "runs whole sequences already"
+        )
+    plans = partition(graph)
+    cfg.say(f"offline program: {' -> '.join(f'{p.name} {p.direction}' for p in plans)}")
+    ref = sequence_model(model, example, graph)
+    x_name = graph.inputs[0].name
+    golden = _golden_inputs(graph, cfg)
+    cfg.say("recording golden vectors with PyTorch over whole sequences")
+    files: Files = {
+        "graph.json": _json(graph.to_json()),
+        "weights.npz": write_npz(graph.constants),
+        "golden.npz": write_npz(golden_arrays(x_name, golden, graph, [ref(xs) for xs in golden])),
+    }
+    float_program = [(_spec(p), p.graph, _float_run(p.graph)) for p in plans]
+    calib = None if cfg.calibration is None else check_sequences(graph, cfg.calibration)
+    scheme = None
+    for p in plans:
+        cfg.say(f"stage {p.name} ({p.direction}): {len(p.graph.nodes)} ops")
+        manifest, stage_files = _stage_manifest(p.graph), _stage_float_files(p.graph)
+        if cfg.quantize != "none":
+            manifest, stage_files = add_int8(
+                cfg.quantize,
+                p.graph,
+                _stage_inputs(float_program, x_name, calib, p.name),
+                _stage_inputs(float_program, x_name, golden, p.name) or [],
+                manifest,
+                stage_files,
+                cfg.say,
+                percentile=cfg.percentile,
+            )
+            scheme = manifest.int8_scheme
+        manifest = dataclasses.replace(
+            manifest, files={n: sha256(b) for n, b in sorted(stage_files.items())}
+        )
+        stage_files["manifest.json"] = manifest.to_json().encode()
+        files.update({f"{p.name}.{n}": b for n, b in stage_files.items()})
+    top = _manifest(graph, plans, cfg, scheme)
+    bundle = Bundle(Path(out), top, graph, files)
+    top = offline_gates(bundle, cfg.quantize, cfg.say)
+    path = write_bundle(out, top, files)
+    cfg.say(f"wrote {path}")
+    return path
+
+
+def _spec(p: StagePlan) -> StageSpec:
+    return StageSpec(name=p.name, direction=p.direction, inputs=p.inputs)
+
+
+def _float_run(graph: Graph):
+    executor = Executor(graph)
+    ins, outs = [t.name for t in graph.inputs], [t.name for t in graph.outputs]
+
+    def run(feeds: list[np.ndarray]) -> list[np.ndarray]:
+        values = executor.run(dict(zip(ins, feeds)))
+        return [values[n] for n in outs]
+
+    return run
+
+
+def _stage_inputs(program, x_name: str, seqs, stage: str) -> list[np.ndarray] | None:
+    """Each sequence's input to `stage`, in the order the stage steps through it."""
+    if seqs is None:
+        return None
+    out = []
+    for xs in seqs:
+        packed: dict[str, np.ndarray] = {}
+        run_program(program, {x_name: xs}, packed)
+        out.append(packed[stage])
+    return out
+
+
+def _golden_inputs(graph: Graph, cfg: ExportConfig) -> list[np.ndarray]:
+    given = cfg.golden or (cfg.calibration[:GOLDEN_SEQUENCES] if cfg.calibration else None)
+    if given:
+        return check_sequences(graph, given, "golden")
+    rng = np.random.default_rng(0)  # fixed seed: the same model gives the same bundle
+    shape = graph.inputs[0].shape
+    return [
+        rng.standard_normal((GOLDEN_STEPS, *shape)).astype(np.float32)
+        for _ in range(GOLDEN_SEQUENCES)
+    ]
+
+
+def _stage_float_files(graph: Graph) -> Files:
+    return {
+        "graph.json": _json(graph.to_json()),
+        "weights.npz": write_npz(graph.constants),
+        "model.onnx": emit_onnx(graph),
+        "model.tflite": emit_tflite(graph),
+    }
+
+
+def _states(graph: Graph) -> tuple[StateSpec, ...]:
+    return tuple(
+        StateSpec(
+            input=s.input,
+            output=s.output,
+            shape=graph.spec(s.input).shape,
+            init=s.init,
+            init_is_zero=not np.any(graph.constants[s.init]),
+        )
+        for s in graph.states
+    )
+
+
+def _stage_manifest(graph: Graph) -> Manifest:
+    return Manifest(
+        producer=f"rnnedge {__version__}",
+        inputs=graph.inputs,
+        outputs=graph.outputs,
+        states=_states(graph),
+        models=(
+            ModelFile(path="model.onnx", backend="onnx", precision="float"),
+            ModelFile(path="model.tflite", backend="tflite", precision="float"),
+        ),
+        files={},
+        unbatched_why="a stage of an offline program",
+    )
+
+
+def _manifest(graph: Graph, plans: list[StagePlan], cfg: ExportConfig, scheme) -> Manifest:
+    if cfg.task is not None and cfg.task.output not in (
+        None,
+        *(t.name for t in graph.data_outputs),
+    ):
+        raise ExportError(f"task output {cfg.task.output!r} is not a model output")
+    return Manifest(
+        producer=f"rnnedge {__version__}",
+        inputs=graph.inputs,
+        outputs=graph.outputs,
+        states=_states(graph),
+        models=(),  # every model file belongs to a stage
+        files={},
+        int8_scheme=scheme,
+        budgets={p: dict(b) for p, b in DEFAULT_BUDGETS.items()},
+        task=cfg.task,
+        unbatched_why="an offline program runs whole sequences (model.run), not streams",
+        stages=tuple(_spec(p) for p in plans),
+    )
+
+
+def _json(doc: dict) -> bytes:
+    return (json.dumps(doc, indent=1) + "\n").encode()
