@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from rnnedge.errors import ExportError
+from rnnedge.export.c import bundle_c_files
 from rnnedge.export.capture.program import Captured, capture
 from rnnedge.export.config import ExportConfig, config_from
 from rnnedge.export.gates import FLOAT_GATE, int8_parity, parity
@@ -85,6 +86,7 @@ def _float_files(graph: Graph, cfg: ExportConfig) -> Files:
     cfg.say("emitting ONNX and TFLite")
     files["model.onnx"] = emit_onnx(graph)
     files["model.tflite"] = emit_tflite(graph)
+    files.update(bundle_c_files(graph, None, cfg.say))  # the native backend's C
     return files
 
 
