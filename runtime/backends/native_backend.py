@@ -19,6 +19,7 @@ import numpy as np
 from rnnedge.errors import BackendError
 from rnnedge.runtime.backends.native_build import build
 from rnnedge.runtime.backends.probe import probe
+from rnnedge.runtime.backends.runner import batch_shape
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.graph import Graph, TensorSpec
 
@@ -95,6 +96,7 @@ class NativeRunner:
         self._out_specs = list(g.data_outputs)
         n = streams
         self._x = np.zeros((n, *self._in_spec.shape), np.float32)
+        self._x_shape = batch_shape(self._in_spec, n)
         self._states = [
             [np.zeros((n, *s.shape), np.float32) for s in self._state_specs] for _ in range(2)
         ]
@@ -115,6 +117,11 @@ class NativeRunner:
         self._step(_pointers(ins), _pointers(outs), self._ws)
 
     def step(self, x: np.ndarray) -> list[np.ndarray]:
+        if x.dtype != np.float32 or x.shape != self._x_shape:  # an unchecked stream's input
+            raise BackendError(
+                f"native failed a step: the input is {x.dtype} {list(x.shape)}, the model "
+                f"takes float32 {list(self._x_shape)}"
+            )
         if self._n == 1:
             self._x[0] = x
             ins, outs = self._bound[self._p]
@@ -155,4 +162,6 @@ def from_streams(a: np.ndarray, spec: TensorSpec, n: int) -> np.ndarray:
     ax = spec.batch_axis
     shape = list(spec.shape)
     shape[ax] *= n
-    return np.ascontiguousarray(np.moveaxis(a, 0, ax)).reshape(shape)
+    # always a copy: with the batch axis first, moveaxis and reshape would give views of the
+    # runner's buffers, which the next step overwrites
+    return np.moveaxis(a, 0, ax).reshape(shape).copy()
