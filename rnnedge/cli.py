@@ -51,6 +51,7 @@ def _say(msg: str) -> None:
 def cmd_export(a: argparse.Namespace) -> None:
     import torch
 
+    from rnnedge.export.c.main_c import c_target
     from rnnedge.export.model_spec import load_model
     from rnnedge.export.pipeline import export_bundle
 
@@ -69,14 +70,7 @@ def cmd_export(a: argparse.Namespace) -> None:
             percentile=a.percentile,
             progress=_say,
         )
-    print(f"exported {a.model} -> {path}")
-    if a.target == "c":  # the C with a golden self-check, for boards without Python
-        from rnnedge.export.c.main_c import write_c_project
-
-        out = a.c_output or path.parent / f"{path.name.removesuffix('.rnnedge')}_c"
-        files = write_c_project(path, out)
-        print(f"wrote C to {out}: {', '.join(f.name for f in files)}")
-        print(f"  self-check: cd {out} && cc -O2 model.c main.c -lm && ./a.out")
+    print(f"exported {a.model} -> {path}" + (c_target(path) if a.target == "c" else ""))
 
 
 def _calibration(path: str) -> list[np.ndarray]:
@@ -244,15 +238,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="calibrate int8 ranges on the [100-P, P] percentiles instead of min/max, e.g. 99.99",
     )
     e.add_argument("-o", "--output", required=True, help="bundle directory to write (NAME.rnnedge)")
-    e.add_argument(
-        "--target",
-        default="bundle",
-        choices=["bundle", "c"],
-        help="c: also write model.c/model.h and a golden self-check main.c (docs/native.md)",
-    )
-    e.add_argument(
-        "--c-output", help="directory for --target c (default: NAME_c beside the bundle)"
-    )
+    e.add_argument("--target", default="bundle", choices=["bundle", "c"], help="c: + NAME_c/, C")
     e.set_defaults(func=cmd_export)
 
 

@@ -13,14 +13,13 @@ median of `--rounds` interleaved rounds. Rows:
   native C loop per step      rnnedge_step_n over 1,000 streams / 1,000: the C alone
   raw litert                  interpreter set_tensor + invoke + get_tensor, straight-line
   raw onnxruntime             session.run with a feed dict
-  pytorch eager               GRUCell + head, state fed back
+  pytorch eager               nn.GRU at T = 1 + head, state fed back
 Needs torch (to export and for the PyTorch peer).
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.boards.bench.latency import LatencyStats, measure, raw_call
-from rnnedge.boards.sweeps.step import FEATURES, _model, torch_cell_step
+from rnnedge.boards.sweeps.int8_config import FEATURES, make_model, sequences
 from rnnedge.runtime import available_backends, load
 from rnnedge.runtime.model import Model
 
@@ -57,29 +56,36 @@ def _litert_straight(model: Model, x: np.ndarray) -> Callable[[], object]:
 
 
 def _native_calls(model: Model, x: np.ndarray) -> dict[str, Callable[[], object]]:
-    backend = model.backend
-    runner = backend.runner()
+    runner = model.backend.runner()
     runner.step(x)
-    ins, outs = runner._bound[0]
-    step, step_n, ws = backend._step, backend._step_n, runner._ws
-    zero = ctypes.c_int(0)
-    many = backend.runner(C_LOOP_STREAMS)
-    m_ins, m_outs = many._bound[0]
-    n = ctypes.c_int(C_LOOP_STREAMS)
     return {
         "runner step": lambda: runner.step(x),
-        "bound call": lambda: step(ins, outs, ws),
-        "empty call": lambda: step_n(zero, ins, outs, ws),
-        "C loop x1000": lambda: step_n(n, m_ins, m_outs, many._ws),
+        "bound call": runner.bound_call(),
+        "empty call": runner.empty_call(),
+        "C loop x1000": model.backend.runner(C_LOOP_STREAMS).bound_call(),
     }
+
+
+def torch_step(model) -> Callable[[], object]:
+    """PyTorch eager as the user runs it: nn.GRU at T = 1 and the head, state fed back."""
+    import torch
+
+    torch.set_num_threads(1)
+    x = torch.zeros(1, 1, FEATURES)
+    h: list = [None]
+
+    def step() -> None:
+        with torch.no_grad():
+            out, h[0] = model.rnn(x, h[0])
+            model.head(out)
+
+    return step
 
 
 def _calls(path: Path, model, streams: int) -> dict[str, Callable[[], object]]:
     x = np.random.default_rng(0).uniform(-1, 1, (1, 1, FEATURES)).astype(np.float32)
     have = available_backends()
-    calls: dict[str, Callable[[], object]] = {
-        "pytorch eager GRUCell + head": torch_cell_step(model)
-    }
+    calls: dict[str, Callable[[], object]] = {"pytorch eager nn.GRU(T=1) + head": torch_step(model)}
     for precision in ("float", "int8"):
         if "native" in have:
             m = load(path, backend="native", precision=precision)
@@ -108,9 +114,8 @@ def bench(steps: int, hidden: int, streams: int, rounds: int) -> str:
 
     from rnnedge.export.pipeline import export_bundle
 
-    model = _model(hidden)
-    rng = np.random.default_rng(1)
-    calib = [rng.standard_normal((200, 1, 1, FEATURES)).astype(np.float32) for _ in range(10)]
+    model = make_model("gru", hidden)
+    calib = sequences(1, 10, 200)
     out = Path(tempfile.mkdtemp()) / "kws.rnnedge"
     path = export_bundle(
         model, torch.zeros(1, 1, FEATURES), out, quantize="int8", calibration=calib

@@ -134,3 +134,13 @@ def write_c_project(bundle_path: str | os.PathLike, out: str | os.PathLike) -> l
             (out / name).write_bytes(data)
             written.append(out / name)
     return written
+
+
+def c_target(bundle_path: Path) -> str:
+    """`rnnedge export --target c`: writes NAME_c/ beside the bundle; returns what to print."""
+    out = bundle_path.parent / f"{bundle_path.name.removesuffix('.rnnedge')}_c"
+    files = write_c_project(bundle_path, out)
+    return (
+        f"\nwrote C to {out}: {', '.join(f.name for f in files)}\n"
+        f"  self-check: cd {out} && cc -O2 model.c main.c -lm && ./a.out"
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +61,9 @@ class NativeBackend:
             )
         self.library = build(bundle.files[c_name], bundle.files[h_name], c_name, h_name)
         lib = _load(self.library)
-        self._step = lib.rnnedge_step
-        self._step_n = lib.rnnedge_step_n
-        for fn in (self._step, self._step_n):
+        self.c_step = lib.rnnedge_step
+        self.c_step_n = lib.rnnedge_step_n
+        for fn in (self.c_step, self.c_step_n):
             fn.restype = ctypes.c_int
         self.workspace_bytes = ctypes.c_long.in_dll(lib, "rnnedge_workspace_bytes").value
         self.graph = bundle.graph
@@ -90,7 +91,7 @@ class NativeRunner:
     def __init__(self, backend: NativeBackend, streams: int) -> None:
         g: Graph = backend.graph
         self._n = streams
-        self._step, self._step_n = backend._step, backend._step_n
+        self._step, self._step_n = backend.c_step, backend.c_step_n
         self._in_spec = g.inputs[0]
         self._state_specs = [g.spec(s.input) for s in g.states]
         self._out_specs = list(g.data_outputs)
@@ -133,6 +134,19 @@ class NativeRunner:
         self._step_n(self._n_c, ins, outs, self._ws)
         self._p ^= 1
         return [from_streams(y, t, self._n) for y, t in zip(self._ys, self._out_specs)]
+
+    def bound_call(self) -> Callable[[], object]:
+        """The bare ctypes call on the buffers bound once, no copies (what benches time)."""
+        ins, outs = self._bound[0]
+        if self._n == 1:
+            return lambda: self._step(ins, outs, self._ws)
+        return lambda: self._step_n(self._n_c, ins, outs, self._ws)
+
+    def empty_call(self) -> Callable[[], object]:
+        """rnnedge_step_n(0, ...): a ctypes call with the same arguments that does no work."""
+        ins, outs = self._bound[0]
+        zero = ctypes.c_int(0)
+        return lambda: self._step_n(zero, ins, outs, self._ws)
 
     def get_state(self) -> list[np.ndarray]:
         return [
