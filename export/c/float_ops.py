@@ -56,27 +56,31 @@ def gelu(em: CEmitter, node: Node, ins: list[Tensor], shape: tuple[int, ...]) ->
 
 
 def linear(em: CEmitter, node: Node, ins: list[Tensor], shape: tuple[int, ...]) -> Tensor:
-    # y[m, n] = b[n] + sum_k x[m, k] w[n, k]; the weight is stored transposed [K, N] so the
-    # inner loop runs over n and vectorises without reordering any sum
+    # y[m, n] = b[n] + sum_k x[m, k] w[n, k], each sum in k order. A constant weight is stored
+    # transposed [K][N] (rn_gemv4 runs over n, vectorised); one computed in the step is read
+    # [N, K] as it is.
     x, w = ins[0], ins[1]
     n_out, k_in = w.shape
     rows = x.size // max(k_in, 1)
     y = em.scratch(shape)
-    b = ins[2].var if len(ins) == 3 else None
-    if node.inputs[1] in em.constants:
-        wt = em.const(np.ascontiguousarray(em.constants[node.inputs[1]].T), "float", "w^T")
-        wk = f"{wt}[k * {n_out} + n]"
-    else:  # a weight computed in the step: read it [N, K] as it is
-        wk = f"{w.var}[n * {k_in} + k]"
+    init = f"{ins[2].var}[n]" if len(ins) == 3 else "0.0f"
     em.line(f"for (int m = 0; m < {rows}; m++) {{")
     em.line(f"    float *yr = {y.var} + m * {n_out};")
     em.line(f"    const float *xr = {x.var} + m * {k_in};")
-    init = f"{b}[n]" if b else "0.0f"
     em.line(f"    for (int n = 0; n < {n_out}; n++) yr[n] = {init};")
-    em.line(f"    for (int k = 0; k < {k_in}; k++) {{")
-    em.line("        const float xv = xr[k];")
-    em.line(f"        for (int n = 0; n < {n_out}; n++) yr[n] += xv * {wk};")
-    em.line("    }")
+    if node.inputs[1] not in em.constants:
+        em.line(f"    for (int n = 0; n < {n_out}; n++) for (int k = 0; k < {k_in}; k++)")
+        em.line(f"        yr[n] += xr[k] * {w.var}[n * {k_in} + k];")
+    else:
+        wv = np.asarray(em.constants[node.inputs[1]], np.float32)
+        wt = em.const(np.ascontiguousarray(wv.T), "float", "w^T [K][N]")
+        em.line(
+            f"    for (int k = 0; k < {k_in // 4 * 4}; k += 4) rn_gemv4(xr, {wt}, k, {n_out}, yr);"
+        )
+        for k in range(k_in // 4 * 4, k_in):  # the last k_in % 4, in order
+            em.line(
+                f"    for (int n = 0; n < {n_out}; n++) yr[n] += xr[{k}] * {wt}[{k * n_out} + n];"
+            )
     em.line("}")
     return y
 

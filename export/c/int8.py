@@ -84,25 +84,27 @@ def linear(em: CEmitter, node: Node, ins: list[Tensor], out: QParams, plan: Quan
         bias = quantize_bias(em.constants[node.inputs[2]], b_t.scale)
     w_scale = np.asarray(w_t.scale, np.float64).astype(F32).astype(np.float64)
     scale = (float(F32(x.q.scale)) * w_scale / float(F32(out.scale))).astype(F32)
-    wt = em.const(np.ascontiguousarray(w_q.T.astype(np.int16)), "int16_t", "w_q^T")
+    wq = em.const(w_q, "int8_t", "w_q [N][K]")
     bk = em.const(bias, "int32_t", "b_q")
     sk = em.const(scale, "float", "requantization scale")
     y = em.scratch((rows, n_out), out)
+    xs = em.scratch((k_in,), ctype="int16_t")  # x - x_zp, in [-255, 255]
     acc = em.scratch((n_out,), ctype="int32_t")
-    xt = "int16_t" if x.q.dtype == "int8" else "int32_t"  # x - zp fits int16 for int8 x
+    if x.q.dtype != "int8":
+        raise ValueError(f"linear {node.outputs[0]!r}: an int8 kernel needs an int8 input")
     em.line(f"for (int m = 0; m < {rows}; m++) {{")
-    em.line(f"    for (int n = 0; n < {n_out}; n++) {acc.var}[n] = 0;")
-    em.line(f"    for (int k = 0; k < {k_in}; k++) {{")
-    em.line(f"        const {xt} xv = ({xt})({x.var}[m * {k_in} + k] - {x.q.zp});")
-    em.line(f"        const int16_t *wr = {wt} + k * {n_out};")
-    em.line(f"        for (int n = 0; n < {n_out}; n++) {acc.var}[n] += xv * wr[n];")
-    em.line("    }")
+    em.line(f"    for (int k = 0; k < {k_in}; k++)")
+    em.line(f"        {xs.var}[k] = (int16_t)({x.var}[m * {k_in} + k] - {x.q.zp});")
+    em.line(f"    for (int n = 0; n < {n_out}; n++)")
+    em.line(f"        {acc.var}[n] = rq_dot({xs.var}, {wq} + n * {k_in}, {k_in});")
+    # a loop of its own, so it vectorises: clamp(rint(v) + zp, lo, hi) is computed as
+    # clamp(rint(v), lo - zp, hi - zp) + zp in float, exact for these small integers
+    lo, hi = c_float(out.lo - out.zp), c_float(out.hi - out.zp)
     em.line(f"    for (int n = 0; n < {n_out}; n++) {{")
     em.line(f"        const float v = (float)((int64_t){acc.var}[n] + {bk}[n]) * {sk}[n];")
-    em.line(
-        f"        {y.var}[m * {n_out} + n] = ({y.ctype})"
-        f"rq_clamp(rq_rint(v) + {out.zp}, {out.lo}, {out.hi});"
-    )
+    em.line(f"        const float r0 = rintf(v), r1 = r0 > {lo} ? r0 : {lo};")
+    em.line(f"        const float r = r1 < {hi} ? r1 : {hi};")
+    em.line(f"        {y.var}[m * {n_out} + n] = ({y.ctype})((int32_t)r + {out.zp});")
     em.line("    }")
     em.line("}")
     return Tensor(y.var, (*x.shape[:-1], n_out), out)

@@ -17,11 +17,10 @@ def linear_dynamic(em: CEmitter, node: Node, ins: list[Tensor], w_t: TensorQuant
     w = em.constants[w_t.tensor]
     n_out, k_in = w.shape
     rows = x.size // max(k_in, 1)
-    wt = em.const(np.ascontiguousarray(quantize_weight(w, w_t.scale).T), "int8_t", "w_q^T")
+    wq = em.const(quantize_weight(w, w_t.scale), "int8_t", "w_q [N][K]")
     ws = em.const(np.asarray(w_t.scale, np.float32), "float", "w scale")
     y = em.scratch((*x.shape[:-1], n_out))
     xq = em.scratch(x.shape, ctype="int16_t")
-    acc = em.scratch((n_out,), ctype="int32_t")
     bias = f" + {ins[2].var}[n]" if len(ins) == 3 else ""
     em.line("{")
     em.line("    float lo = 0.0f, hi = 0.0f, sc; int zp = 0;")
@@ -38,14 +37,11 @@ def linear_dynamic(em: CEmitter, node: Node, ins: list[Tensor], w_t: TensorQuant
     em.line(f"            {xq.var}[i] = (int16_t)({q} - zp);")
     em.line("    }")
     em.line(f"    for (int m = 0; m < {rows}; m++) {{")
-    em.line(f"        for (int n = 0; n < {n_out}; n++) {acc.var}[n] = 0;")
-    em.line(f"        for (int k = 0; k < {k_in}; k++) {{")
-    em.line(f"            const int16_t xv = {xq.var}[m * {k_in} + k];")
-    em.line(f"            const int8_t *wr = {wt} + k * {n_out};")
-    em.line(f"            for (int n = 0; n < {n_out}; n++) {acc.var}[n] += xv * wr[n];")
+    em.line(f"        for (int n = 0; n < {n_out}; n++) {{")
+    dot = f"rq_dot({xq.var} + m * {k_in}, {wq} + n * {k_in}, {k_in})"
+    em.line(f"            const int32_t acc = {dot};")
+    em.line(f"            {y.var}[m * {n_out} + n] = (float)acc * (sc * {ws}[n]){bias};")
     em.line("        }")
-    em.line(f"        for (int n = 0; n < {n_out}; n++)")
-    em.line(f"            {y.var}[m * {n_out} + n] = (float){acc.var}[n] * (sc * {ws}[n]){bias};")
     em.line("    }")
     em.line("}")
     return y

@@ -18,10 +18,9 @@ static inline int64_t rq_clamp(int64_t v, int64_t lo, int64_t hi)
 /* a float already rounded to an integer -> int64, saturated far outside every int range */
 static inline int64_t rq_int(float r)
 {
-    if (r != r) return 0;
-    if (r > 1e15f) return (int64_t)1e15;
-    if (r < -1e15f) return -(int64_t)1e15;
-    return (int64_t)r;
+    /* branch-free, no libm call, so loops vectorise; NaN gives -1e15 (inputs are finite) */
+    r = r > -1e15f ? r : -1e15f;
+    return (int64_t)(r < 1e15f ? r : 1e15f);
 }
 
 /* runtime/quant/fixed.round_away in float32: sign(x) * floor(|x| + 0.5f) (TfLiteRound) */
@@ -85,6 +84,31 @@ static inline double rn_erf(double x)
         + t * (-1.453152027 + t * 1.061405429))));
     double s = x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0);
     return s * (1.0 - poly * exp(-x * x));
+}
+
+/* sum_i x[i] w[i] in int32: an integer sum is exact in any order, so compilers vectorise it
+ * (vpmaddwd / vpdpwssd on x86, smlal / sdot on arm64) and it stays bit-exact */
+static inline int32_t rq_dot(const int16_t *x, const int8_t *w, int k)
+{
+    int32_t s = 0;
+    for (int i = 0; i < k; i++) s += (int32_t)x[i] * (int32_t)w[i];
+    return s;
+}
+
+/* y[n] += sum_{k in [k0, k0 + 4)} x[k] wt[k * nn + n], each y[n] summed in k order (so the
+ * result does not depend on the vector width); four k per pass to load and store y less */
+static inline void rn_gemv4(const float *x, const float *wt, int k0, int nn, float *y)
+{
+    const float x0 = x[k0], x1 = x[k0 + 1], x2 = x[k0 + 2], x3 = x[k0 + 3];
+    const float *w0 = wt + k0 * nn, *w1 = w0 + nn, *w2 = w1 + nn, *w3 = w2 + nn;
+    for (int n = 0; n < nn; n++) {
+        float a = y[n];
+        a += x0 * w0[n];
+        a += x1 * w1[n];
+        a += x2 * w2[n];
+        a += x3 * w3[n];
+        y[n] = a;
+    }
 }
 
 static inline float rn_max(float a, float b) { return (a != a || a > b) ? a : b; }
