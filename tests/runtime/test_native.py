@@ -142,3 +142,19 @@ def test_library_is_built_once_and_cached(zoo_bundle, monkeypatch, tmp_path) -> 
     second = rnnedge.load(path, backend="native").backend.library
     assert first == second and first.parent == tmp_path
     assert second.stat().st_mtime_ns == stamp
+
+
+def test_int8_dynamic_follows_the_numpy_spec(tmp_path) -> None:
+    # int8 weights, float activations: the planned linears do the spec's arithmetic, but the
+    # float ops around them (tanh, sigmoid) round as libm does, an ulp from numpy, and an ulp
+    # in x can move x's per-call uint8 rounding by one step (measured: 2.6e-4 once in 300
+    # steps); a wrong kernel is off by orders more
+    model, example = build("lstm_2layer")
+    path = export_bundle(model, example, tmp_path / "d.rnnedge", quantize="int8-dynamic")
+    native = rnnedge.load(path, backend="native", precision="int8-dynamic").stream()
+    spec = rnnedge.load(path, backend="numpy", precision="int8-dynamic").stream()
+    rng = np.random.default_rng(5)
+    for t in range(STEPS):
+        x = rng.standard_normal((1, 1, 8)).astype(np.float32)
+        for u, v in zip(_outputs(native.step(x), native), _outputs(spec.step(x), spec)):
+            assert_close(u, v, f"int8-dynamic step {t}", tol=2e-3)
