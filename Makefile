@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test test-slow bench-step bench-int8 bench-chunk arm64 format clean
+.PHONY: setup demo test test-slow bench-step bench-int8 bench-chunk bench-native arm64 format clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ test: setup
 # per-step cost against raw interpreter calls and PyTorch eager, one run (issue 4's numbers)
 bench-step: setup
 	$(PY) -m rnnedge.boards.sweeps.step
+
+# the native backend (the bundle's C) vs raw LiteRT, onnxruntime and PyTorch, float and int8
+bench-native: setup
+	$(PY) -m rnnedge.boards.sweeps.native
 
 # int8 vs float vs the peers' int8 per step, GRU/LSTM at hidden 64..512 (issue 3); the LiteRT
 # int8 peer needs a Python with tensorflow: make bench-int8 TF_PYTHON=/tmp/tfvenv/bin/python

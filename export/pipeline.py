@@ -15,6 +15,7 @@ import torch
 
 from rnnedge.errors import ExportError
 from rnnedge.export.aliasing import check_distinct
+from rnnedge.export.c import bundle_c_files
 from rnnedge.export.capture.program import Captured, capture
 from rnnedge.export.chunk import add_chunk, chunk_gate
 from rnnedge.export.config import ExportConfig, config_from, finite_golden
@@ -103,6 +104,7 @@ def _float_files(graph: Graph, cfg: ExportConfig) -> Files:
     cfg.say("emitting ONNX and TFLite")
     files["model.onnx"] = emit_onnx(graph)
     files["model.tflite"] = emit_tflite(graph)
+    files.update(bundle_c_files(graph, None, cfg.say))  # the native backend's C
     return files
 
 

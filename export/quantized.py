@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from rnnedge.errors import CalibrationRangeWarning
+from rnnedge.export.c import bundle_c_files
 from rnnedge.export.int8_fidelity import fidelity_record, say_fidelity, say_sizes
 from rnnedge.export.onnx import emit_onnx
 from rnnedge.export.tflite import emit_tflite
@@ -76,6 +77,7 @@ def add_int8(
     new["quant.json"] = plan.to_json().encode()
     new[f"model.{precision}.onnx"] = emit_onnx(graph, plan)
     new[f"model.{precision}.tflite"] = emit_tflite(graph, plan)
+    new.update(bundle_c_files(graph, plan, say))  # the native backend's C
     models = (
         *manifest.models,
         ModelFile(path=f"model.{precision}.onnx", backend="onnx", precision=precision),

@@ -41,6 +41,7 @@ def cmd_export(a: argparse.Namespace) -> None:
     config = _export_config(a)
     import torch
 
+    from rnnedge.export.c.main_c import c_target
     from rnnedge.export.model_spec import load_model
     from rnnedge.export.pipeline import export_bundle
 
@@ -53,7 +54,7 @@ def cmd_export(a: argparse.Namespace) -> None:
             path = export_bundle(model, example, a.output, config)
         except ExportError as e:
             raise _state_hint(e, a) from e
-    print(f"exported {a.model} -> {path}")
+    print(f"exported {a.model} -> {path}" + (c_target(path) if a.target == "c" else ""))
 
 
 def _export_config(a: argparse.Namespace):

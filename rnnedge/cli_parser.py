@@ -83,6 +83,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         "--chunk", type=int, metavar="K", help="also emit K-step chunk models (docs/time.md)"
     )
     e.add_argument("-o", "--output", required=True, help="bundle directory to write (NAME.rnnedge)")
+    e.add_argument("--target", default="bundle", choices=["bundle", "c"], help="c: + NAME_c/, C")
     e.add_argument("--force", action="store_true", help="replace OUTPUT if it is a bundle already")
     e.set_defaults(func=commands.cmd_export)
 

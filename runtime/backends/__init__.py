@@ -54,9 +54,17 @@ def _litert(bundle: Bundle, precision: str) -> Backend:
     return LiteRTBackend(bundle, precision)
 
 
-# in the order "auto" tries them: LiteRT is the fastest per step on Arm and x86 (see
-# ../shared/notes/measurements.md), numpy the one that is always there
+def _native(bundle: Bundle, precision: str) -> Backend:
+    from rnnedge.runtime.backends.native_backend import NativeBackend
+
+    return NativeBackend(bundle, precision)
+
+
+# in the order "auto" tries them: the bundle's own C where a compiler builds it (docs/native.md),
+# then LiteRT, the fastest interpreter per step on Arm and x86 (../shared/notes/measurements.md),
+# numpy the one that is always there
 _OPENERS: dict[str, Callable[[Bundle, str], Backend]] = {
+    "native": _native,  # the bundle's C, built with the system compiler (native_build.py)
     "litert": _litert,
     "onnxruntime": _onnxruntime,
     "numpy": _numpy,
@@ -99,9 +107,13 @@ def available_backends() -> list[str]:
     """Backends whose interpreter is importable here (numpy always is)."""
     import importlib.util
 
+    from rnnedge.runtime.backends.native_build import compiler
+
     found = ["numpy"]
     if importlib.util.find_spec("onnxruntime"):
         found.insert(0, "onnxruntime")
     if importlib.util.find_spec("ai_edge_litert") or importlib.util.find_spec("tflite_runtime"):
         found.insert(0, "litert")
+    if compiler() is not None:
+        found.insert(0, "native")
     return found

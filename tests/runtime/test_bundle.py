@@ -20,6 +20,7 @@ from rnnedge.runtime.bundle import read_bundle
 from rnnedge.runtime.npzio import read_npz, write_npz
 
 FILES = {"manifest.json", "graph.json", "weights.npz", "model.onnx", "model.tflite", "golden.npz"}
+FILES |= {"model.c", "model.h"}  # the native backend's C (docs/native.md)
 
 
 @pytest.fixture

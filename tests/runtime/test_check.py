@@ -19,7 +19,10 @@ import pytest
 
 import rnnedge
 from rnnedge.cli import main
-from rnnedge.runtime.backends import BACKENDS  # the dev extras install all three
+from rnnedge.runtime.backends import (  # the dev extras install all three
+    BACKENDS,
+    available_backends,
+)
 from rnnedge.runtime.bundle import read_bundle, sha256
 from rnnedge.runtime.check.data import load_data
 from rnnedge.runtime.check.report import to_json
@@ -260,10 +263,8 @@ def test_check_runs_without_torch(zoo_bundle, tmp_path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     report = json.loads(j.read_text())
-    assert report["passed"] and {k[0] for k, v in _results(report).items() if v["outputs"]} == {
-        "litert",
-        "onnxruntime",
-    }
+    want = {"litert", "onnxruntime"} | ({"native"} & set(available_backends()))
+    assert report["passed"] and {k[0] for k, v in _results(report).items() if v["outputs"]} == want
 
 
 def test_plot_is_a_png_with_one_panel_per_output(zoo_bundle, tmp_path) -> None:

@@ -1,0 +1,167 @@
+"""The native backend against the interpreters and PyTorch, float and int8, in one run.
+
+    python -m rnnedge.boards.sweeps.native [--steps 5000] [--hidden 128] [--streams 64]
+    make bench-native
+
+Model: GRU(40 -> H) + Linear(H -> 10), batch 1, one step per call, state fed back (issue 18's
+setting). p50 / p90 / p99 in microseconds over `--steps` timed calls after warm-up, one thread,
+median of `--rounds` interleaved rounds. Rows:
+  native stream step          Stream.step (checked / unchecked) on the native backend
+  native runner step          the runner alone: copy x in, one ctypes call, copy y out
+  native bound call           the bare ctypes call on buffers bound once (no copies)
+  native empty call           rnnedge_step_n(0, ...): the cost of a ctypes call, no work
+  native C loop per step      rnnedge_step_n over 1,000 streams / 1,000: the C alone
+  raw litert                  interpreter set_tensor + invoke + get_tensor, straight-line
+  raw onnxruntime             session.run with a feed dict
+  pytorch eager               nn.GRU at T = 1 + head, state fed back
+Needs torch (to export and for the PyTorch peer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rnnedge.boards.bench.latency import LatencyStats, measure, raw_call
+from rnnedge.boards.sweeps.int8_config import FEATURES, make_model, sequences
+from rnnedge.runtime import available_backends, load
+from rnnedge.runtime.model import Model
+
+C_LOOP_STREAMS = 1000
+ISSUE = {"float": 3.7, "int8": 1.49}  # the prototype's float / int8-from-Python, us
+
+
+def _litert_straight(model: Model, x: np.ndarray) -> Callable[[], object]:
+    """The cheapest LiteRT pattern: bound methods, state read back and set, straight-line."""
+    b = model.backend
+    it = b.interpreter
+    g = model.bundle.graph
+    set_t, get_t, invoke = it.set_tensor, it.get_tensor, it.invoke
+    ins, outs, nd = b.input_indices, b.output_indices, len(g.data_outputs)
+    states = [g.constants[s.init].copy() for s in g.states]
+    pairs = list(zip(ins[1:], outs[nd:]))
+
+    def call() -> None:
+        set_t(ins[0], x)
+        for (i, o), s in zip(pairs, states):
+            set_t(i, get_t(o) if s is None else s)
+        invoke()
+        get_t(outs[0])
+
+    return call
+
+
+def _native_calls(model: Model, x: np.ndarray) -> dict[str, Callable[[], object]]:
+    runner = model.backend.runner()
+    runner.step(x)
+    return {
+        "runner step": lambda: runner.step(x),
+        "bound call": runner.bound_call(),
+        "empty call": runner.empty_call(),
+        "C loop x1000": model.backend.runner(C_LOOP_STREAMS).bound_call(),
+    }
+
+
+def torch_step(model) -> Callable[[], object]:
+    """PyTorch eager as the user runs it: nn.GRU at T = 1 and the head, state fed back."""
+    import torch
+
+    torch.set_num_threads(1)
+    x = torch.zeros(1, 1, FEATURES)
+    h: list = [None]
+
+    def step() -> None:
+        with torch.no_grad():
+            out, h[0] = model.rnn(x, h[0])
+            model.head(out)
+
+    return step
+
+
+def _calls(path: Path, model, streams: int) -> dict[str, Callable[[], object]]:
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 1, FEATURES)).astype(np.float32)
+    have = available_backends()
+    calls: dict[str, Callable[[], object]] = {"pytorch eager nn.GRU(T=1) + head": torch_step(model)}
+    for precision in ("float", "int8"):
+        if "native" in have:
+            m = load(path, backend="native", precision=precision)
+            s1, s2 = m.stream(), m.stream(checked=False)
+            calls[f"native {precision} stream step (checked)"] = lambda s=s1: s.step(x)
+            calls[f"native {precision} stream step (unchecked)"] = lambda s=s2: s.step(x)
+            for k, c in _native_calls(m, x).items():
+                calls[f"native {precision} {k}"] = c
+            many = m.streams(streams)
+            xs = np.zeros((streams, 1, FEATURES), np.float32)
+            calls[f"native {precision} {streams} streams, one call"] = lambda mm=many, xx=xs: (
+                mm.step(xx)
+            )
+        if "litert" in have:
+            m = load(path, backend="litert", precision=precision)
+            calls[f"raw litert {precision} (straight-line)"] = _litert_straight(m, x)
+            calls[f"raw litert {precision} (LiteRTRunner)"] = raw_call(m, x)
+        if "onnxruntime" in have:
+            m = load(path, backend="onnxruntime", precision=precision)
+            calls[f"raw onnxruntime {precision} session.run"] = raw_call(m, x)
+    return calls
+
+
+def bench(steps: int, hidden: int, streams: int, rounds: int) -> str:
+    import torch
+
+    from rnnedge.export.pipeline import export_bundle
+
+    model = make_model("gru", hidden)
+    calib = sequences(1, 10, 200)
+    out = Path(tempfile.mkdtemp()) / "kws.rnnedge"
+    path = export_bundle(
+        model, torch.zeros(1, 1, FEATURES), out, quantize="int8", calibration=calib
+    )
+    calls = _calls(path, model, streams)
+    results: dict[str, list[LatencyStats]] = {k: [] for k in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            n = max(steps // 100, 100) if "x1000" in name else steps
+            results[name].append(measure(call, n))
+    stats = {k: sorted(v, key=lambda s: s.p50)[len(v) // 2] for k, v in results.items()}
+    return _report(stats, hidden, streams)
+
+
+def _report(stats: dict[str, LatencyStats], hidden: int, streams: int) -> str:
+    lines = [f"GRU({FEATURES} -> {hidden}) + Linear({hidden} -> 10), one thread", ""]
+    lines.append(f"{'path':50s} {'p50':>8s} {'p90':>8s} {'p99':>8s}  (us)")
+    for name, s in stats.items():
+        div = C_LOOP_STREAMS if "x1000" in name else 1
+        note = f"  = {s.p50 / div:.3f} us per step" if div > 1 else ""
+        if "streams, one call" in name:
+            note = f"  = {s.p50 / streams:.3f} us per stream-step"
+        lines.append(f"{name:50s} {s.p50:8.2f} {s.p90:8.2f} {s.p99:8.2f}{note}")
+    lines += ["", "ratios of p50 (issue 18's prototype / targets in brackets):"]
+    for p in ("float", "int8"):
+        nat = stats.get(f"native {p} stream step (unchecked)")
+        raw = stats.get(f"raw litert {p} (straight-line)")
+        if nat and raw:
+            target = "<= 0.5" if p == "float" else "<= 0.32"
+            lines.append(
+                f"  native {p} unchecked / raw litert {p}: {nat.p50 / raw.p50:.3f} [{target}]"
+            )
+        if nat:
+            lines.append(f"  native {p} unchecked: {nat.p50:.2f} us [prototype {ISSUE[p]} us]")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--streams", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=3)
+    a = p.parse_args()
+    print(bench(a.steps, a.hidden, a.streams, a.rounds))
+
+
+if __name__ == "__main__":
+    main()

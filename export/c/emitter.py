@@ -1,0 +1,160 @@
+"""The C writer: tensors as pointers into one caller-provided workspace, constants as static
+const arrays, and the loops every kernel is built from (elementwise with broadcasting, index
+gathers for the shape ops). Kernels (float_ops.py, int8.py, int8_dynamic.py) call it; it
+knows nothing of any op."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnedge.runtime.quant.plan import QParams
+
+CTYPES = {"float32": "float", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t"}
+BYTES = {"float": 4, "int8_t": 1, "int16_t": 2, "int32_t": 4}
+ALIGN = 64  # every workspace tensor starts on a cache line
+LINE_ITEMS = 12
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor of ONE stream in the generated code: `var` is a C pointer expression."""
+
+    var: str
+    shape: tuple[int, ...]
+    q: QParams | None = None  # integer parameters, or None for float32
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def ctype(self) -> str:
+        return "float" if self.q is None else CTYPES[self.q.dtype]
+
+
+def c_float(v: float) -> str:
+    """A float32 literal that reads back as exactly the same float32."""
+    v = float(np.float32(v))
+    if math.isnan(v):
+        return "NAN"
+    if math.isinf(v):
+        return "INFINITY" if v > 0 else "-INFINITY"
+    s = f"{v:.9g}"
+    if "." not in s and "e" not in s:
+        s += ".0"
+    return s + "f"
+
+
+def c_string(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class CEmitter:
+    def __init__(self, constants: Mapping[str, np.ndarray]) -> None:
+        self.constants = constants  # the Graph's, for kernels that lay a weight out anew
+        self.decls: list[tuple[str, str]] = []  # (name, static const array)
+        self.body: list[str] = []  # the step function's statements
+        self.workspace = 0  # bytes
+        self._count = 0
+
+    def fresh(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}{self._count}"
+
+    def line(self, text: str) -> None:
+        self.body.append("    " + text)
+
+    def comment(self, text: str) -> None:
+        self.line("/* " + text.replace("*/", "* /") + " */")
+
+    def const(self, values: np.ndarray, ctype: str, what: str = "") -> str:
+        """A static const array; returns its name."""
+        name = self.fresh("k")
+        flat = np.asarray(values).ravel()
+        items = [c_float(v) for v in flat] if ctype == "float" else [str(int(v)) for v in flat]
+        if not items:
+            items = ["0"]  # C forbids empty arrays
+        rows = [", ".join(items[i : i + LINE_ITEMS]) for i in range(0, len(items), LINE_ITEMS)]
+        head = f"/* {what} */\n" if what else ""
+        self.decls.append(
+            (
+                name,
+                f"{head}static const {ctype} {name}[{len(items)}] = {{\n    "
+                + ",\n    ".join(rows)
+                + "\n};\n",
+            )
+        )
+        return name
+
+    def used_decls(self) -> list[str]:
+        """The constants the step reads (a kernel may not need every input's array)."""
+        body = "\n".join(self.body)
+        used = set(re.findall(r"\bk\d+\b", body))
+        return [text for name, text in self.decls if name in used]
+
+    def const_tensor(self, values: np.ndarray, q: QParams | None, what: str) -> Tensor:
+        ctype = "float" if q is None else CTYPES[q.dtype]
+        return Tensor(self.const(values, ctype, what), tuple(np.shape(values)), q)
+
+    def scratch(self, shape: Sequence[int], q: QParams | None = None, ctype: str = "") -> Tensor:
+        """A new tensor in the workspace, declared as a writable pointer."""
+        t = Tensor(self.fresh("t"), tuple(shape), q)
+        ctype = ctype or t.ctype
+        size = max(t.size, 1) * BYTES[ctype]
+        self.line(f"{ctype} *{t.var} = ({ctype} *)(ws + {self.workspace});")
+        self.workspace += -(-size // ALIGN) * ALIGN
+        return t
+
+    def alias(self, src: Tensor, shape: Sequence[int], offset: int = 0) -> Tensor:
+        """A view of `src` (a reshape, or a contiguous slice): no copy."""
+        t = Tensor(self.fresh("t"), tuple(shape), src.q)
+        expr = src.var if offset == 0 else f"{src.var} + {offset}"
+        self.line(f"const {src.ctype} *{t.var} = {expr};")
+        return t
+
+    def index(self, src: Tensor, out_shape: tuple[int, ...]) -> str:
+        """The C index of `src`'s element for output element i under numpy broadcasting."""
+        if src.shape == out_shape or (src.size == math.prod(out_shape) and len(src.shape) == 0):
+            return "i"
+        if src.size == 1:
+            return "0"
+        if tuple(np.broadcast_shapes(src.shape, out_shape)) != tuple(out_shape):
+            raise ValueError(f"cannot broadcast {list(src.shape)} to {list(out_shape)}")
+        ix = np.broadcast_to(np.arange(src.size).reshape(src.shape), out_shape).ravel()
+        return f"{self.const(ix, 'int32_t', 'broadcast index')}[i]"
+
+    def elementwise(
+        self, ins: Sequence[Tensor], out_shape: tuple[int, ...], q: QParams | None, expr: str
+    ) -> Tensor:
+        """out[i] = expr(a0, a1, ...): float inputs load as float, integer ones as int64."""
+        shape = tuple(np.broadcast_shapes(*(t.shape for t in ins))) if ins else out_shape
+        out = self.scratch(shape, q)
+        loads = " ".join(
+            f"const {'float' if t.q is None else 'int64_t'} a{j} = {t.var}[{self.index(t, shape)}];"
+            for j, t in enumerate(ins)
+        )
+        self.line(f"for (int i = 0; i < {out.size}; i++) {{")
+        self.line(f"    {loads}")
+        self.line(f"    {out.var}[i] = ({out.ctype})({expr});")
+        self.line("}")
+        return out
+
+    def gather(self, src: Tensor, ix: np.ndarray, fill: float = 0.0) -> Tensor:
+        """out = src.flat[ix] (ix shaped as the output; -1 means `fill`); an alias when ix is
+        a contiguous run of src."""
+        flat = ix.ravel()
+        shape = tuple(ix.shape)
+        n = flat.size
+        if n and flat[0] >= 0 and np.array_equal(flat, np.arange(flat[0], flat[0] + n)):
+            return self.alias(src, shape, int(flat[0]))
+        out = self.scratch(shape, src.q)
+        k = self.const(flat, "int32_t", "gather index")
+        fill_c = c_float(fill) if src.q is None else str(int(fill))
+        self.line(f"for (int i = 0; i < {n}; i++)")
+        self.line(f"    {out.var}[i] = {k}[i] < 0 ? {fill_c} : {src.var}[{k}[i]];")
+        return out

@@ -1,0 +1,182 @@
+"""Full-integer C kernels: the numpy integer spec (runtime/quant/int8.py) in C, node for node.
+
+`int8_kernel` makes the same choice Int8Executor._compile makes for every node (an integer
+kernel, a widened int16 one, or a float island between dequantize and quantize), and every
+integer kernel does the spec's arithmetic in the spec's order: fp32 requantization (rintf,
+half to even) for int8 linear/add/sub/mul, TFLite fixed point (rq_mbqm) for int16 and relu,
+lookup tables built by the spec's own `lookup_table`. The parameters (multipliers, shifts,
+tables, quantized weights and biases) are computed here by the runtime's functions, so the C
+and numpy read the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from rnnedge.export.c.emitter import CEmitter, Tensor, c_float
+from rnnedge.export.c.float_ops import FLOAT_KERNELS, concat, move, reshape
+from rnnedge.runtime.graph import Node
+from rnnedge.runtime.ops import sigmoid
+from rnnedge.runtime.quant.fixed import lookup_table, quantize_multiplier
+from rnnedge.runtime.quant.int8 import widen
+from rnnedge.runtime.quant.plan import QParams, QuantPlan, quantize_bias, quantize_weight
+
+F32 = np.float32
+IntKernel = Callable[[CEmitter, Node, list[Tensor], QParams], Tensor]
+
+
+def _mbqm(real: float) -> tuple[int, int]:
+    return quantize_multiplier(float(real))
+
+
+def dequantize_to_float(em: CEmitter, t: Tensor) -> Tensor:
+    q = t.q
+    return em.elementwise([t], t.shape, None, f"{c_float(q.scale)} * (float)(a0 - {q.zp})")
+
+
+def quantize_to(em: CEmitter, t: Tensor, q: QParams) -> Tensor:
+    s = c_float(q.scale)
+    return em.elementwise([t], t.shape, q, f"rq_quantize(a0, {s}, {q.zp}, {q.lo}, {q.hi})")
+
+
+def requant(em: CEmitter, t: Tensor, to: QParams) -> Tensor:
+    """Integers at t.q -> integers at `to` (int8.py _requant); nothing when they agree."""
+    p = t.q
+    if p == to:
+        return t
+    qm, sh = _mbqm(float(F32(p.scale)) / float(F32(to.scale)))
+    expr = f"rq_clamp(rq_mbqm(a0 - {p.zp}, {qm}, {sh}) + {to.zp}, {to.lo}, {to.hi})"
+    return em.elementwise([t], t.shape, to, expr)
+
+
+def int8_kernel(
+    em: CEmitter, node: Node, ins: list[Tensor], shape: tuple[int, ...], plan: QuantPlan
+) -> Tensor:
+    out = plan.params(node.outputs[0])
+    if node.op == "linear" and out is not None and ins[0].q is not None:
+        return linear(em, node, ins, out, plan)
+    if out is None or node.op not in INT or any(t.q is None for t in ins):
+        floats = [t if t.q is None else dequantize_to_float(em, t) for t in ins]
+        y = FLOAT_KERNELS[node.op](em, node, floats, shape)
+        return y if out is None else quantize_to(em, y, out)
+    if node.op in ("add", "sub", "mul") and out.dtype == "int16":
+        ins = [requant(em, t, widen(t.q)) for t in ins]
+    return INT[node.op](em, node, ins, out)
+
+
+def linear(em: CEmitter, node: Node, ins: list[Tensor], out: QParams, plan: QuantPlan) -> Tensor:
+    # acc[n] = sum_k (x[k] - x_zp) w_q[n, k] (int32) + b_q[n]; y = rint(acc * s[n]) + y_zp
+    x = ins[0]
+    w_t = plan.weight(node.outputs[0])
+    if w_t is None or w_t.tensor != node.inputs[1]:
+        raise ValueError(f"quant.json: no int8 weight for linear {node.outputs[0]!r}")
+    w = em.constants[w_t.tensor]
+    n_out, k_in = w.shape
+    rows = x.size // max(k_in, 1)
+    w_q = quantize_weight(w, w_t.scale)
+    bias = np.zeros(n_out, np.int64)
+    if len(node.inputs) == 3:
+        b_t = plan.bias(node.inputs[2])
+        if b_t is None:
+            raise ValueError(f"quant.json: no int32 bias for linear {node.outputs[0]!r}")
+        bias = quantize_bias(em.constants[node.inputs[2]], b_t.scale)
+    w_scale = np.asarray(w_t.scale, np.float64).astype(F32).astype(np.float64)
+    scale = (float(F32(x.q.scale)) * w_scale / float(F32(out.scale))).astype(F32)
+    wq = em.const(w_q, "int8_t", "w_q [N][K]")
+    bk = em.const(bias, "int32_t", "b_q")
+    sk = em.const(scale, "float", "requantization scale")
+    y = em.scratch((rows, n_out), out)
+    xs = em.scratch((k_in,), ctype="int16_t")  # x - x_zp, in [-255, 255]
+    acc = em.scratch((n_out,), ctype="int32_t")
+    if x.q.dtype != "int8":
+        raise ValueError(f"linear {node.outputs[0]!r}: an int8 kernel needs an int8 input")
+    em.line(f"for (int m = 0; m < {rows}; m++) {{")
+    em.line(f"    for (int k = 0; k < {k_in}; k++)")
+    em.line(f"        {xs.var}[k] = (int16_t)({x.var}[m * {k_in} + k] - {x.q.zp});")
+    em.line(f"    for (int n = 0; n < {n_out}; n++)")
+    em.line(f"        {acc.var}[n] = rq_dot({xs.var}, {wq} + n * {k_in}, {k_in});")
+    # a loop of its own, so it vectorises: clamp(rint(v) + zp, lo, hi) is computed as
+    # clamp(rint(v), lo - zp, hi - zp) + zp in float, exact for these small integers
+    lo, hi = c_float(out.lo - out.zp), c_float(out.hi - out.zp)
+    em.line(f"    for (int n = 0; n < {n_out}; n++) {{")
+    em.line(f"        const float v = (float)((int64_t){acc.var}[n] + {bk}[n]) * {sk}[n];")
+    em.line(f"        const float r0 = rintf(v), r1 = r0 > {lo} ? r0 : {lo};")
+    em.line(f"        const float r = r1 < {hi} ? r1 : {hi};")
+    em.line(f"        {y.var}[m * {n_out} + n] = ({y.ctype})((int32_t)r + {out.zp});")
+    em.line("    }")
+    em.line("}")
+    return Tensor(y.var, (*x.shape[:-1], n_out), out)
+
+
+def add_sub(sign: int) -> IntKernel:
+    def kernel(em: CEmitter, node: Node, ins: list[Tensor], out: QParams) -> Tensor:
+        a, b = (t.q for t in ins)
+        shape = tuple(np.broadcast_shapes(*(t.shape for t in ins)))
+        if out.dtype == "int16":  # reference/integer_ops/add.h: shifted left 15, fixed point
+            twice = 2 * max(float(F32(a.scale)), float(F32(b.scale)))
+            qa, sa = _mbqm(float(F32(a.scale)) / twice)
+            qb, sb = _mbqm(float(F32(b.scale)) / twice)
+            qo, so = _mbqm(twice / ((1 << 15) * float(F32(out.scale))))
+            ea = f"rq_mbqm((a0 - {a.zp}) * 32768, {qa}, {sa})"
+            eb = f"rq_mbqm((a1 - {b.zp}) * 32768, {qb}, {sb})"
+            v = f"rq_mbqm({ea} + ({sign}) * {eb}, {qo}, {so})"
+        else:  # fp32 requantization, as XNNPACK
+            ra, rb = (c_float(F32(F32(p.scale) / F32(out.scale))) for p in (a, b))
+            t = f"((float)(a1 - {b.zp}) * {rb})"
+            v = f"rq_rint((float)(a0 - {a.zp}) * {ra} + {c_float(sign)} * {t})"
+        return em.elementwise(ins, shape, out, f"rq_clamp({v} + {out.zp}, {out.lo}, {out.hi})")
+
+    return kernel
+
+
+def mul(em: CEmitter, node: Node, ins: list[Tensor], out: QParams) -> Tensor:
+    a, b = (t.q for t in ins)
+    shape = tuple(np.broadcast_shapes(*(t.shape for t in ins)))
+    real = float(F32(a.scale)) * float(F32(b.scale)) / float(F32(out.scale))
+    prod = f"((a0 - {a.zp}) * (a1 - {b.zp}))"
+    if out.dtype == "int16":
+        qm, sh = _mbqm(real)
+        v = f"rq_mbqm({prod}, {qm}, {sh})"
+    else:
+        v = f"rq_rint((float){prod} * {c_float(real)})"
+    return em.elementwise(ins, shape, out, f"rq_clamp({v} + {out.zp}, {out.lo}, {out.hi})")
+
+
+def lut(fn: Callable[[np.ndarray], np.ndarray]) -> IntKernel:
+    def kernel(em: CEmitter, node: Node, ins: list[Tensor], out: QParams) -> Tensor:
+        p = ins[0].q
+        table = lookup_table(fn, p.scale, p.zp, out.scale, out.zp, p.dtype, out.dtype)
+        k = em.const(table, Tensor("", (), out).ctype, f"{node.op} table")
+        return em.elementwise(ins, ins[0].shape, out, f"{k}[a0 - ({p.lo})]")
+
+    return kernel
+
+
+def relu(em: CEmitter, node: Node, ins: list[Tensor], out: QParams) -> Tensor:
+    p = ins[0].q
+    qm, sh = _mbqm(float(F32(p.scale)) / float(F32(out.scale)))
+    lo = max(out.lo, out.zp)
+    expr = f"rq_clamp(rq_mbqm(a0 - {p.zp}, {qm}, {sh}) + {out.zp}, {lo}, {out.hi})"
+    return em.elementwise(ins, ins[0].shape, out, expr)
+
+
+def shape_op(em: CEmitter, node: Node, ins: list[Tensor], out: QParams) -> Tensor:
+    fixed = [requant(em, t, out) for t in ins]
+    shape = em.shapes[node.outputs[0]]
+    kernel = {"reshape": reshape, "slice": move, "concat": concat}[node.op]
+    return kernel(em, node, fixed, shape)
+
+
+INT: dict[str, IntKernel] = {
+    "add": add_sub(1),
+    "sub": add_sub(-1),
+    "mul": mul,
+    "sigmoid": lut(lambda x: sigmoid(x)),
+    "tanh": lut(np.tanh),
+    "relu": relu,
+    "reshape": shape_op,
+    "slice": shape_op,
+    "concat": shape_op,
+}

@@ -1,0 +1,116 @@
+"""The C helpers every generated model.c starts with: TFLite's integer rounding (a port of
+runtime/quant/fixed.py, line for line) and the float rounding of the numpy spec's quantize.
+
+Everything is static, C99, and uses math.h only. Signed right shifts are arithmetic on every
+compiler rnnedge targets (gcc, clang); products that must not overflow are taken in int64.
+"""
+
+PRELUDE = r"""
+#include <math.h>
+#include <stdint.h>
+
+/* clamp an int64 to [lo, hi] */
+static inline int64_t rq_clamp(int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* a float already rounded to an integer -> int64, saturated far outside every int range */
+static inline int64_t rq_int(float r)
+{
+    /* branch-free, no libm call, so loops vectorise; NaN gives -1e15 (inputs are finite) */
+    r = r > -1e15f ? r : -1e15f;
+    return (int64_t)(r < 1e15f ? r : 1e15f);
+}
+
+/* runtime/quant/fixed.round_away in float32: sign(x) * floor(|x| + 0.5f) (TfLiteRound) */
+static inline int64_t rq_round_away(float x)
+{
+    float r = floorf(fabsf(x) + 0.5f);
+    return rq_int(x > 0 ? r : (x < 0 ? -r : 0.0f));
+}
+
+/* np.rint: half to even (the default rounding mode) */
+static inline int64_t rq_rint(float x)
+{
+    return rq_int(rintf(x));
+}
+
+/* gemmlowp SaturatingRoundingDoublingHighMul (fixed.srdhm) */
+static inline int64_t rq_srdhm(int64_t a, int64_t b)
+{
+    int64_t ab, v;
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    ab = a * b;
+    v = ab + ((int64_t)1 << 30) - (ab < 0 ? (((int64_t)1 << 31) - 1) : 0);
+    return v / ((int64_t)1 << 31); /* C99 division truncates toward zero, as C++'s */
+}
+
+/* gemmlowp RoundingDivideByPOT (fixed.rounding_divide_by_pot) */
+static inline int64_t rq_rdbpot(int64_t x, int e)
+{
+    int64_t mask = ((int64_t)1 << e) - 1;
+    int64_t rem = x & mask;
+    int64_t thr = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + (rem > thr ? 1 : 0);
+}
+
+/* TFLite MultiplyByQuantizedMultiplier (fixed.multiply_by_quantized_multiplier) */
+static inline int64_t rq_mbqm(int64_t x, int64_t q, int shift)
+{
+    int left = shift > 0 ? shift : 0;
+    int right = shift > 0 ? 0 : -shift;
+    return rq_rdbpot(rq_srdhm(x * ((int64_t)1 << left), q), right);
+}
+
+/* runtime/quant/int8.quantize: round_away(x / scale) + zp, clamped */
+static inline int64_t rq_quantize(float x, float scale, int64_t zp, int64_t lo, int64_t hi)
+{
+    return rq_clamp(rq_round_away(x / scale) + zp, lo, hi);
+}
+
+/* numpy's sigmoid (runtime/ops.sigmoid), in float32 */
+static inline float rn_sigmoid(float x)
+{
+    float e = expf(-fabsf(x));
+    return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+}
+
+/* runtime/ops.erf: Abramowitz & Stegun 7.1.26 in double */
+static inline double rn_erf(double x)
+{
+    double t = 1.0 / (1.0 + 0.3275911 * fabs(x));
+    double poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
+        + t * (-1.453152027 + t * 1.061405429))));
+    double s = x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0);
+    return s * (1.0 - poly * exp(-x * x));
+}
+
+/* sum_i x[i] w[i] in int32: an integer sum is exact in any order, so compilers vectorise it
+ * (vpmaddwd / vpdpwssd on x86, smlal / sdot on arm64) and it stays bit-exact */
+static inline int32_t rq_dot(const int16_t *x, const int8_t *w, int k)
+{
+    int32_t s = 0;
+    for (int i = 0; i < k; i++) s += (int32_t)x[i] * (int32_t)w[i];
+    return s;
+}
+
+/* y[n] += sum_{k in [k0, k0 + 4)} x[k] wt[k * nn + n], each y[n] summed in k order (so the
+ * result does not depend on the vector width); four k per pass to load and store y less */
+static inline void rn_gemv4(const float *x, const float *wt, int k0, int nn, float *y)
+{
+    const float x0 = x[k0], x1 = x[k0 + 1], x2 = x[k0 + 2], x3 = x[k0 + 3];
+    const float *w0 = wt + k0 * nn, *w1 = w0 + nn, *w2 = w1 + nn, *w3 = w2 + nn;
+    for (int n = 0; n < nn; n++) {
+        float a = y[n];
+        a += x0 * w0[n];
+        a += x1 * w1[n];
+        a += x2 * w2[n];
+        a += x3 * w3[n];
+        y[n] = a;
+    }
+}
+
+static inline float rn_max(float a, float b) { return (a != a || a > b) ? a : b; }
+static inline float rn_min(float a, float b) { return (a != a || a < b) ? a : b; }
+"""

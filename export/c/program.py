@@ -1,0 +1,235 @@
+"""Graph (+ QuantPlan) -> the C of one step: model.c and model.h.
+
+The generated step reads float32 inputs and writes float32 outputs in the Graph's order
+(data, then states), exactly as the other backends take them; the integer precisions
+quantize at the boundary and dequantize outputs, as the numpy spec's `run` does. Every
+intermediate tensor lives in one caller-provided workspace (RNNEDGE_WORKSPACE_BYTES, 64-byte
+aligned), so one compiled model serves any number of streams and threads, with no malloc.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rnnedge.errors import ExportError, GraphError
+from rnnedge.export.c.emitter import CEmitter, Tensor, c_float, c_string
+from rnnedge.export.c.float_ops import FLOAT_KERNELS
+from rnnedge.export.c.int8 import INT, int8_kernel, quantize_to
+from rnnedge.export.c.int8_dynamic import linear_dynamic
+from rnnedge.export.c.prelude import PRELUDE
+from rnnedge.runtime.executor import infer_shapes
+from rnnedge.runtime.graph import Graph, Node, validate
+from rnnedge.runtime.quant.int8 import quantize
+from rnnedge.runtime.quant.plan import QParams, QuantPlan
+from rnnedge.version import __version__
+
+
+def c_file_names(precision: str) -> tuple[str, str]:
+    """The bundle's file names of the C of one precision: model.c / model.int8.c ..."""
+    stem = "model" if precision == "float" else f"model.{precision}"
+    return f"{stem}.c", f"{stem}.h"
+
+
+def emit_c(graph: Graph, plan: QuantPlan | None = None) -> dict[str, bytes]:
+    """The C source and header of one step of `graph` in float, or in the plan's precision;
+    raises ExportError naming the op when an op has no C kernel."""
+    precision = "float" if plan is None else plan.scheme
+    try:
+        validate(graph)
+        shapes = infer_shapes(graph)
+    except GraphError as e:
+        raise ExportError(f"C export: {e}") from e
+    _check_kernels(graph, precision)
+    em = CEmitter(graph.constants)
+    em.shapes = shapes
+    header_name = c_file_names(precision)[1]
+    try:
+        _Program(graph, plan, em).emit()
+    except (ValueError, KeyError) as e:
+        raise ExportError(f"C export ({precision}): {e}") from e
+    source = _source(graph, em, precision, header_name)
+    header = _header(graph, em, precision)
+    c_name, h_name = c_file_names(precision)
+    return {c_name: source.encode(), h_name: header.encode()}
+
+
+def _check_kernels(graph: Graph, precision: str) -> None:
+    known = set(FLOAT_KERNELS) | (set(INT) if precision == "int8" else set())
+    for n in graph.nodes:
+        if n.op not in known:
+            where = f" (node producing {n.outputs[0]!r}" + (
+                f" from {n.source})" if n.source else ")"
+            )
+            raise ExportError(f"C export: no C kernel for op {n.op!r}{where}")
+
+
+class _Program:
+    def __init__(self, graph: Graph, plan: QuantPlan | None, em: CEmitter) -> None:
+        self.graph, self.plan, self.em = graph, plan, em
+        self.tensors: dict[str, Tensor] = {}
+        self.dynamic = (
+            {t.node: t for t in plan.quantized} if plan and plan.scheme == "int8-dynamic" else {}
+        )
+
+    def params(self, name: str) -> QParams | None:
+        if self.plan is None or self.plan.scheme != "int8":
+            return None
+        return self.plan.params(name)
+
+    def emit(self) -> None:
+        em = self.em
+        for i, t in enumerate(self.graph.inputs):
+            em.comment(f"input {i}: {t.name} {list(t.shape)}")
+            raw = Tensor(f"in[{i}]", t.shape)
+            q = self.params(t.name)
+            self.tensors[t.name] = raw if q is None else quantize_to(em, raw, q)
+        for node in self.graph.nodes:
+            em.comment(
+                f"{node.op} -> {node.outputs[0]}" + (f" ({node.source})" if node.source else "")
+            )
+            out = self._node(node)
+            want = em.shapes[node.outputs[0]]
+            if out.size != len_of(want):
+                raise ValueError(f"{node.op} {node.outputs[0]!r}: {out.shape} != {want}")
+            self.tensors[node.outputs[0]] = Tensor(out.var, tuple(want), out.q)
+        for j, t in enumerate(self.graph.outputs):
+            src = self.tensors[t.name]
+            em.comment(f"output {j}: {t.name} {list(t.shape)}")
+            value = f"{src.var}[i]"
+            if src.q is not None:
+                value = f"{c_float(src.q.scale)} * (float)({value} - {src.q.zp})"
+            em.line(f"for (int i = 0; i < {src.size}; i++) out[{j}][i] = {value};")
+
+    def _input(self, node: Node, index: int) -> Tensor:
+        name = node.inputs[index]
+        if name in self.tensors:
+            return self.tensors[name]
+        value = self.graph.constants[name]
+        q = self.params(name)
+        if node.op == "linear" and index == 1:  # kernels lay the weight out themselves
+            return Tensor("", value.shape, q)
+        t = self.em.const_tensor(value if q is None else quantize(value, q), q, name)
+        self.tensors[name] = t
+        return t
+
+    def _node(self, node: Node) -> Tensor:
+        ins = [self._input(node, i) for i in range(len(node.inputs))]
+        shape = self.em.shapes[node.outputs[0]]
+        if node.outputs[0] in self.dynamic:
+            w_t = self.dynamic[node.outputs[0]]
+            if node.op != "linear" or node.inputs[1] != w_t.tensor:
+                raise ValueError(f"quant.json: {w_t.tensor!r} is not the weight of a linear")
+            return linear_dynamic(self.em, node, ins, w_t)
+        if self.plan is not None and self.plan.scheme == "int8":
+            return int8_kernel(self.em, node, ins, shape, self.plan)
+        return FLOAT_KERNELS[node.op](self.em, node, ins, shape)
+
+
+def len_of(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def c_names(graph: Graph) -> list[str]:
+    """C parameter names for the inputs then outputs, from the tensor names, unique."""
+    seen: set[str] = set()
+    out = []
+    for t in (*graph.inputs, *graph.outputs):
+        base = re.sub(r"\W", "_", t.name) or "t"
+        base = base if not base[0].isdigit() else "t_" + base
+        name, i = base, 1
+        while name in seen or name in ("in", "out", "ws", "workspace", "n"):
+            name, i = f"{base}_{i}", i + 1
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+STEP_N = """int rnnedge_step_n(int n, const float *const *in, float *const *out, void *workspace)
+{{
+    const float *ip[{ni}]; float *op[{no}];
+    for (int s = 0; s < n; s++) {{
+        for (int i = 0; i < {n_in}; i++) ip[i] = in[i] + (long)s * rnnedge_input_sizes[i];
+        for (int j = 0; j < {n_out}; j++) op[j] = out[j] + (long)s * rnnedge_output_sizes[j];
+        rnnedge_step(ip, op, workspace);
+    }}
+    return 0;
+}}"""
+
+
+def _source(graph: Graph, em: CEmitter, precision: str, header: str) -> str:
+    n_in, n_out = len(graph.inputs), len(graph.outputs)
+    sizes_in = ", ".join(str(len_of(t.shape)) for t in graph.inputs) or "0"
+    sizes_out = ", ".join(str(len_of(t.shape)) for t in graph.outputs) or "0"
+    names = c_names(graph)
+    params = [f"const float *{n}" for n in names[:n_in]] + [f"float *{n}" for n in names[n_in:]]
+    parts = [
+        f"/* Generated by rnnedge {__version__}: one step, precision {precision}. */",
+        f'#include "{header}"',
+        PRELUDE,
+        "const int rnnedge_input_sizes[] = {" + sizes_in + "};",
+        "const int rnnedge_output_sizes[] = {" + sizes_out + "};",
+        f"const long rnnedge_workspace_bytes = {em.workspace};",
+        "",
+        *em.used_decls(),
+        "int rnnedge_step(const float *const *in, float *const *out, void *workspace)",
+        "{",
+        "    unsigned char *ws = (unsigned char *)workspace;",
+        "    (void)ws; (void)in; (void)out;",
+        *em.body,
+        "    return 0;",
+        "}",
+        "",
+        STEP_N.format(n_in=n_in, n_out=n_out, ni=max(n_in, 1), no=max(n_out, 1)),
+        "",
+        f"int rnnedge_step_io({', '.join([*params, 'void *workspace'])})",
+        "{",
+        f"    const float *ip[{max(n_in, 1)}] = {{{', '.join(names[:n_in]) or '0'}}};",
+        f"    float *op[{max(n_out, 1)}] = {{{', '.join(names[n_in:]) or '0'}}};",
+        "    return rnnedge_step(ip, op, workspace);",
+        "}",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _header(graph: Graph, em: CEmitter, precision: str) -> str:
+    n_in, n_out = len(graph.inputs), len(graph.outputs)
+    names = c_names(graph)
+    params = [f"const float *{n}" for n in names[:n_in]] + [f"float *{n}" for n in names[n_in:]]
+    states_in = {s.input for s in graph.states}
+    states_out = {s.output for s in graph.states}
+    lines = [
+        f"/* Generated by rnnedge {__version__}: one step of the model, precision {precision}.",
+        " * Inputs and outputs are float32, each one stream, in this order: */",
+    ]
+    for i, t in enumerate(graph.inputs):
+        kind = "state in" if t.name in states_in else "data in"
+        lines.append(f"/*   in[{i}]  {c_string(t.name)} {list(t.shape)} ({kind}) */")
+    for j, t in enumerate(graph.outputs):
+        kind = "state out" if t.name in states_out else "data out"
+        lines.append(f"/*   out[{j}] {c_string(t.name)} {list(t.shape)} ({kind}) */")
+    guard = "RNNEDGE_MODEL_" + re.sub(r"\W", "_", precision).upper() + "_H"
+    lines += [
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        f"#define RNNEDGE_N_INPUTS {n_in}",
+        f"#define RNNEDGE_N_OUTPUTS {n_out}",
+        f"#define RNNEDGE_N_STATES {len(graph.states)}",
+        "/* bytes of scratch each call needs, 64-byte aligned; one per concurrent caller */",
+        f"#define RNNEDGE_WORKSPACE_BYTES {max(em.workspace, 1)}",
+        "extern const int rnnedge_input_sizes[];  /* floats per input, one stream */",
+        "extern const int rnnedge_output_sizes[];",
+        "extern const long rnnedge_workspace_bytes;",
+        "/* one step: returns 0 */",
+        "int rnnedge_step(const float *const *in, float *const *out, void *workspace);",
+        "/* n streams, each tensor holding the n streams one after another */",
+        "int rnnedge_step_n(int n, const float *const *in, float *const *out, void *workspace);",
+        "/* one step, by name */",
+        f"int rnnedge_step_io({', '.join([*params, 'void *workspace'])});",
+        "#endif",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""The native backend: the bundle's generated C step (export/c/), compiled once with the
+system compiler (native_build.py) and called through ctypes with every buffer bound once.
+
+A runner owns its buffers: the input, two sets of state buffers that swap roles every step
+(no state copy), the data outputs and its own workspace, so runners on different threads
+share only the read-only library. n streams run in one call (rnnedge_step_n); the C wants
+each tensor's streams one after another, so the runner moves the batch axis to the front and
+back (a copy of the input and outputs, not of the state).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rnnedge.errors import BackendError
+from rnnedge.runtime.backends.native_build import build
+from rnnedge.runtime.backends.probe import probe
+from rnnedge.runtime.backends.runner import batch_shape
+from rnnedge.runtime.bundle import Bundle
+from rnnedge.runtime.graph import Graph, TensorSpec
+
+PRECISIONS = ("float", "int8", "int8-dynamic")
+_LIBS: dict[Path, ctypes.CDLL] = {}
+_LOCK = threading.Lock()
+
+
+def c_files(precision: str) -> tuple[str, str]:
+    """The bundle's C files of a precision (export/c/program.c_file_names writes them)."""
+    stem = "model" if precision == "float" else f"model.{precision}"
+    return f"{stem}.c", f"{stem}.h"
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    with _LOCK:
+        if path not in _LIBS:
+            try:
+                _LIBS[path] = ctypes.CDLL(str(path))
+            except OSError as e:
+                raise BackendError(f"native backend: cannot load {path} ({e})") from e
+        return _LIBS[path]
+
+
+class NativeBackend:
+    name = "native"
+
+    def __init__(self, bundle: Bundle, precision: str) -> None:
+        if precision not in PRECISIONS:
+            raise BackendError(f"native backend: precision {precision!r} is not available")
+        c_name, h_name = c_files(precision)
+        self.label = f"native ({c_name})"
+        if c_name not in bundle.files or h_name not in bundle.files:
+            raise BackendError(
+                f"{bundle.path}: has no {c_name} for the native backend (exported by an older "
+                "rnnedge, or the model has an op without a C kernel: "
+                "`rnnedge export --target c` names it)"
+            )
+        self.library = build(bundle.files[c_name], bundle.files[h_name], c_name, h_name)
+        lib = _load(self.library)
+        self.c_step = lib.rnnedge_step
+        self.c_step_n = lib.rnnedge_step_n
+        for fn in (self.c_step, self.c_step_n):
+            fn.restype = ctypes.c_int
+        self.workspace_bytes = ctypes.c_long.in_dll(lib, "rnnedge_workspace_bytes").value
+        self.graph = bundle.graph
+        sizes = (ctypes.c_int * len(bundle.graph.inputs)).in_dll(lib, "rnnedge_input_sizes")
+        if list(sizes) != [int(np.prod(t.shape)) for t in bundle.graph.inputs]:
+            raise BackendError(f"{bundle.path}: {c_name} does not match the manifest's inputs")
+        probe(self.run, bundle, self.label)
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        r = NativeRunner(self, 1)
+        ins = [np.ascontiguousarray(f, np.float32) for f in feeds]
+        outs = [np.empty(t.shape, np.float32) for t in self.graph.outputs]
+        r.call(ins, outs)
+        return outs
+
+    def runner(self, streams: int = 1) -> NativeRunner:
+        return NativeRunner(self, streams)
+
+
+def _pointers(arrays: list[np.ndarray]) -> ctypes.Array:
+    return (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
+
+
+class NativeRunner:
+    def __init__(self, backend: NativeBackend, streams: int) -> None:
+        g: Graph = backend.graph
+        self._n = streams
+        self._step, self._step_n = backend.c_step, backend.c_step_n
+        self._in_spec = g.inputs[0]
+        self._state_specs = [g.spec(s.input) for s in g.states]
+        self._out_specs = list(g.data_outputs)
+        n = streams
+        self._x = np.zeros((n, *self._in_spec.shape), np.float32)
+        self._x_shape = batch_shape(self._in_spec, n)
+        self._states = [
+            [np.zeros((n, *s.shape), np.float32) for s in self._state_specs] for _ in range(2)
+        ]
+        self._ys = [np.zeros((n, *t.shape), np.float32) for t in self._out_specs]
+        raw = np.zeros(backend.workspace_bytes + 64, np.uint8)
+        offset = -raw.ctypes.data % 64
+        self._ws_buf = raw  # keeps the workspace alive
+        self._ws = ctypes.c_void_p(raw.ctypes.data + offset)
+        self._bound = [
+            (_pointers([self._x, *self._states[p]]), _pointers([*self._ys, *self._states[1 - p]]))
+            for p in (0, 1)
+        ]
+        self._p = 0
+        self._n_c = ctypes.c_int(n)
+
+    def call(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
+        """One step of one stream on caller buffers (contiguous float32)."""
+        self._step(_pointers(ins), _pointers(outs), self._ws)
+
+    def step(self, x: np.ndarray) -> list[np.ndarray]:
+        if x.dtype != np.float32 or x.shape != self._x_shape:  # an unchecked stream's input
+            raise BackendError(
+                f"native failed a step: the input is {x.dtype} {list(x.shape)}, the model "
+                f"takes float32 {list(self._x_shape)}"
+            )
+        if self._n == 1:
+            self._x[0] = x
+            ins, outs = self._bound[self._p]
+            self._step(ins, outs, self._ws)
+            self._p ^= 1
+            return [y[0].copy() for y in self._ys]
+        self._x[...] = to_streams(x, self._in_spec, self._n)
+        ins, outs = self._bound[self._p]
+        self._step_n(self._n_c, ins, outs, self._ws)
+        self._p ^= 1
+        return [from_streams(y, t, self._n) for y, t in zip(self._ys, self._out_specs)]
+
+    def bound_call(self) -> Callable[[], object]:
+        """The bare ctypes call on the buffers bound once, no copies (what benches time)."""
+        ins, outs = self._bound[0]
+        if self._n == 1:
+            return lambda: self._step(ins, outs, self._ws)
+        return lambda: self._step_n(self._n_c, ins, outs, self._ws)
+
+    def empty_call(self) -> Callable[[], object]:
+        """rnnedge_step_n(0, ...): a ctypes call with the same arguments that does no work."""
+        ins, outs = self._bound[0]
+        zero = ctypes.c_int(0)
+        return lambda: self._step_n(zero, ins, outs, self._ws)
+
+    def get_state(self) -> list[np.ndarray]:
+        return [
+            from_streams(s, spec, self._n)
+            for s, spec in zip(self._states[self._p], self._state_specs)
+        ]
+
+    def set_state(self, states: list[np.ndarray]) -> None:
+        for buf, s, spec in zip(self._states[self._p], states, self._state_specs):
+            buf[...] = to_streams(s, spec, self._n)
+
+
+def to_streams(a: np.ndarray, spec: TensorSpec, n: int) -> np.ndarray:
+    """A batched array (n streams stacked along spec.batch_axis) -> [n, *spec.shape]."""
+    if n == 1:
+        return np.asarray(a).reshape(1, *spec.shape)
+    ax = spec.batch_axis
+    shape = spec.shape
+    split = np.asarray(a).reshape(*shape[:ax], n, shape[ax], *shape[ax + 1 :])
+    return np.moveaxis(split, ax, 0)
+
+
+def from_streams(a: np.ndarray, spec: TensorSpec, n: int) -> np.ndarray:
+    """[n, *spec.shape] -> the batched array (a new one the caller owns)."""
+    if n == 1:
+        return a[0].copy()
+    ax = spec.batch_axis
+    shape = list(spec.shape)
+    shape[ax] *= n
+    # always a copy: with the batch axis first, moveaxis and reshape would give views of the
+    # runner's buffers, which the next step overwrites
+    return np.moveaxis(a, 0, ax).reshape(shape).copy()
