@@ -16,7 +16,7 @@ import numpy as np
 
 from rnnedge.errors import ExportError, RnnedgeError
 from rnnedge.progress import Progress
-from rnnedge.runtime.backends import BACKENDS, available_backends, open_backend
+from rnnedge.runtime.backends import BACKENDS, available_backends, offers, open_backend
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.check.data import golden_sequences
 from rnnedge.runtime.check.run import CheckConfig, run_check, run_streams
@@ -69,6 +69,9 @@ def parity(
     for name in BACKENDS:
         if name not in installed:
             say(f"  {name}/{precision}: skipped (not installed)")
+            continue
+        if not offers(bundle, name, precision):
+            say(f"  {name}/{precision}: skipped (no C for this model, see above)")
             continue
         try:
             worst = run_golden(bundle, name, precision)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from realistic_models_heads import VOCAB, CharLM, SoftmaxKeywordSpotter, SoftplusDecayCell
 from torch import nn
 
 
@@ -26,6 +27,7 @@ class Entry:
     # full int8: "ok" when it holds the zoo's int8 bound today; otherwise what goes wrong
     # (the test expects that failure, strictly, so a fix shows up); None: not checked in int8
     int8: str | None = None
+    ids: int = 0  # > 0: the step input holds token ids in [0, ids), int64
 
 
 def _z(*shape: int) -> torch.Tensor:
@@ -364,6 +366,20 @@ ZOO: dict[str, Entry] = {
         int8=OK,
     ),
 }
+
+
+ZOO.update(
+    kws_softmax=Entry(factory=SoftmaxKeywordSpotter, example=lambda: _z(1, 1, 40), int8=OK),
+    char_lm=Entry(
+        factory=CharLM,
+        example=lambda: torch.zeros(1, 1, dtype=torch.int64),
+        int8=OK,
+        ids=VOCAB,
+    ),
+    softplus_decay_cell=Entry(
+        factory=SoftplusDecayCell, example=lambda: (_z(1, 8), _z(1, 16)), axis=None, int8=OK
+    ),
+)
 
 
 def build(name: str) -> tuple[nn.Module, object, Entry]:

@@ -21,6 +21,7 @@ __all__ = [
     "Runner",
     "available_backends",
     "batch_shape",
+    "offers",
     "open_backend",
     "open_noting_fallbacks",
 ]
@@ -91,6 +92,8 @@ def open_noting_fallbacks(
     if name == "auto":
         errors, installed = [], available_backends()
         for candidate in BACKENDS:
+            if not offers(bundle, candidate, precision):
+                continue
             try:
                 return _OPENERS[candidate](bundle, precision), tuple(
                     e for c, e in errors if c in installed
@@ -101,6 +104,17 @@ def open_noting_fallbacks(
     if name not in _OPENERS:
         raise BackendError(f"unknown backend {name!r}; choose auto, {', '.join(BACKENDS)}")
     return _OPENERS[name](bundle, precision), ()
+
+
+def offers(bundle: Bundle, name: str, precision: str) -> bool:
+    """Whether the bundle carries what backend `name` runs: export writes no C for a model
+    with an op that has no C kernel (export/c), so native is then not on offer, as an
+    interpreter that is not installed is not; every other backend runs every bundle."""
+    if name != "native":
+        return True
+    from rnnedge.runtime.backends.native_backend import c_files
+
+    return c_files(precision)[0] in bundle.files
 
 
 def available_backends() -> list[str]:

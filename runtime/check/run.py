@@ -27,6 +27,7 @@ from rnnedge.runtime.backends import (
     MODEL_FILE_KIND,
     Runner,
     available_backends,
+    offers,
     open_backend,
 )
 from rnnedge.runtime.bundle import Bundle
@@ -185,6 +186,8 @@ def _why_skip(bundle: Bundle, config: CheckConfig, backend: str, precision: str,
         held = {(m.backend, m.precision) for m in bundle.manifest.models}
         if (MODEL_FILE_KIND[backend], precision) not in held:
             return f"the bundle has no {MODEL_FILE_KIND[backend]} {precision} model"
+    if not offers(bundle, backend, precision):
+        return f"the bundle has no {precision} C (an op without a C kernel, see export)"
     if backend not in available_backends() and backend not in config.backends:
         return "not installed"
     return ""

@@ -32,8 +32,11 @@ FAST = [
     "learned_initial_state",
     "per_frame_conv",
     "denoising_cell_stack",
+    "kws_softmax",
+    "char_lm",
+    "softplus_decay_cell",
 ]
-INT8_FAST = ["kws_gru", "hand_lstm_cell"]
+INT8_FAST = ["kws_gru", "hand_lstm_cell", "char_lm"]
 
 
 def torch_outputs(model, example, entry: Entry, xs: np.ndarray) -> list[np.ndarray]:
@@ -72,9 +75,7 @@ def realistic(tmp_path_factory):
     def get(name: str, quantize: str = "none"):
         if (name, quantize) not in cache:
             model, example, entry = build(name)
-            shape = (example[0] if isinstance(example, tuple) else example).shape
-            rng = np.random.default_rng(7)
-            calib = [rng.standard_normal((48, *shape)).astype(np.float32) for _ in range(4)]
+            calib = [_inputs(example, 48, seed=7 + k, ids=entry.ids) for k in range(4)]
             path = export_bundle(
                 model,
                 example,
@@ -93,9 +94,13 @@ def _stream(path, backend: str, precision: str, xs: np.ndarray) -> list[np.ndarr
     return list(ys) if isinstance(ys, tuple) else [ys]
 
 
-def _inputs(example, steps: int, seed: int) -> np.ndarray:
-    shape = (example[0] if isinstance(example, tuple) else example).shape
-    return np.random.default_rng(seed).standard_normal((steps, *shape)).astype(np.float32)
+def _inputs(example, steps: int, seed: int, ids: int = 0) -> np.ndarray:
+    """N(0, 1) steps, or token ids in [0, ids) for a model that reads ids."""
+    shape = (steps, *(example[0] if isinstance(example, tuple) else example).shape)
+    rng = np.random.default_rng(seed)
+    if ids:
+        return rng.integers(0, ids, shape).astype(np.int64)
+    return rng.standard_normal(shape).astype(np.float32)
 
 
 _REFERENCES: dict[tuple[str, int], list[np.ndarray]] = {}
@@ -110,7 +115,7 @@ def _reference(name: str, model, example, entry: Entry, xs: np.ndarray, seed: in
 
 def _float_case(realistic, name: str, backend: str) -> None:
     path, model, example, entry = realistic(name)
-    xs = _inputs(example, STEPS, seed=3)
+    xs = _inputs(example, STEPS, seed=3, ids=entry.ids)
     want = _reference(name, model, example, entry, xs, seed=3)
     got = _stream(path, backend, "float", xs)
     assert len(got) == len(want), f"{name}: {len(got)} outputs, PyTorch gives {len(want)}"
@@ -134,7 +139,7 @@ def test_float_stream_matches_pytorch_slow(realistic, name, backend) -> None:
 
 def _int8_case(realistic, name: str, backend: str) -> None:
     path, model, example, entry = realistic(name, "int8")
-    xs = _inputs(example, STEPS, seed=5)
+    xs = _inputs(example, STEPS, seed=5, ids=entry.ids)
     want = _reference(name, model, example, entry, xs, seed=5)
     for i, (g, w) in enumerate(zip(_stream(path, backend, "int8", xs), want)):
         span = float(w.max() - w.min())

@@ -49,15 +49,18 @@ def test_a_fallback_is_said_and_a_named_backend_never_falls_back(zoo_bundle, tmp
     # item 9: a truncated model.tflite with its hash recomputed ran on onnxruntime, silently
     bundle = tmp_path / "t.rnnedge"
     shutil.copytree(zoo_bundle("gru")[0], bundle)
-    data = (bundle / "model.tflite").read_bytes()
-    (bundle / "model.tflite").write_bytes(data[: len(data) // 2])
-    _rehash(bundle, "model.tflite")
-    with pytest.warns(BackendFallbackWarning, match="litert"):
+    for name in ("model.c", "model.tflite"):  # the two backends "auto" prefers to onnxruntime
+        data = (bundle / name).read_bytes()
+        (bundle / name).write_bytes(data[: len(data) // 2])
+        _rehash(bundle, name)
+    with pytest.warns(BackendFallbackWarning, match="native.*litert"):
         m = rnnedge.load(bundle)
     assert m.backend_name == "onnxruntime"
-    assert len(m.fallbacks) == 1 and m.fallbacks[0].startswith("litert:")
+    assert [f.partition(":")[0] for f in m.fallbacks] == ["native", "litert"]
     with pytest.raises(BackendError, match="LiteRT could not load"):
         rnnedge.load(bundle, backend="litert")
+    with pytest.raises(BackendError, match="native"):
+        rnnedge.load(bundle, backend="native")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an intact bundle loads without a word
         assert rnnedge.load(zoo_bundle("gru")[0]).fallbacks == ()
@@ -180,11 +183,11 @@ def test_the_cli_says_a_fallback_on_stderr(zoo_bundle, tmp_path, capsys) -> None
 
     bundle = tmp_path / "t.rnnedge"
     shutil.copytree(zoo_bundle("gru")[0], bundle)
-    (bundle / "model.tflite").write_bytes(b"TFL3 truncated")
-    _rehash(bundle, "model.tflite")
+    (bundle / "model.c").write_bytes(b"int truncated")  # native is the backend auto prefers
+    _rehash(bundle, "model.c")
     np.save(tmp_path / "xs.npy", np.zeros((3, 1, 1, 8), np.float32))
     assert main(["run", str(bundle), "--input", str(tmp_path / "xs.npy")]) == 0
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("rnnedge run: warning:") and "litert" in err[0]
-    argv = ["run", str(bundle), "--input", str(tmp_path / "xs.npy"), "--backend", "litert"]
+    assert len(err) == 1 and err[0].startswith("rnnedge run: warning:") and "native" in err[0]
+    argv = ["run", str(bundle), "--input", str(tmp_path / "xs.npy"), "--backend", "native"]
     assert main(argv) == 1
