@@ -75,7 +75,8 @@ def realistic(tmp_path_factory):
     def get(name: str, quantize: str = "none"):
         if (name, quantize) not in cache:
             model, example, entry = build(name)
-            calib = [_inputs(example, 48, seed=7 + k, ids=entry.ids) for k in range(4)]
+            rng = np.random.default_rng(7)
+            calib = [_inputs(example, 48, rng, ids=entry.ids) for _ in range(4)]
             path = export_bundle(
                 model,
                 example,
@@ -94,7 +95,7 @@ def _stream(path, backend: str, precision: str, xs: np.ndarray) -> list[np.ndarr
     return list(ys) if isinstance(ys, tuple) else [ys]
 
 
-def _inputs(example, steps: int, seed: int, ids: int = 0) -> np.ndarray:
+def _inputs(example, steps: int, seed: int | np.random.Generator, ids: int = 0) -> np.ndarray:
     """N(0, 1) steps, or token ids in [0, ids) for a model that reads ids."""
     shape = (steps, *(example[0] if isinstance(example, tuple) else example).shape)
     rng = np.random.default_rng(seed)
