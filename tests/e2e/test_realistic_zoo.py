@@ -76,7 +76,8 @@ def realistic(tmp_path_factory):
         if (name, quantize) not in cache:
             model, example, entry = build(name)
             rng = np.random.default_rng(7)
-            calib = [_inputs(example, 48, rng, ids=entry.ids) for _ in range(4)]
+            # as a user calibrates: several sequences long enough for the states to settle
+            calib = [_inputs(example, 128, rng, ids=entry.ids) for _ in range(8)]
             path = export_bundle(
                 model,
                 example,
