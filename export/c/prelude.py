@@ -111,6 +111,32 @@ static inline void rn_gemv4(const float *x, const float *wt, int k0, int nn, flo
     }
 }
 
+/* numpy's pairwise sum of float32 (umath loops_utils pairwise_sum): sequential below 8,
+ * eight running sums up to 128, halves (a multiple of 8) above */
+static float rn_psum(const float *a, int n)
+{
+    if (n < 8) {
+        float s = -0.0f;
+        for (int i = 0; i < n; i++) s += a[i];
+        return s;
+    }
+    if (n <= 128) {
+        float r[8], s;
+        int i;
+        for (int j = 0; j < 8; j++) r[j] = a[j];
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[i + j];
+        s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) s += a[i];
+        return s;
+    }
+    {
+        int n2 = n / 2;
+        n2 -= n2 % 8;
+        return rn_psum(a, n2) + rn_psum(a + n2, n - n2);
+    }
+}
+
 static inline float rn_max(float a, float b) { return (a != a || a > b) ? a : b; }
 static inline float rn_min(float a, float b) { return (a != a || a < b) ? a : b; }
 """

@@ -74,7 +74,8 @@ class NativeBackend:
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         r = NativeRunner(self, 1)
-        ins = [np.ascontiguousarray(f, np.float32) for f in feeds]
+        # token ids go in as the manifest's int32/int64 (the C reads them as such)
+        ins = [np.ascontiguousarray(f, t.dtype) for f, t in zip(feeds, self.graph.inputs)]
         outs = [np.empty(t.shape, np.float32) for t in self.graph.outputs]
         r.call(ins, outs)
         return outs
@@ -96,7 +97,7 @@ class NativeRunner:
         self._state_specs = [g.spec(s.input) for s in g.states]
         self._out_specs = list(g.data_outputs)
         n = streams
-        self._x = np.zeros((n, *self._in_spec.shape), np.float32)
+        self._x = np.zeros((n, *self._in_spec.shape), self._in_spec.dtype)
         self._x_shape = batch_shape(self._in_spec, n)
         self._states = [
             [np.zeros((n, *s.shape), np.float32) for s in self._state_specs] for _ in range(2)
@@ -118,10 +119,10 @@ class NativeRunner:
         self._step(_pointers(ins), _pointers(outs), self._ws)
 
     def step(self, x: np.ndarray) -> list[np.ndarray]:
-        if x.dtype != np.float32 or x.shape != self._x_shape:  # an unchecked stream's input
+        if x.dtype != self._x.dtype or x.shape != self._x_shape:  # an unchecked input
             raise BackendError(
                 f"native failed a step: the input is {x.dtype} {list(x.shape)}, the model "
-                f"takes float32 {list(self._x_shape)}"
+                f"takes {self._x.dtype} {list(self._x_shape)}"
             )
         if self._n == 1:
             self._x[0] = x
