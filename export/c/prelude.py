@@ -113,7 +113,7 @@ static inline void rn_gemv4(const float *x, const float *wt, int k0, int nn, flo
 
 /* numpy's pairwise sum of float32 (umath loops_utils pairwise_sum): sequential below 8,
  * eight running sums up to 128, halves (a multiple of 8) above */
-static float rn_psum(const float *a, int n)
+static inline float rn_psum(const float *a, int n)
 {
     if (n < 8) {
         float s = -0.0f;

@@ -157,7 +157,7 @@ STEP_N = """int rnnedge_step_n(int n, const float *const *in, float *const *out,
             ip[i] = (const float *)((const char *)in[i]
                 + (long)s * rnnedge_input_sizes[i] * rnnedge_input_itemsize[i]);
         for (int j = 0; j < {n_out}; j++) op[j] = out[j] + (long)s * rnnedge_output_sizes[j];
-        rnnedge_step(ip, op, workspace);
+        if (rnnedge_step(ip, op, workspace)) return 1;
     }}
     return 0;
 }}"""

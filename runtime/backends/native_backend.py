@@ -27,6 +27,8 @@ from rnnedge.runtime.graph import Graph, TensorSpec
 PRECISIONS = ("float", "int8", "int8-dynamic")
 _LIBS: dict[Path, ctypes.CDLL] = {}
 _LOCK = threading.Lock()
+# what the C's nonzero return means (a checked stream refuses such an id before the call)
+_BAD_ID = "native failed a step: a token id is outside its embedding table"
 
 
 def c_files(precision: str) -> tuple[str, str]:
@@ -115,8 +117,9 @@ class NativeRunner:
         self._n_c = ctypes.c_int(n)
 
     def call(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
-        """One step of one stream on caller buffers (contiguous float32)."""
-        self._step(_pointers(ins), _pointers(outs), self._ws)
+        """One step of one stream on caller buffers (contiguous, the inputs' dtypes)."""
+        if self._step(_pointers(ins), _pointers(outs), self._ws):
+            raise BackendError(_BAD_ID)
 
     def step(self, x: np.ndarray) -> list[np.ndarray]:
         if x.dtype != self._x.dtype or x.shape != self._x_shape:  # an unchecked input
@@ -127,12 +130,14 @@ class NativeRunner:
         if self._n == 1:
             self._x[0] = x
             ins, outs = self._bound[self._p]
-            self._step(ins, outs, self._ws)
+            if self._step(ins, outs, self._ws):  # 1: a token id outside its table
+                raise BackendError(_BAD_ID)
             self._p ^= 1
             return [y[0].copy() for y in self._ys]
         self._x[...] = to_streams(x, self._in_spec, self._n)
         ins, outs = self._bound[self._p]
-        self._step_n(self._n_c, ins, outs, self._ws)
+        if self._step_n(self._n_c, ins, outs, self._ws):
+            raise BackendError(_BAD_ID)
         self._p ^= 1
         return [from_streams(y, t, self._n) for y, t in zip(self._ys, self._out_specs)]
 

@@ -220,3 +220,17 @@ def test_op_models_int8_follow_numpy_spec_and_float_close(op_bundle, name) -> No
                     assert np.array_equal(u, v), f"{name} step {t}: native int8 != numpy spec"
                 else:
                     assert_close(u, v, f"{name} {precision} step {t}", tol=1e-5)
+
+
+def test_unchecked_token_id_outside_the_table_is_refused_by_the_c(op_bundle) -> None:
+    # a checked stream refuses the id before the call; unchecked, the C's bounds check does
+    path = op_bundle("char-lm-int64")
+    s = rnnedge.load(path, backend="native").stream(checked=False)
+    s.step(np.array([[VOCAB - 1]], np.int64))
+    with pytest.raises(BackendError, match="token id is outside its embedding table"):
+        s.step(np.array([[VOCAB]], np.int64))
+    with pytest.raises(BackendError, match="the model takes int64"):
+        s.step(np.array([[1]], np.int32))  # unchecked: no conversion, so the dtype is refused
+    many = rnnedge.load(path, backend="native").streams(2, checked=False)
+    with pytest.raises(BackendError, match="token id is outside its embedding table"):
+        many.step(np.array([[1], [-1]], np.int64))
