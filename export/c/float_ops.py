@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from rnnedge.export.c.emitter import CEmitter, Tensor, c_float
+from rnnedge.export.c.nn_ops import NN_KERNELS
 from rnnedge.runtime.graph import Node
 from rnnedge.runtime.ops import slice_
 
@@ -205,4 +206,5 @@ FLOAT_KERNELS: dict[str, Kernel] = {
     "slice": move,
     "pad": move,
     "concat": concat,
+    **NN_KERNELS,
 }

@@ -17,6 +17,7 @@ import numpy as np
 
 from rnnedge.export.c.emitter import CEmitter, Tensor, c_float
 from rnnedge.export.c.float_ops import FLOAT_KERNELS, concat, move, reshape
+from rnnedge.export.c.nn_ops import gather_rows
 from rnnedge.runtime.graph import Node
 from rnnedge.runtime.ops import sigmoid
 from rnnedge.runtime.quant.fixed import lookup_table, quantize_multiplier
@@ -55,6 +56,8 @@ def int8_kernel(
     em: CEmitter, node: Node, ins: list[Tensor], shape: tuple[int, ...], plan: QuantPlan
 ) -> Tensor:
     out = plan.params(node.outputs[0])
+    if node.op == "gather" and plan.weight(node.outputs[0]) is not None:
+        return gather_int8(em, node, ins, shape, plan)
     if node.op == "linear" and out is not None and ins[0].q is not None:
         return linear(em, node, ins, out, plan)
     if out is None or node.op not in INT or any(t.q is None for t in ins):
@@ -108,6 +111,21 @@ def linear(em: CEmitter, node: Node, ins: list[Tensor], out: QParams, plan: Quan
     em.line("    }")
     em.line("}")
     return Tensor(y.var, (*x.shape[:-1], n_out), out)
+
+
+def gather_int8(
+    em: CEmitter, node: Node, ins: list[Tensor], shape: tuple[int, ...], plan: QuantPlan
+) -> Tensor:
+    # Int8Executor._gather: the int8 row times its row's float32 scale, quantized to the output
+    t = plan.weight(node.outputs[0])
+    table = em.constants[node.inputs[0]]
+    if t is None or t.tensor != node.inputs[0] or table.ndim != 2:
+        raise ValueError(f"quant.json: no int8 table for gather {node.outputs[0]!r}")
+    qt = em.const(quantize_weight(table, t.scale), "int8_t", "table_q [V][D]")
+    sk = em.const(np.asarray(t.scale, F32), "float", "row scale")
+    y = gather_rows(em, Tensor("", table.shape), ins[1], shape, qt, sk)
+    out = plan.params(node.outputs[0])
+    return y if out is None else quantize_to(em, y, out)
 
 
 def add_sub(sign: int) -> IntKernel:

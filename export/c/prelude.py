@@ -111,6 +111,84 @@ static inline void rn_gemv4(const float *x, const float *wt, int k0, int nn, flo
     }
 }
 
+/* numpy's pairwise sum of float32 (umath loops_utils pairwise_sum): sequential below 8,
+ * eight running sums up to 128, halves (a multiple of 8) above */
+static inline float rn_psum(const float *a, int n)
+{
+    if (n < 8) {
+        float s = -0.0f;
+        for (int i = 0; i < n; i++) s += a[i];
+        return s;
+    }
+    if (n <= 128) {
+        float r[8], s;
+        int i;
+        for (int j = 0; j < 8; j++) r[j] = a[j];
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[i + j];
+        s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) s += a[i];
+        return s;
+    }
+    {
+        int n2 = n / 2;
+        n2 -= n2 % 8;
+        return rn_psum(a, n2) + rn_psum(a + n2, n - n2);
+    }
+}
+
+/* numpy's float32 exp on x86 (AVX2+FMA3 / AVX512F: numpy/_core/src/umath/
+ * loops_exponent_log.dispatch.c.src, simd_exp_FLOAT): Cody-Waite reduction, a P5/Q2 rational
+ * approximation with fused multiply-adds, times 2^k. libm's expf differs from it by an ulp
+ * in ~40% of inputs, which the int8 spec's float islands (softmax) would show; this is bit
+ * for bit numpy's on every float32 (tested on 2M inputs) */
+static inline float rn_npexp(float x)
+{
+    if (x != x) return x;
+    if (x >= 88.72283935546875f) return INFINITY;
+    if (x <= -103.97208404541015625f) return 0.0f;
+    {
+        const float q = (x * 1.44269504088896341f + 0x1.8p23f) - 0x1.8p23f;
+        float y = fmaf(q, -6.93145752e-1f, x), num, den;
+        y = fmaf(q, -1.42860677e-6f, y);
+        y = fmaf(q, 0.0f, y);
+        num = fmaf(5.082762527590693718096e-04f, y, 6.757896990527504603057e-03f);
+        num = fmaf(num, y, 5.114512081637298353406e-02f);
+        num = fmaf(num, y, 2.473615434895520810817e-01f);
+        num = fmaf(num, y, 7.257664613233124478488e-01f);
+        num = fmaf(num, y, 9.999999999980870924916e-01f);
+        den = fmaf(2.159509375685829852307e-02f, y, -2.742335390411667452936e-01f);
+        den = fmaf(den, y, 1.0f);
+        return ldexpf(num / den, (int)q);
+    }
+}
+/* numpy's float32 log on x86 (the same file, simd_log_FLOAT): mantissa in [0.5, 1) (frexp,
+ * as AVX512's getmant/getexp), a P5/Q5 rational approximation, + e ln 2 */
+static inline float rn_nplog(float x)
+{
+    if (x != x) return x;
+    if (x < 0.0f) return -NAN;
+    if (x == 0.0f) return -INFINITY;
+    if (x == INFINITY) return INFINITY;
+    {
+        int e;
+        float m = frexpf(x, &e), ef, num, den;
+        ef = (float)e;
+        if (m <= 0.707106781186547524f) { m = m + m; ef = ef - 1.0f; }
+        m = m - 1.0f;
+        num = fmaf(2.589979117907922693523e-02f, m, 3.808837741388407920751e-01f);
+        num = fmaf(num, m, 1.480000633576506585156e+00f);
+        num = fmaf(num, m, 2.112677543073053063722e+00f);
+        num = fmaf(num, m, 9.999999999999998702752e-01f);
+        num = fmaf(num, m, 0.0f);
+        den = fmaf(5.875095403124574342950e-03f, m, 1.546476374983906719538e-01f);
+        den = fmaf(den, m, 9.864942958519418960339e-01f);
+        den = fmaf(den, m, 2.453006071784736363091e+00f);
+        den = fmaf(den, m, 2.612677543073109236779e+00f);
+        den = fmaf(den, m, 1.0f);
+        return fmaf(ef, 0.693147180559945309f, num / den);
+    }
+}
 static inline float rn_max(float a, float b) { return (a != a || a > b) ? a : b; }
 static inline float rn_min(float a, float b) { return (a != a || a < b) ? a : b; }
 """

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from rnnedge.errors import ExportError, UnsupportedModelError
+from rnnedge.export.c import bundle_c_files
 from rnnedge.export.config import ExportConfig
 from rnnedge.export.offline.gates import offline_gates
 from rnnedge.export.offline.partition import StagePlan, partition
@@ -144,6 +145,7 @@ def _stage_float_files(graph: Graph) -> Files:
         "weights.npz": write_npz(graph.constants),
         "model.onnx": emit_onnx(graph),
         "model.tflite": emit_tflite(graph),
+        **bundle_c_files(graph),  # the native backend's C (add_int8 adds the int8 C)
     }
 
 

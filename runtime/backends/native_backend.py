@@ -27,6 +27,8 @@ from rnnedge.runtime.graph import Graph, TensorSpec
 PRECISIONS = ("float", "int8", "int8-dynamic")
 _LIBS: dict[Path, ctypes.CDLL] = {}
 _LOCK = threading.Lock()
+# what the C's nonzero return means (a checked stream refuses such an id before the call)
+_BAD_ID = "native failed a step: a token id is outside its embedding table"
 
 
 def c_files(precision: str) -> tuple[str, str]:
@@ -74,7 +76,8 @@ class NativeBackend:
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         r = NativeRunner(self, 1)
-        ins = [np.ascontiguousarray(f, np.float32) for f in feeds]
+        # token ids go in as the manifest's int32/int64 (the C reads them as such)
+        ins = [np.ascontiguousarray(f, t.dtype) for f, t in zip(feeds, self.graph.inputs)]
         outs = [np.empty(t.shape, np.float32) for t in self.graph.outputs]
         r.call(ins, outs)
         return outs
@@ -96,7 +99,7 @@ class NativeRunner:
         self._state_specs = [g.spec(s.input) for s in g.states]
         self._out_specs = list(g.data_outputs)
         n = streams
-        self._x = np.zeros((n, *self._in_spec.shape), np.float32)
+        self._x = np.zeros((n, *self._in_spec.shape), self._in_spec.dtype)
         self._x_shape = batch_shape(self._in_spec, n)
         self._states = [
             [np.zeros((n, *s.shape), np.float32) for s in self._state_specs] for _ in range(2)
@@ -114,24 +117,27 @@ class NativeRunner:
         self._n_c = ctypes.c_int(n)
 
     def call(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
-        """One step of one stream on caller buffers (contiguous float32)."""
-        self._step(_pointers(ins), _pointers(outs), self._ws)
+        """One step of one stream on caller buffers (contiguous, the inputs' dtypes)."""
+        if self._step(_pointers(ins), _pointers(outs), self._ws):
+            raise BackendError(_BAD_ID)
 
     def step(self, x: np.ndarray) -> list[np.ndarray]:
-        if x.dtype != np.float32 or x.shape != self._x_shape:  # an unchecked stream's input
+        if x.dtype != self._x.dtype or x.shape != self._x_shape:  # an unchecked input
             raise BackendError(
                 f"native failed a step: the input is {x.dtype} {list(x.shape)}, the model "
-                f"takes float32 {list(self._x_shape)}"
+                f"takes {self._x.dtype} {list(self._x_shape)}"
             )
         if self._n == 1:
             self._x[0] = x
             ins, outs = self._bound[self._p]
-            self._step(ins, outs, self._ws)
+            if self._step(ins, outs, self._ws):  # 1: a token id outside its table
+                raise BackendError(_BAD_ID)
             self._p ^= 1
             return [y[0].copy() for y in self._ys]
         self._x[...] = to_streams(x, self._in_spec, self._n)
         ins, outs = self._bound[self._p]
-        self._step_n(self._n_c, ins, outs, self._ws)
+        if self._step_n(self._n_c, ins, outs, self._ws):
+            raise BackendError(_BAD_ID)
         self._p ^= 1
         return [from_streams(y, t, self._n) for y, t in zip(self._ys, self._out_specs)]
 

@@ -12,8 +12,11 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from helpers import assert_close
 from models import ZOO, build
+from op_models import MODELS as OP_MODELS
+from op_models import VOCAB
 
 import rnnedge
 from rnnedge.errors import BackendError
@@ -21,6 +24,7 @@ from rnnedge.export.pipeline import export_bundle
 from rnnedge.runtime.backends import native_build, open_backend
 from rnnedge.runtime.backends.native_backend import NativeBackend
 from rnnedge.runtime.bundle import read_bundle
+from rnnedge.runtime.graph import TensorSpec
 
 pytestmark = pytest.mark.skipif(native_build.compiler() is None, reason="needs a C compiler")
 
@@ -158,3 +162,75 @@ def test_int8_dynamic_follows_the_numpy_spec(tmp_path) -> None:
         x = rng.standard_normal((1, 1, 8)).astype(np.float32)
         for u, v in zip(_outputs(native.step(x), native), _outputs(spec.step(x), spec)):
             assert_close(u, v, f"int8-dynamic step {t}", tol=2e-3)
+
+
+def _op_input(rng, spec, steps: int) -> np.ndarray:
+    """A sequence for one op model: N(0, 2) (beyond the calibration), or uniform token ids."""
+    if spec.dtype in ("int32", "int64"):
+        return rng.integers(0, VOCAB, (steps, *spec.shape)).astype(spec.dtype)
+    return (2 * rng.standard_normal((steps, *spec.shape))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def op_bundle(tmp_path_factory):
+    cache: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in cache:
+            make, example, _ = OP_MODELS[name]
+            torch.manual_seed(0)
+            model, ex = make().eval(), example()
+            x0 = ex[0] if isinstance(ex, tuple) else ex
+            rng = np.random.default_rng(1)
+            spec = dataclasses.replace(read_spec_of(x0), shape=tuple(x0.shape))
+            calib = [_op_input(rng, spec, 200) for _ in range(8)]
+            out = tmp_path_factory.mktemp("native_ops") / f"{name}.rnnedge"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cache[name] = export_bundle(model, ex, out, quantize="int8", calibration=calib)
+        return cache[name]
+
+    return get
+
+
+def read_spec_of(x0) -> TensorSpec:
+    return TensorSpec(name="x", shape=tuple(x0.shape), dtype=str(x0.dtype).removeprefix("torch."))
+
+
+# op models whose int8 float islands are only softmax/log_softmax/gather/elementwise ops: the C
+# equals numpy bit for bit. The others end in a float linear/matmul island (numpy sums with
+# BLAS in its own order) or a softplus (numpy's log1p is SVML's): within float32 rounding
+BIT_EXACT = ["softmax-head", "log_softmax-head", "char-lm-int64", "char-lm-int32"]
+
+
+@pytest.mark.parametrize("name", list(OP_MODELS))
+def test_op_models_int8_follow_numpy_spec_and_float_close(op_bundle, name) -> None:
+    # softmax, log_softmax, softplus, matmul, gather (an int8 per-row table) over 300 steps
+    # with the state carried; float within 1e-5 of numpy
+    path = op_bundle(name)
+    spec = read_bundle(path).graph.inputs[0]
+    xs = _op_input(np.random.default_rng(7), spec, STEPS)
+    for precision in ("int8", "float"):
+        native = rnnedge.load(path, backend="native", precision=precision).stream()
+        ref = rnnedge.load(path, backend="numpy", precision=precision).stream()
+        for t, x in enumerate(xs):
+            a, b = _outputs(native.step(x), native), _outputs(ref.step(x), ref)
+            for u, v in zip(a, b):
+                if precision == "int8" and name in BIT_EXACT:
+                    assert np.array_equal(u, v), f"{name} step {t}: native int8 != numpy spec"
+                else:
+                    assert_close(u, v, f"{name} {precision} step {t}", tol=1e-5)
+
+
+def test_unchecked_token_id_outside_the_table_is_refused_by_the_c(op_bundle) -> None:
+    # a checked stream refuses the id before the call; unchecked, the C's bounds check does
+    path = op_bundle("char-lm-int64")
+    s = rnnedge.load(path, backend="native").stream(checked=False)
+    s.step(np.array([[VOCAB - 1]], np.int64))
+    with pytest.raises(BackendError, match="token id is outside its embedding table"):
+        s.step(np.array([[VOCAB]], np.int64))
+    with pytest.raises(BackendError, match="the model takes int64"):
+        s.step(np.array([[1]], np.int32))  # unchecked: no conversion, so the dtype is refused
+    many = rnnedge.load(path, backend="native").streams(2, checked=False)
+    with pytest.raises(BackendError, match="token id is outside its embedding table"):
+        many.step(np.array([[1], [-1]], np.int64))
