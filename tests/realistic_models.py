@@ -341,16 +341,16 @@ ZOO: dict[str, Entry] = {
         factory=PositiveNormaliser,
         example=lambda: (_z(1, 8), torch.ones(1, 8), _z(1, 16)),
         axis=None,
-        int8=PEAK,
+        int8=OK,
     ),
     "ema_smoother": Entry(
         factory=EmaSmoother, example=lambda: (_z(1, 8), _z(1, 8)), axis=None, int8=OK
     ),
-    "gru_lstm_residual": Entry(factory=GruLstmResidual, example=lambda: _z(1, 1, 8), int8=PEAK),
+    "gru_lstm_residual": Entry(factory=GruLstmResidual, example=lambda: _z(1, 1, 8), int8=OK),
     "parallel_grus": Entry(factory=ParallelGRUs, example=lambda: _z(1, 1, 8), int8=OK),
-    "residual_stack": Entry(factory=ResidualStack, example=lambda: _z(1, 1, 8), int8=PEAK),
+    "residual_stack": Entry(factory=ResidualStack, example=lambda: _z(1, 1, 8), int8=OK),
     "learned_initial_state": Entry(
-        factory=LearnedInitialState, example=lambda: _z(1, 1, 8), int8=PEAK
+        factory=LearnedInitialState, example=lambda: _z(1, 1, 8), int8=OK
     ),
     "two_heads": Entry(factory=TwoHeads, example=lambda: _z(1, 1, 8), int8=OK),
     "per_frame_conv": Entry(factory=PerFrameConv, example=lambda: _z(1, 1, 16), int8=OK),
@@ -366,8 +366,13 @@ ZOO: dict[str, Entry] = {
 }
 
 
+# Untrained, the softmax is near uniform (probabilities 0.06..0.14): the int8 logits' error is
+# 1.2% of that narrow range held out at export but up to 13% on one test seed (1.5% on another)
+NEAR_UNIFORM = "int8 error peaks at 13% of a near-uniform softmax's narrow range on one seed"
 ZOO.update(
-    kws_softmax=Entry(factory=SoftmaxKeywordSpotter, example=lambda: _z(1, 1, 40), int8=OK),
+    kws_softmax=Entry(
+        factory=SoftmaxKeywordSpotter, example=lambda: _z(1, 1, 40), int8=NEAR_UNIFORM
+    ),
     char_lm=Entry(
         factory=CharLM,
         example=lambda: torch.zeros(1, 1, dtype=torch.int64),
