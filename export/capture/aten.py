@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from rnnedge.errors import UnsupportedModelError
+from rnnedge.export.capture import conv_time
 from rnnedge.export.capture.builder import Sym
 from rnnedge.export.capture.context import Ctx, const, sym
 from rnnedge.export.capture.rnn import RECURRENT_ATEN
@@ -115,14 +116,20 @@ def _embedding(ctx: Ctx, node, weight, ids, *_args) -> Sym:
 
 def _conv(ctx: Ctx, node, x, w, bias, stride, padding, dilation, transposed, _out_pad, groups):
     x = sym(ctx, x)
+    what = "a Conv1d" if len(ctx.b.shape(x)) == 3 else "a Conv2d"
+    w = const(ctx, w, f"{what} weight")
+    b = None if bias is None else const(ctx, bias, f"{what} bias")
+    tc = None if transposed else conv_time.plan(node)
+    if tc is not None:  # over time: streamed with its own buffer
+        return conv_time.lower(ctx, tc, x, w, b, (stride, padding, dilation, groups))
     if transposed or len(ctx.b.shape(x)) != 3 or len(stride) != 1:
         raise UnsupportedModelError(
-            f"{ctx.where or 'model'}: only Conv1d over a (batch, channels, length) chunk "
-            "is supported"
+            f"{ctx.where or 'model'}: only Conv1d (over time, or over a chunk within one step) "
+            "and Conv2d with one axis over time are supported, not transposed convolutions"
         )
-    ins = [x, ctx.b.const(const(ctx, w, "a Conv1d weight"), "conv.w")]
-    if bias is not None:
-        ins.append(ctx.b.const(const(ctx, bias, "a Conv1d bias"), "conv.b"))
+    ins = [x, ctx.b.const(w, "conv.w")]
+    if b is not None:
+        ins.append(ctx.b.const(b, "conv.b"))
     attrs = dict(stride=stride[0], padding=padding[0], dilation=dilation[0], groups=groups)
     return ctx.b.op("conv1d", ins, **attrs)
 
@@ -194,6 +201,8 @@ def _cat(ctx: Ctx, node, xs, dim=0) -> Sym:
 
 def _slice(ctx: Ctx, node, x, dim=0, start=None, end=None, step=1) -> Sym:
     x = sym(ctx, x)
+    if x.name in ctx.b.trimmed:  # `conv(x)[..., :-p]` of a streamed conv (conv_time.plan)
+        return x
     axis = _axis(ctx, x, dim)
     start, end, _ = slice(start, end, step).indices(ctx.b.shape(x)[axis])
     return ctx.b.op("slice", [x], axis=axis, start=start, end=max(end, start), step=step)

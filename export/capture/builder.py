@@ -30,6 +30,9 @@ class GraphBuilder:
     states: list[tuple[str, str]] = field(default_factory=list)  # (state input, its init)
     state_outputs: dict[str, Sym] = field(default_factory=dict)  # state input -> next value
     source: str = ""  # module path of the ATen node being lowered, stamped on new nodes
+    # streamed convs over time whose one output frame stands for the frames the model then
+    # slices off (export/capture/conv_time.py): a slice of one of these is the tensor itself
+    trimmed: set[str] = field(default_factory=set)
     _taken: set[str] = field(default_factory=set)
     _produced: set[str] = field(default_factory=set)
     _deps: dict[str, frozenset[str]] = field(default_factory=dict)  # tensor -> graph inputs used
@@ -84,6 +87,10 @@ class GraphBuilder:
         ins = tuple(s.name for s in inputs)
         self.nodes.append(Node(op=op, inputs=ins, outputs=(out,), attrs=attrs, source=self.source))
         return Sym(out)
+
+    def producer(self, s: Sym) -> Node | None:
+        """The node that computes `s`, None for an input or a constant."""
+        return next((n for n in reversed(self.nodes) if s.name in n.outputs), None)
 
     def shape(self, s: Sym) -> tuple[int, ...]:
         return self.shapes[s.name]

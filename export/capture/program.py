@@ -21,6 +21,7 @@ from torch import fx
 from torch.utils import _pytree as pytree
 
 from rnnedge.errors import ExportError, UnsupportedModelError
+from rnnedge.export.capture import conv_time
 from rnnedge.export.capture.aten import ATEN_TO_GRAPH
 from rnnedge.export.capture.batching import batch_graph
 from rnnedge.export.capture.builder import GraphBuilder, Sym
@@ -229,6 +230,9 @@ def _torch_step(ep: torch.export.ExportedProgram, n_explicit: int, lifted: list[
     """PyTorch's step, running the exported ATen program with torch kernels (including
     aten.gru/lstm themselves), the lifted initial states replaced by the given ones."""
     gm = ep.module()
+    conv = torch.ops.aten.convolution.default
+    plans = {n.name: conv_time.plan(n) for n in ep.graph.nodes if n.target == conv}
+    convs = {k: v for k, v in plans.items() if k in lifted and v is not None}
 
     class Step(fx.Interpreter):
         def __init__(self, states: list[torch.Tensor]) -> None:
@@ -239,6 +243,11 @@ def _torch_step(ep: torch.export.ExportedProgram, n_explicit: int, lifted: list[
             if n.name not in lifted:
                 return super().run_node(n)
             args, kwargs = self.fetch_args_kwargs_from_env(n)
+            if n.name in convs:  # a conv over time: its buffer is the next state
+                buf, self.states = self.states[0], self.states[1:]
+                out, nxt = conv_time.torch_conv_step(convs[n.name], args[0], buf, args[1:])
+                self.next_states.append(nxt)
+                return out
             k = 2 if target_name(n) in ("aten.lstm.input", "aten.lstm_cell.default") else 1
             given, self.states = self.states[:k], self.states[k:]
             args = (args[0], given if k == 2 else given[0], *args[2:])
