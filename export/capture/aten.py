@@ -329,5 +329,9 @@ ATEN_TO_GRAPH: dict[str, Callable[..., Any]] = {
     "aten.reflection_pad1d.default": _reflect_pad,
     "aten.reflection_pad2d.default": _reflect_pad,
     "getitem": _getitem,
+    "aten.max_pool2d_with_indices.default": conv_time.refuse_pool,
+    "aten.max_pool1d.default": conv_time.refuse_pool,
+    "aten.avg_pool2d.default": conv_time.refuse_pool,
+    "aten.avg_pool1d.default": conv_time.refuse_pool,
     **RECURRENT_ATEN,  # GRU/LSTM/RNN layers and cells: capture/rnn.py
 }

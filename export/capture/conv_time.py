@@ -259,3 +259,18 @@ def _conv2d(ctx: Ctx, tc: TimeConv, window: Sym, w, bias, conv) -> Sym:
     y = ctx.b.op("conv1d", [flat, *_weights(ctx, w1, bias)], groups=groups, **attrs)
     n, o, f_out = ctx.b.shape(y)
     return ctx.b.op("reshape", [y], shape=[n, o, 1, f_out] if ta == 2 else [n, o, f_out, 1])
+
+
+def refuse_pool(ctx: Ctx, node: fx.Node, x, kernel, *_args, **_kwargs) -> None:
+    """Pooling is not lowered; over time it could not stream at all: say which."""
+    x = x if isinstance(x, Sym) else None
+    shape = ctx.b.shape(x) if x is not None else ()
+    spatial = shape[len(shape) - len(kernel) :]
+    name = module_name(node).replace("a convolution", "a pooling")
+    if any(n == 1 and k > 1 for n, k in zip(spatial, kernel)):
+        raise UnsupportedModelError(
+            f"{name} pools over time (kernel {list(kernel)}, one frame per step along time): "
+            "a stream gives one output per input step, so pooling or downsampling over time "
+            "is not supported"
+        )
+    raise UnsupportedModelError(f"{name}: pooling ({node.target}) is not supported yet")
