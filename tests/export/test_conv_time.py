@@ -8,7 +8,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conv_models import F_IN, MELS, CausalConvGRU, CenteredConv, PooledOverTime, StridedConv
+from conv_models import (
+    F_IN,
+    MELS,
+    CausalConvGRU,
+    CenteredConv,
+    PooledOverTime,
+    StridedConv,
+    TCNFrontEnd,
+)
 
 from rnnedge.errors import UnsupportedModelError
 from rnnedge.export.capture.program import capture
@@ -61,6 +69,22 @@ def test_causal_conv1d_step_equals_the_model_over_the_sequence(k, dilation, styl
         want = model(torch.from_numpy(xs.reshape(1, STEPS, F_IN))).numpy()
     err = np.abs(ys.reshape(STEPS, -1) - want[0]).max() / max(1.0, np.abs(want).max())
     assert err <= 1e-5, err
+
+
+def test_stacked_convs_each_get_their_own_buffer() -> None:
+    torch.manual_seed(0)
+    model = TCNFrontEnd().eval()
+    cap = capture(model, torch.zeros(1, 1, F_IN))
+    g = cap.graph
+    assert [(s.input, g.spec(s.input).shape) for s in g.states[:2]] == [
+        ("tcn.0.buffer", (1, F_IN, 2)),
+        ("tcn.1.buffer", (1, 8, 4)),
+    ]
+    xs = np.random.default_rng(4).standard_normal((STEPS, 1, 1, F_IN)).astype(np.float32)
+    ys, _ = _stepped(cap, xs)
+    with torch.no_grad():
+        want = model(torch.from_numpy(xs.reshape(1, STEPS, F_IN))).numpy()
+    assert np.abs(ys.reshape(STEPS, -1) - want[0]).max() <= 1e-5 * max(1.0, np.abs(want).max())
 
 
 def test_a_conv_that_ignores_its_past_is_what_the_buffer_fixes() -> None:
