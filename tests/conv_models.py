@@ -112,3 +112,17 @@ class PooledOverTime(nn.Module):
     def forward(self, x):
         c = self.pool(self.conv(x.unsqueeze(1))[:, :, :-2])
         return self.gru(c.permute(0, 2, 1, 3).flatten(2))[0]
+
+
+class PooledNoPadding(nn.Module):
+    """nn.MaxPool1d(2) over time after a causal conv: at one frame it cannot even run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(F_IN, 8, 3)
+        self.pool = nn.MaxPool1d(2)
+        self.gru = nn.GRU(8, 16, batch_first=True)
+
+    def forward(self, x):
+        c = self.pool(self.conv(F.pad(x.transpose(1, 2), (2, 0))))
+        return self.gru(c.transpose(1, 2))[0]

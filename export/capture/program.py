@@ -116,7 +116,36 @@ def _export(model: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram
             return ep.run_decompositions(table)
     except Exception as e:  # torch raises many types; the user needs the first line of it
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        where = _raising_module(model, args)
+        if where:
+            first += f" (raised in {where})"
+        if any(k in where for k in ("Pool", "Conv")):
+            first += (
+                "; a pool or a strided conv over time cannot run on one frame: a stream gives "
+                "one output per input frame, so pooling and striding over time are not supported"
+            )
         raise ExportError(f"torch.export could not trace the model at one step: {first}") from e
+
+
+def _raising_module(model: torch.nn.Module, args: tuple) -> str:
+    """The innermost module whose forward raises when the model runs eagerly at one step,
+    as `MaxPool2d 'pool'`; "" when none does (torch.export failed for its own reasons)."""
+    stack: list[str] = []
+    handles = []
+    for path, mod in model.named_modules():
+        if path:
+            name = f"{type(mod).__name__} '{path}'"
+            handles.append(mod.register_forward_pre_hook(lambda m, a, n=name: stack.append(n)))
+            handles.append(mod.register_forward_hook(lambda m, a, o: stack.pop()))
+    try:
+        with torch.no_grad():
+            model(*args)
+    except Exception:  # the failure being explained
+        return stack[-1] if stack else ""
+    finally:
+        for h in handles:
+            h.remove()
+    return ""
 
 
 def target_name(node: fx.Node) -> str:

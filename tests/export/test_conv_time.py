@@ -13,12 +13,13 @@ from conv_models import (
     MELS,
     CausalConvGRU,
     CenteredConv,
+    PooledNoPadding,
     PooledOverTime,
     StridedConv,
     TCNFrontEnd,
 )
 
-from rnnedge.errors import UnsupportedModelError
+from rnnedge.errors import ExportError, UnsupportedModelError
 from rnnedge.export.capture.program import capture
 from rnnedge.runtime.executor import Executor
 
@@ -116,3 +117,8 @@ def test_a_conv_that_ignores_its_past_is_what_the_buffer_fixes() -> None:
 def test_what_a_stream_cannot_run_is_refused_naming_the_module(factory, features, match) -> None:
     with pytest.raises(UnsupportedModelError, match=match):
         capture(factory().eval(), torch.zeros(1, 1, features))
+
+
+def test_a_pool_over_time_that_cannot_run_on_one_frame_is_named() -> None:
+    with pytest.raises(ExportError, match=r"raised in MaxPool1d 'pool'\); a pool or a strided"):
+        capture(PooledNoPadding().eval(), torch.zeros(1, 1, F_IN))
