@@ -126,3 +126,18 @@ class PooledNoPadding(nn.Module):
     def forward(self, x):
         c = self.pool(self.conv(F.pad(x.transpose(1, 2), (2, 0))))
         return self.gru(c.transpose(1, 2))[0]
+
+
+class BiConvTagger(nn.Module):
+    """A causal dilated conv in front of a bidirectional GRU: an offline program whose first
+    (forward) stage carries the conv's buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(F_IN, 8, 3, dilation=2)
+        self.rnn = nn.GRU(8, 8, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        c = torch.relu(self.conv(F.pad(x.transpose(1, 2), (4, 0)))).transpose(1, 2)
+        return self.head(self.rnn(c)[0])

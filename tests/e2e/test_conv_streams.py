@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conv_models import F_IN, MELS, CausalConvGRU, CRNNSpotter, TCNFrontEnd
+from conv_models import F_IN, MELS, BiConvTagger, CausalConvGRU, CRNNSpotter, TCNFrontEnd
 
 import rnnedge
 from rnnedge.export.pipeline import export_bundle
@@ -104,3 +104,18 @@ def test_two_conv_tcn_front_end_streams_like_pytorch(tmp_path) -> None:
     names = [s.input for s in read_bundle(path).manifest.states]
     assert names == ["tcn.0.buffer", "tcn.1.buffer", "gru.h"]
     _stream_all(path, model, F_IN, "tcn")
+
+
+@pytest.mark.slow
+def test_a_conv_front_end_runs_in_an_offline_bidirectional_program(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = BiConvTagger().eval()
+    path = _export(tmp_path, "biconv", model, F_IN)
+    seqs = _seqs(7, 1, F_IN)
+    ref = _reference(model, seqs)[0]
+    for backend in available_backends():
+        for precision in ("float", "int8"):
+            m = rnnedge.load(path, backend=backend, precision=precision)
+            got = np.asarray(m.run(seqs[0][:, None, None, :])).reshape(STEPS, -1)
+            err = _check(got, ref, precision, f"biconv {backend}/{precision}")
+            print(f"biconv {backend}/{precision}: {err:.2e}")
