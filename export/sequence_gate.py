@@ -3,10 +3,11 @@ must give what the user's model gives run the way the user runs it (export/seque
 
 The float parity gate (gates.parity) compares backends with a PyTorch reference; when that
 reference is the captured ONE-step program, anything the one-step capture gets wrong about
-time (a causal Conv1d that at one step sees only zeros for its past, a loop over time that a
-one-step trace unrolls once) passes it. So the reference here is the model itself over whole
-sequences, golden.npz records it, and a step that strays from it is refused with the likely
-cause (export/time_diagnosis.py), before any file is written.
+time (a mean over the utterance, a loop over time that a one-step trace unrolls once; before
+convs over time got their buffers, a causal Conv1d that saw only zeros for its past) passes
+it. So the reference here is the model itself over whole sequences, golden.npz records it,
+and a step that strays from it is refused with the likely cause (export/time_diagnosis.py),
+before any file is written.
 """
 
 from __future__ import annotations
