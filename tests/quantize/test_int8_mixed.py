@@ -122,7 +122,8 @@ def test_rwkv_accumulators_stay_float_and_int8_holds_without_drift(tmp_path):
             assert err.max() <= 0.03 * span, (backend, err.max() / span)
             assert err[-200:].mean() <= 1.5 * err[:200].mean(), backend  # no drift
     # bb would be int8 (add of two products): mixed precision keeps it float and says so;
-    # aa (the LSTM-cell pattern) and pp (a maximum) are float in the plan from the start
+    # aa (an accumulator of the LSTM cell's update shape) and pp (a maximum) are float in the
+    # plan from the start
     said = " ".join(line for line in lines if "kept float:" in line)
     assert "kept float: bb: accumulator: state 'bb'" in said
     plan = read_plan(read_bundle(path).files, "rwkv")
