@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	.venv/bin/rnnedge demo
 
+# pytest-xdist, one worker per core of the 2-core CI machine; a file's tests stay on one
+# worker (loadfile), so its module fixtures (exports, trainings) are computed once
 test: setup
 	.venv/bin/ruff format --check .
 	.venv/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # per-step cost against raw interpreter calls and PyTorch eager, one run (issue 4's numbers)
 bench-step: setup

@@ -30,7 +30,7 @@ from rnnedge.quantize.calibrate import check_sequences
 from rnnedge.runtime.bundle import Bundle, write_bundle
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.inputs import sample_input
-from rnnedge.runtime.manifest import DEFAULT_BUDGETS, Manifest, ModelFile, StateSpec, Task
+from rnnedge.runtime.manifest import DEFAULT_BUDGETS, FLOAT_MODEL_FILES, Manifest, Task, state_specs
 from rnnedge.runtime.npzio import write_npz
 from rnnedge.version import __version__
 
@@ -130,25 +130,12 @@ def _checked_task(task: Task | None, graph: Graph) -> Task | None:
 
 
 def _manifest(graph: Graph, files: dict[str, str], task: Task | None = None) -> Manifest:
-    states = tuple(
-        StateSpec(
-            input=s.input,
-            output=s.output,
-            shape=graph.spec(s.input).shape,
-            init=s.init,
-            init_is_zero=not np.any(graph.constants[s.init]),
-        )
-        for s in graph.states
-    )
     return Manifest(
         producer=f"rnnedge {__version__}",
         inputs=graph.inputs,
         outputs=graph.outputs,
-        states=states,
-        models=(
-            ModelFile(path="model.onnx", backend="onnx", precision="float"),
-            ModelFile(path="model.tflite", backend="tflite", precision="float"),
-        ),
+        states=state_specs(graph),
+        models=FLOAT_MODEL_FILES,
         files=files,
         parity={},
         # float: 1e-5 abs, relative where |ref| > 1 (int8 adds its own measured budget)

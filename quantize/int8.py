@@ -44,6 +44,10 @@ INT_OPS = ("linear", "gather", "add", "sub", "mul", "sigmoid", "tanh", "relu", *
 CELLS = ("int16", "float")
 HS = ("fixed", "calibrated")
 OUTPUT_HEADROOM = 0.05
+# op -> the operands at which it is infinite when 0: an int8 grid always holds 0 exactly (see
+# asymmetric), so a positive tensor's smallest values round to 0 there, and log(mag + 1e-3)
+# became -inf, then NaN in the next matmul (the realistic zoo's speech_enhancer)
+SINGULAR_AT_ZERO = {"log": (0,), "rsqrt": (0,), "div": (1,)}
 
 
 def plan_int8(
@@ -128,6 +132,11 @@ def _float_tensors(
     why: dict[str, tuple[str, str]] = {groups[t]: (t, w) for t, w in keep.items() if t in groups}
     for node in graph.nodes:
         out = node.outputs[0]
+        for i in SINGULAR_AT_ZERO.get(node.op, ()):
+            t = node.inputs[i]
+            if t in groups and groups[t] not in why:
+                reason = f"op {node.op!r} reads it: int8 rounds values near 0 to 0, where it is inf"
+                why[groups[t]] = (t, reason)
         if node.op not in INT_OPS:
             why[groups[out]] = (out, f"op {node.op!r} has no int8 kernel in this scheme")
         elif node.op == "linear":
@@ -211,7 +220,7 @@ def _act(
     # the cell group's own tensors and the products its update adds share its parameters
     for members in cells.values():
         if name in members:
-            return _cell(name, members, ranges, cell)
+            return _cell(name, members, ranges, cell, _cell_kind(graph, producer, members))
     for n in names:
         if n in floats:
             src, why = floats[n]
@@ -258,9 +267,26 @@ def _reads_cell(names: list[str], producer: dict[str, Node], cells: dict[str, se
     )
 
 
-def _cell(name: str, members: set[str], ranges: Ranges, cell: str) -> TensorQuant:
+def _cell_kind(graph: Graph, producer: dict[str, Node], members: set[str]) -> str:
+    """What a cell-state group is, for the plan's reasons: an LSTM cell (its update's products
+    read sigmoid gates, c' = f c + i g) or another accumulator of the same shape (an RWKV
+    aa' = e^-w aa + e^k v has no gates: calling it an LSTM cell misleads the reader)."""
+
+    def gate(t: str) -> bool:
+        while t in producer and producer[t].op in SHAPE_OPS:
+            t = producer[t].inputs[0]
+        return t in producer and producer[t].op == "sigmoid"
+
+    products = [producer[m] for m in members if m in producer and producer[m].op == "mul"]
+    if any(gate(i) for node in products for i in node.inputs):
+        return "LSTM cell state"
+    states = ", ".join(repr(s.input) for s in graph.states if s.input in members)
+    return f"accumulator state {states} (s' = a s + b u, an LSTM cell's update without gates)"
+
+
+def _cell(name: str, members: set[str], ranges: Ranges, cell: str, kind: str) -> TensorQuant:
     if cell == "float":
-        why = "LSTM cell state kept float: as accurate as int16, and LiteRT's XNNPACK has no int16"
+        why = f"{kind} kept float: as accurate as int16, and LiteRT's XNNPACK has no int16"
         return TensorQuant(tensor=name, dtype="float32", source="calibrated", why=why)
     lo, hi = _union(sorted(members), ranges)
     return TensorQuant(

@@ -67,7 +67,9 @@ class Int8Budget:
         """One phrase per way `f` misses the budget (empty: it holds)."""
         out = []
         for o in f.outputs:
-            if o.max_err_pct > self.max_err_pct:
+            if not np.isfinite(o.max_err_pct):
+                out.append(f"{o.name!r} is NaN or Inf at some step")
+            elif o.max_err_pct > self.max_err_pct:
                 out.append(
                     f"{o.name!r} max error {o.max_err_pct:.2f}% of range "
                     f"(budget {self.max_err_pct:g}%)"
@@ -164,7 +166,11 @@ def _search(
         for root, err, cost in _ranked(graph, ranges, plan, seqs, groups, taken):
             if tries >= MAX_TRIES:
                 break
-            why = f"sensitivity: int8 on it alone costs {err:.2f}% of the output range"
+            why = (
+                f"sensitivity: int8 on it alone costs {err:.2f}% of the output range"
+                if np.isfinite(err)
+                else "sensitivity: int8 on it alone makes the output NaN or Inf"
+            )
             keep[groups[root][0]] = why + (f" (keeps {cost} weights float)" if cost else "")
             tries += 1
             if judge(keep):

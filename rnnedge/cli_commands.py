@@ -185,9 +185,12 @@ def _check_inputs(a: argparse.Namespace, bundle):
         if p not in have:
             raise UsageError(f"--precision {p}: {bundle.path} holds {', '.join(have)}")
     from rnnedge.runtime.check.data import load_data
+    from rnnedge.runtime.inputs import id_limit
 
+    step = bundle.manifest.step_input
     try:
-        data = load_data(a.data, bundle.manifest.step_input.shape) if a.data else None
+        limit = id_limit(bundle.graph, step.name)
+        data = load_data(a.data, step.shape, dtype=step.dtype, id_limit=limit) if a.data else None
     except InputError as e:
         raise UsageError(str(e)) from e
     reference = None

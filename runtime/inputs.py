@@ -102,12 +102,15 @@ def sample_input(
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def split_sequences(arr: np.ndarray, step_shape: tuple[int, ...], what: str) -> list[np.ndarray]:
+def split_sequences(
+    arr: np.ndarray, step_shape: tuple[int, ...], what: str, dtype: str = "float32"
+) -> list[np.ndarray]:
     """THE shape rule for arrays of sequences, read the same way by `run --input`, `check
     --data` and `--calibration` (docs/shapes in README "Command line"): an array whose rows
     each hold one step's values is ONE sequence of len(arr) steps, e.g. (T, 1, 1, 40) or
     (T, 40) for a (1, 1, 40) step; an array whose rows each hold a sequence of such rows is
-    len(arr) sequences, e.g. (N, T, 40). Each comes back float32 (T, *step shape)."""
+    len(arr) sequences, e.g. (N, T, 40). Each comes back float32 (T, *step shape), or in
+    `dtype` (token ids: int32/int64, which a float32 would round past 2^24)."""
     arr = np.asarray(arr)
     size = int(np.prod(step_shape))
     if arr.dtype.kind not in "fiu":
@@ -122,7 +125,7 @@ def split_sequences(arr: np.ndarray, step_shape: tuple[int, ...], what: str) -> 
             f"{what}: shape {list(arr.shape)} is neither (T, {dims}) nor (N, T, {dims}) "
             f"(rows of {size} values are also accepted as steps)"
         )
-    out = [np.ascontiguousarray(s, dtype=np.float32) for s in seqs]
-    if not all(np.isfinite(s).all() for s in out):
+    out = [np.ascontiguousarray(s, dtype=dtype) for s in seqs]
+    if not all(np.isfinite(s).all() for s in out if s.dtype.kind == "f"):
         raise InputError(f"{what}: contains NaN or Inf")
     return out

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rnnedge.errors import BundleError, GraphError
-from rnnedge.runtime.graph import TensorSpec
+from rnnedge.runtime.graph import Graph, TensorSpec
 from rnnedge.runtime.stages import StageSpec, stages_from
 
 FORMAT = "rnnedge.bundle"
@@ -38,6 +38,20 @@ class StateSpec:
     dtype: str = "float32"
 
 
+def state_specs(graph: Graph) -> tuple[StateSpec, ...]:
+    """The manifest's states of `graph`: each state's tensors, shape and initial value."""
+    return tuple(
+        StateSpec(
+            input=s.input,
+            output=s.output,
+            shape=graph.spec(s.input).shape,
+            init=s.init,
+            init_is_zero=not graph.constants[s.init].any(),
+        )
+        for s in graph.states
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelFile:
     path: str
@@ -47,6 +61,13 @@ class ModelFile:
     def __post_init__(self) -> None:
         if self.backend not in MODEL_FORMATS or self.precision not in PRECISIONS:
             raise BundleError(f"manifest: model file {self.path!r} has unknown backend/precision")
+
+
+# the float model files every streaming bundle (and every stage of an offline one) holds
+FLOAT_MODEL_FILES = (
+    ModelFile(path="model.onnx", backend="onnx", precision="float"),
+    ModelFile(path="model.tflite", backend="tflite", precision="float"),
+)
 
 
 @dataclass(frozen=True, kw_only=True)

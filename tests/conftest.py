@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+def pytest_configure(config) -> None:
+    # `make test` runs pytest-xdist workers, one per core: a torch in each using every core
+    # would oversubscribe the machine (measured: see the Makefile's test target)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        try:
+            import torch
+        except ImportError:  # a runtime-only install (boards/arm64): nothing to limit
+            return
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

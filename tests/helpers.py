@@ -1,6 +1,8 @@
-"""Comparison helpers shared by the tests."""
+"""Comparison helpers and model sources shared by the tests."""
 
 from __future__ import annotations
+
+import textwrap
 
 import numpy as np
 
@@ -19,3 +21,26 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, what: str, tol: float
 def random_state(graph, rng: np.random.Generator) -> list[np.ndarray]:
     """A random state of the right shapes, in [-1, 1] as h would be (c gets a wider range)."""
     return [rng.uniform(-1, 1, graph.spec(s.input).shape).astype(np.float32) for s in graph.states]
+
+
+# A GRU + Linear model file, as a user writes one for `rnnedge export MODEL.py:make`; the CLI
+# tests add the factories they need after it
+NET_PY = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(6, 10, batch_first=True)
+            self.head = nn.Linear(10, 3)
+
+        def forward(self, x):
+            return self.head(self.gru(x)[0])
+
+    def make():
+        torch.manual_seed(0)
+        return Net()
+    """
+)

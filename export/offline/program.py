@@ -33,7 +33,7 @@ from rnnedge.runtime.bundle import Bundle, sha256, write_bundle
 from rnnedge.runtime.check.offline import golden_arrays
 from rnnedge.runtime.executor import Executor
 from rnnedge.runtime.graph import Graph
-from rnnedge.runtime.manifest import DEFAULT_BUDGETS, Manifest, ModelFile, StateSpec
+from rnnedge.runtime.manifest import DEFAULT_BUDGETS, FLOAT_MODEL_FILES, Manifest, state_specs
 from rnnedge.runtime.npzio import write_npz
 from rnnedge.runtime.offline import run_program
 from rnnedge.runtime.stages import StageSpec
@@ -149,29 +149,13 @@ def _stage_float_files(graph: Graph) -> Files:
     }
 
 
-def _states(graph: Graph) -> tuple[StateSpec, ...]:
-    return tuple(
-        StateSpec(
-            input=s.input,
-            output=s.output,
-            shape=graph.spec(s.input).shape,
-            init=s.init,
-            init_is_zero=not np.any(graph.constants[s.init]),
-        )
-        for s in graph.states
-    )
-
-
 def _stage_manifest(graph: Graph) -> Manifest:
     return Manifest(
         producer=f"rnnedge {__version__}",
         inputs=graph.inputs,
         outputs=graph.outputs,
-        states=_states(graph),
-        models=(
-            ModelFile(path="model.onnx", backend="onnx", precision="float"),
-            ModelFile(path="model.tflite", backend="tflite", precision="float"),
-        ),
+        states=state_specs(graph),
+        models=FLOAT_MODEL_FILES,
         files={},
         unbatched_why="a stage of an offline program",
     )
@@ -187,7 +171,7 @@ def _manifest(graph: Graph, plans: list[StagePlan], cfg: ExportConfig, scheme) -
         producer=f"rnnedge {__version__}",
         inputs=graph.inputs,
         outputs=graph.outputs,
-        states=_states(graph),
+        states=state_specs(graph),
         models=(),  # every model file belongs to a stage
         files={},
         int8_scheme=scheme,

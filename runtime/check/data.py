@@ -10,14 +10,16 @@ import numpy as np
 
 from rnnedge.errors import InputError
 from rnnedge.runtime.bundle import Bundle
-from rnnedge.runtime.inputs import split_sequences
+from rnnedge.runtime.graph import INDEX_DTYPES
+from rnnedge.runtime.inputs import check_ids, split_sequences
 
 LABEL_SUFFIX = "_labels"
+Step = tuple[tuple[int, ...], str, int]  # the step input's shape, dtype and id limit
 
 
 @dataclass(frozen=True)
 class Sequences:
-    inputs: tuple[np.ndarray, ...]  # each (T, *step shape), float32, one stream each
+    inputs: tuple[np.ndarray, ...]  # each (T, *step shape), float32 (or ids), one stream each
     labels: tuple[np.ndarray | None, ...]  # per sequence: () one label, (T,) one per step
     path: str | None = None  # the --data file, if any
 
@@ -52,11 +54,19 @@ def loop(seqs: Sequences, steps: int) -> Sequences:
     return Sequences((np.ascontiguousarray(flat[idx]),), (None,), seqs.path)
 
 
-def load_data(path: str | os.PathLike, step_shape: tuple[int, ...]) -> Sequences:
-    """Reads --data: an .npz whose arrays are sequences (T, *step) or batches (N, T, *step)
-    (any array whose rows hold one step's worth of values is reshaped, e.g. (T, 40) for a
-    (1, 1, 40) step). An array `NAME_labels` holds the labels of array NAME: one per sequence
-    ((), or (N,) for a batch) judging its last step, or one per step ((T,) or (N, T))."""
+def load_data(
+    path: str | os.PathLike,
+    step_shape: tuple[int, ...],
+    *,
+    dtype: str = "float32",
+    id_limit: int = 0,
+) -> Sequences:
+    """Reads --data for a step input of `step_shape` and `dtype`: an .npz whose arrays are
+    sequences (T, *step) or batches (N, T, *step) (any array whose rows hold one step's
+    worth of values is reshaped, e.g. (T, 40) for a (1, 1, 40) step); floats, or integer token
+    ids in [0, id_limit) for an int32/int64 input. An array `NAME_labels` holds the labels of
+    array NAME: one per sequence ((), or (N,) for a batch) judging its last step, or one per
+    step ((T,) or (N, T))."""
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):  # a .npy: one array, named after the file
@@ -76,7 +86,10 @@ def load_data(path: str | os.PathLike, step_shape: tuple[int, ...]) -> Sequences
     labels: list[np.ndarray | None] = []
     for name in names:
         xs, labs = _split(
-            arrays[name], arrays.get(name + LABEL_SUFFIX), step_shape, f"{path}:{name}"
+            arrays[name],
+            arrays.get(name + LABEL_SUFFIX),
+            (step_shape, dtype, id_limit),
+            f"{path}:{name}",
         )
         inputs += xs
         labels += labs
@@ -86,12 +99,10 @@ def load_data(path: str | os.PathLike, step_shape: tuple[int, ...]) -> Sequences
 
 
 def _split(
-    arr: np.ndarray, lab: np.ndarray | None, step_shape: tuple[int, ...], what: str
+    arr: np.ndarray, lab: np.ndarray | None, step: Step, what: str
 ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-    if arr.dtype.kind != "f":
-        raise InputError(f"{what}: dtype {arr.dtype} is not a float type")
-    seqs = split_sequences(arr, step_shape, what)
-    single = arr.ndim >= 1 and len(arr) and arr[0].size == int(np.prod(step_shape))
+    seqs = _sequences(arr, step, what)
+    single = arr.ndim >= 1 and len(arr) and arr[0].size == int(np.prod(step[0]))
     if single:
         labs = [lab]
     else:
@@ -99,6 +110,20 @@ def _split(
     for s, la in zip(seqs, labs):
         _check_labels(la, len(s), what)
     return seqs, labs
+
+
+def _sequences(arr: np.ndarray, step: Step, what: str) -> list[np.ndarray]:
+    shape, dtype, id_limit = step
+    if dtype not in INDEX_DTYPES:
+        if arr.dtype.kind != "f":
+            raise InputError(f"{what}: dtype {arr.dtype} is not a float type")
+        return split_sequences(arr, shape, what)
+    if arr.dtype.kind not in "iu":  # a float id is a bug upstream: never rounded silently
+        raise InputError(
+            f"{what}: dtype {arr.dtype} is not an integer type (the model reads {dtype} token ids)"
+        )
+    seqs = split_sequences(arr, shape, what, dtype)
+    return [check_ids(s, s.shape, what, dtype, id_limit) for s in seqs]
 
 
 def _batch_labels(lab: np.ndarray, n: int, what: str) -> np.ndarray:

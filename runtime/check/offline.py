@@ -22,6 +22,8 @@ from rnnedge.runtime.check.run import (
     PairResult,
     StepFn,
     budgets,
+    judged,
+    make_report,
     run_check,
 )
 from rnnedge.runtime.graph import Graph
@@ -123,17 +125,7 @@ def run_offline_check(
         for precision in [p for p in held if not config.precisions or p in config.precisions]:
             say(f"checking {backend}/{precision}")
             results.append(_pair(bundle, config, backend, precision, seqs, refs, kind))
-    return CheckReport(
-        bundle=bundle,
-        reference=kind,
-        source="golden" if data is None else "data",
-        data_path=data.path if data is not None else None,
-        sequences=len(seqs.inputs),
-        steps=seqs.steps,
-        looped=False,
-        task=bundle.manifest.task,
-        results=tuple(results),
-    )
+    return make_report(bundle, kind, data, seqs, False, bundle.manifest.task, results)
 
 
 def _pair(bundle, config, backend, precision, seqs, refs, kind) -> PairResult:
@@ -158,7 +150,4 @@ def _pair(bundle, config, backend, precision, seqs, refs, kind) -> PairResult:
         if name == task_out:
             m = replace(m, task=task_metrics(task, runs, refs[name], seqs.labels))
         outputs.append(replace(m, violations=judge(m, budget, name == task_out)))
-    bad = [m for m in outputs if not m.passed]
-    reason = "; ".join(f"{m.name}: {', '.join(m.violations)}" for m in bad)
-    status = "fail" if bad else "pass"
-    return replace(base, status=status, reason=reason, outputs=tuple(outputs), seconds=seconds)
+    return judged(base, outputs, seconds)

@@ -132,9 +132,22 @@ def run_check(
             )
             continue
         results.append(_check_pair(bundle, config, backend, precision, seqs, golden_refs, task))
+    return make_report(bundle, kind, data, seqs, looped, task, results)
+
+
+def make_report(
+    bundle: Bundle,
+    reference: str,
+    data: Sequences | None,
+    seqs: Sequences,
+    looped: bool,
+    task: Task | None,
+    results: list[PairResult],
+) -> CheckReport:
+    """The report of `results`, run over `seqs` (the user's `data`, or golden when None)."""
     return CheckReport(
         bundle=bundle,
-        reference=kind,
+        reference=reference,
         source="golden" if data is None else "data",
         data_path=data.path if data is not None else None,
         sequences=len(seqs.inputs),
@@ -235,9 +248,17 @@ def _check_pair(
     if budget is None:
         reason = f"no budget for {precision} (set one with --budget {precision}=LIMIT)"
         return replace(base, outputs=tuple(outputs), seconds=seconds, reason=reason)
+    drift = spec_drift(bundle, backend, seqs.inputs) if precision == "int8" else ""
+    return judged(base, outputs, seconds, drift)
+
+
+def judged(
+    base: PairResult, outputs: list[OutputMetrics], seconds: float, drift: str = ""
+) -> PairResult:
+    """`base` with its outputs' verdict: "fail" naming each output out of budget (and the
+    int8 spec `drift`, if any), else "pass"."""
     bad = [m for m in outputs if not m.passed]
     reason = "; ".join(f"{m.name}: {', '.join(m.violations)}" for m in bad)
-    drift = spec_drift(bundle, backend, seqs.inputs) if precision == "int8" else ""
     reason = "; ".join(r for r in (drift, reason) if r)
     status = "fail" if bad or drift else "pass"
     return replace(base, status=status, reason=reason, outputs=tuple(outputs), seconds=seconds)

@@ -10,27 +10,12 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from helpers import NET_PY
 
 from rnnedge.cli import main
 
-MODEL_PY = textwrap.dedent(
+MODEL_PY = NET_PY + textwrap.dedent(
     """
-    import torch
-    from torch import nn
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.gru = nn.GRU(6, 10, batch_first=True)
-            self.head = nn.Linear(10, 3)
-
-        def forward(self, x):
-            return self.head(self.gru(x)[0])
-
-    def make():
-        torch.manual_seed(0)
-        return Net()
-
     def make_cell():
         return nn.GRUCell(6, 10)
 
@@ -169,7 +154,9 @@ def test_weights_file_is_loaded_safely(model_file, tmp_path) -> None:
         ),
     ],
 )
-def test_export_errors_are_one_line(model_file, tmp_path, args, message) -> None:
+def test_export_errors_are_one_line(model_file, tmp_path, capsys, args, message) -> None:
+    # in-process (a subprocess each cost a torch import; the console script's own one-line
+    # errors are covered by test_corrupt_pt2_is_one_line and tests/e2e/test_first_hour_cli.py)
     (tmp_path / "garbage.pt").write_bytes(b"this is not a checkpoint")
     torch.save({"other.weight": torch.zeros(2)}, tmp_path / "wrong.pt")
     fill = {
@@ -178,9 +165,9 @@ def test_export_errors_are_one_line(model_file, tmp_path, args, message) -> None
         "garbage": str(tmp_path / "garbage.pt"),
         "wrong": str(tmp_path / "wrong.pt"),
     }
-    _one_line_error(
-        _cli(*[a.format(**fill) for a in args], "-o", str(tmp_path / "o.rnnedge")), message
-    )
+    code = main([*(a.format(**fill) for a in args), "-o", str(tmp_path / "o.rnnedge")])
+    err = capsys.readouterr().err
+    _one_line_error(subprocess.CompletedProcess(args, code, "", err), message)
     assert not (tmp_path / "o.rnnedge").exists()
 
 

@@ -13,23 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import NET_PY
 
 from rnnedge.cli import main
 
-MODEL_PY = textwrap.dedent(
+MODEL_PY = NET_PY + textwrap.dedent(
     """
-    import torch
-    from torch import nn
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.gru = nn.GRU(6, 10, batch_first=True)
-            self.head = nn.Linear(10, 3)
-
-        def forward(self, x):
-            return self.head(self.gru(x)[0])
-
     class Cell(nn.Module):  # takes its state: needs --state-shape
         def __init__(self):
             super().__init__()
@@ -38,10 +27,6 @@ MODEL_PY = textwrap.dedent(
         def forward(self, x, h):
             h = self.cell(x, h)
             return h, h
-
-    def make():
-        torch.manual_seed(0)
-        return Net()
 
     def make_cell():
         return Cell()

@@ -127,3 +127,19 @@ def test_int8_embedding_table_is_int8_per_row_in_every_file(exported):
     assert [VOCAB, F_IN] in [list(d) for d in int8_inits]
     assert not any(list(i.dims) == [VOCAB, F_IN] and i.data_type == onnx.TensorProto.FLOAT
                    for i in model.graph.initializer)  # fmt: skip
+
+
+def test_check_data_takes_token_ids_for_an_integer_input(exported, tmp_path, capsys):
+    # `rnnedge check --data` refused integer arrays ("not a float type"), so a token-id model
+    # could not be checked on the user's own text; floats and ids past the table are refused
+    from rnnedge.cli import main
+
+    path = exported("char-lm-int64")[0]
+    ids = np.random.default_rng(4).integers(0, VOCAB, (3, 40)).astype(np.int32)
+    np.savez(tmp_path / "ids.npz", text=ids)
+    assert main(["check", str(path), "--data", str(tmp_path / "ids.npz")]) == 0
+    assert "numpy" in capsys.readouterr().out
+    for bad, said in [(ids.astype(np.float32), "not an integer type"), (ids + VOCAB, "outside")]:
+        np.savez(tmp_path / "bad.npz", text=bad)
+        assert main(["check", str(path), "--data", str(tmp_path / "bad.npz")]) == 2
+        assert said in capsys.readouterr().err

@@ -86,13 +86,15 @@ def _check_accuracy(path, model, kind: str) -> None:
         assert err[-100:].mean() <= 1.5 * err[:100].mean(), (b, err[-100:].mean(), err[:100].mean())
 
 
-def _check_agreement(path, kind: str) -> None:
-    """Every pair of backends computes the same step within 2 quantisation steps of every
-    output and state, over 1,000 steps (both fed one backend's state, carried)."""
+def _check_agreement(path, kind: str, every_pair: bool) -> None:
+    """Every backend computes the same step as the numpy integer spec (with `every_pair`: as
+    every other backend) within 2 quantisation steps of every output and state, over 1,000
+    steps (both fed one backend's state, carried). The default run checks against the spec
+    only: it defines the int8 numbers, and the pairs between the others take as long again."""
     bundle, xs = read_bundle(path), _sequences(2, 1, STEPS)
     for a in BACKENDS:
         for b in BACKENDS:
-            if a < b:
+            if a < b and (every_pair or "numpy" in (a, b)):
                 steps = steps_apart(bundle, b, reference=a, sequences=xs)
                 print(f"  {kind} {a} vs {b}: {steps}")
                 assert max(steps.values()) <= 2 + 1e-3, (a, b, steps)
@@ -113,7 +115,13 @@ SLOW_MODELS = [
 def test_int8_every_backend_accurate_without_drift_and_agreeing(exported, kind, hidden, layers):
     path, model = exported(kind, hidden, layers)
     _check_accuracy(path, model, kind)
-    _check_agreement(path, kind)
+    _check_agreement(path, kind, every_pair=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, hidden, layers", MODELS)
+def test_int8_every_pair_of_backends_agrees(exported, kind, hidden, layers):
+    _check_agreement(exported(kind, hidden, layers)[0], kind, every_pair=True)
 
 
 @pytest.mark.slow
@@ -121,7 +129,7 @@ def test_int8_every_backend_accurate_without_drift_and_agreeing(exported, kind, 
 def test_int8_every_backend_accurate_slow_sizes(exported, kind, hidden, layers):
     path, model = exported(kind, hidden, layers)
     _check_accuracy(path, model, kind)
-    _check_agreement(path, kind)
+    _check_agreement(path, kind, every_pair=True)
 
 
 def test_int8_bundle_files_plan_and_inspect(exported, capsys):

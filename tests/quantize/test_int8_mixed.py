@@ -122,8 +122,24 @@ def test_rwkv_accumulators_stay_float_and_int8_holds_without_drift(tmp_path):
             assert err.max() <= 0.03 * span, (backend, err.max() / span)
             assert err[-200:].mean() <= 1.5 * err[:200].mean(), backend  # no drift
     # bb would be int8 (add of two products): mixed precision keeps it float and says so;
-    # aa (the LSTM-cell pattern) and pp (a maximum) are float in the plan from the start
+    # aa (an accumulator of the LSTM cell's update shape) and pp (a maximum) are float in the
+    # plan from the start
     said = " ".join(line for line in lines if "kept float:" in line)
     assert "kept float: bb: accumulator: state 'bb'" in said
     plan = read_plan(read_bundle(path).files, "rwkv")
     assert all(plan.activation(s).dtype == "float32" for s in ("aa", "bb", "pp"))
+
+
+def test_rwkv_accumulator_is_named_as_one_not_as_an_lstm_cell():
+    # aa' = e^-w aa + e^k v has the LSTM cell's update shape but no sigmoid gates: the plan's
+    # reason must say what it is (it said "LSTM cell state", sending the reader to a cell)
+    from rnnedge.export.capture.program import capture
+    from rnnedge.quantize.calibrate import calibrate
+    from rnnedge.quantize.int8 import plan_int8
+
+    model, example = rwkv_norm()
+    graph = capture(model, example).graph
+    rng = np.random.default_rng(0)
+    ranges = calibrate(graph, [rng.standard_normal((50, 1, 8)).astype(np.float32)])
+    why = plan_int8(graph, ranges).activation("aa").why
+    assert why.startswith("accumulator state 'aa'") and "LSTM cell state" not in why, why
