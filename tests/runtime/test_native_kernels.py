@@ -67,6 +67,7 @@ def _sequence(steps: int) -> np.ndarray:
     return (1.5 * np.random.default_rng(3).standard_normal((steps, 1, 1, 10))).astype(np.float32)
 
 
+@pytest.mark.slow  # three builds of two models; the default run tests the native build's
 @pytest.mark.parametrize(("flags", "isa", "runs"), ISAS, ids=[i[1] for i in ISAS])
 def test_each_int8_kernel_equals_the_spec_bit_for_bit(
     bundles, monkeypatch, tmp_path, flags, isa, runs
@@ -157,6 +158,7 @@ def test_tanh_within_3e7_relative(math_lib) -> None:
     assert rel.max() <= 3e-7, f"tanh: {rel.max():.2e} at x = {x[np.argmax(rel)]}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("march", ["-march=x86-64", "-march=x86-64-v3", "-march=native"])
 def test_every_kernel_compiles_warning_free(bundles, tmp_path, march) -> None:
     if not X86:
