@@ -65,10 +65,8 @@ class NativeBackend:
         lib = _load(self.library)
         self.c_step = lib.rnnedge_step
         self.c_step_n = lib.rnnedge_step_n
-        # pointers pass as plain ints: cheaper per call than ctypes arrays (measured in
-        # docs/native.md)
-        self.c_step.argtypes = [ctypes.c_void_p] * 3
-        self.c_step_n.argtypes = [ctypes.c_int, *[ctypes.c_void_p] * 3]
+        # no argtypes: ctypes arrays and a c_void_p passed as they are cost less per call
+        # than ints converted by argtypes (measured in docs/native.md)
         for fn in (self.c_step, self.c_step_n):
             fn.restype = ctypes.c_int
         self.workspace_bytes = ctypes.c_long.in_dll(lib, "rnnedge_workspace_bytes").value
@@ -112,21 +110,19 @@ class NativeRunner:
         raw = np.zeros(backend.workspace_bytes + 64, np.uint8)
         offset = -raw.ctypes.data % 64
         self._ws_buf = raw  # keeps the workspace alive
-        self._ws = raw.ctypes.data + offset
-        self._tables = [
+        self._ws = ctypes.c_void_p(raw.ctypes.data + offset)
+        self._bound = [
             (_pointers([self._x, *self._states[p]]), _pointers([*self._ys, *self._states[1 - p]]))
             for p in (0, 1)
-        ]  # kept alive; the calls take their addresses
-        self._bound = [(ctypes.addressof(i), ctypes.addressof(o)) for i, o in self._tables]
+        ]
         self._p = 0
-        self._n_c = n
+        self._n_c = ctypes.c_int(n)
         self._x0 = self._x[0]  # a view: np.copyto into it is the cheapest copy in
         self._y0 = self._ys[0][0] if len(self._ys) == 1 else None
 
     def call(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
         """One step of one stream on caller buffers (contiguous, the inputs' dtypes)."""
-        pi, po = _pointers(ins), _pointers(outs)
-        if self._step(ctypes.addressof(pi), ctypes.addressof(po), self._ws):
+        if self._step(_pointers(ins), _pointers(outs), self._ws):
             raise BackendError(_BAD_ID)
 
     def step(self, x: np.ndarray) -> list[np.ndarray]:
@@ -161,7 +157,8 @@ class NativeRunner:
     def empty_call(self) -> Callable[[], object]:
         """rnnedge_step_n(0, ...): a ctypes call with the same arguments that does no work."""
         ins, outs = self._bound[0]
-        return lambda: self._step_n(0, ins, outs, self._ws)
+        zero = ctypes.c_int(0)
+        return lambda: self._step_n(zero, ins, outs, self._ws)
 
     def get_state(self) -> list[np.ndarray]:
         return [
