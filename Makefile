@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test test-slow bench-step bench-int8 bench-chunk bench-native arm64 format clean
+.PHONY: setup demo test test-slow bench-step bench-int8 bench-chunk bench-native arm64 arm64-c format clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,11 @@ test-slow: setup
 # the runtime on emulated Raspberry Pi OS arm64 (qemu user mode; needs root): docs/arm64.md
 arm64: setup
 	bash boards/arm64/run.sh
+	bash boards/arm64/cross_c.sh
+
+# only the generated C: cross-compiled for arm64 (sdot and plain C), run under qemu-aarch64
+arm64-c: setup
+	bash boards/arm64/cross_c.sh
 
 format: setup
 	.venv/bin/ruff format .

@@ -129,13 +129,19 @@ class CEmitter:
         return f"{self.const(ix, 'int32_t', 'broadcast index')}[i]"
 
     def elementwise(
-        self, ins: Sequence[Tensor], out_shape: tuple[int, ...], q: QParams | None, expr: str
+        self,
+        ins: Sequence[Tensor],
+        out_shape: tuple[int, ...],
+        q: QParams | None,
+        expr: str,
+        int_type: str = "int64_t",
     ) -> Tensor:
-        """out[i] = expr(a0, a1, ...): float inputs load as float, integer ones as int64."""
+        """out[i] = expr(a0, a1, ...): float inputs load as float, integer ones as int_type
+        (int64 unless the kernel's arithmetic fits int32, which vectorises everywhere)."""
         shape = tuple(np.broadcast_shapes(*(t.shape for t in ins))) if ins else out_shape
         out = self.scratch(shape, q)
         loads = " ".join(
-            f"const {'float' if t.q is None else 'int64_t'} a{j} = {t.var}[{self.index(t, shape)}];"
+            f"const {'float' if t.q is None else int_type} a{j} = {t.var}[{self.index(t, shape)}];"
             for j, t in enumerate(ins)
         )
         self.line(f"for (int i = 0; i < {out.size}; i++) {{")

@@ -36,7 +36,7 @@ UNARY = {
     "exp": "expf(a0)",
     "log": "logf(a0)",
     "sigmoid": "rn_sigmoid(a0)",
-    "tanh": "tanhf(a0)",
+    "tanh": "rn_tanh(a0)",
     "relu": "rn_max(a0, 0.0f)",
 }
 
@@ -75,13 +75,7 @@ def linear(em: CEmitter, node: Node, ins: list[Tensor], shape: tuple[int, ...]) 
     else:
         wv = np.asarray(em.constants[node.inputs[1]], np.float32)
         wt = em.const(np.ascontiguousarray(wv.T), "float", "w^T [K][N]")
-        em.line(
-            f"    for (int k = 0; k < {k_in // 4 * 4}; k += 4) rn_gemv4(xr, {wt}, k, {n_out}, yr);"
-        )
-        for k in range(k_in // 4 * 4, k_in):  # the last k_in % 4, in order
-            em.line(
-                f"    for (int n = 0; n < {n_out}; n++) yr[n] += xr[{k}] * {wt}[{k * n_out} + n];"
-            )
+        em.line(f"    rn_gemv(xr, {wt}, {k_in}, {n_out}, yr);")
     em.line("}")
     return y
 

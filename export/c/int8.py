@@ -18,6 +18,7 @@ import numpy as np
 from rnnedge.export.c.emitter import CEmitter, Tensor, c_float
 from rnnedge.export.c.float_ops import FLOAT_KERNELS, concat, move, reshape
 from rnnedge.export.c.nn_ops import gather_rows
+from rnnedge.export.c.simd import BLOCK_K, BLOCK_N, pack_int8
 from rnnedge.runtime.graph import Node
 from rnnedge.runtime.ops import sigmoid
 from rnnedge.runtime.quant.fixed import lookup_table, quantize_multiplier
@@ -87,24 +88,35 @@ def linear(em: CEmitter, node: Node, ins: list[Tensor], out: QParams, plan: Quan
         bias = quantize_bias(em.constants[node.inputs[2]], b_t.scale)
     w_scale = np.asarray(w_t.scale, np.float64).astype(F32).astype(np.float64)
     scale = (float(F32(x.q.scale)) * w_scale / float(F32(out.scale))).astype(F32)
-    wq = em.const(w_q, "int8_t", "w_q [N][K]")
+    if x.q.dtype != "int8":
+        raise ValueError(f"linear {node.outputs[0]!r}: an int8 kernel needs an int8 input")
+    packed, nb, k4 = pack_int8(w_q)
+    wq = em.const(packed, "int8_t", "w_q packed [N/16][K/4][16][4] (export/c/simd.py)")
+    rows_w = np.zeros(nb * BLOCK_N, np.int64)
+    rows_w[:n_out] = w_q.astype(np.int64).sum(axis=1)
+    rk = em.const(rows_w, "int32_t", "row sums of w_q")
     bk = em.const(bias, "int32_t", "b_q")
     sk = em.const(scale, "float", "requantization scale")
     y = em.scratch((rows, n_out), out)
-    xs = em.scratch((k_in,), ctype="int16_t")  # x - x_zp, in [-255, 255]
-    acc = em.scratch((n_out,), ctype="int32_t")
-    if x.q.dtype != "int8":
-        raise ValueError(f"linear {node.outputs[0]!r}: an int8 kernel needs an int8 input")
+    acc = em.scratch((nb * BLOCK_N,), ctype="int32_t")
+    tmp = em.scratch((2 * k4,), ctype="int32_t")
+    xp = x.var
+    if k_in % BLOCK_K:  # a padded copy: the kernel reads K/4 whole quads
+        xp = em.scratch((k4 * BLOCK_K,), ctype="int8_t").var
+        em.line(f"for (int k = {k_in}; k < {k4 * BLOCK_K}; k++) {xp}[k] = 0;")
     em.line(f"for (int m = 0; m < {rows}; m++) {{")
-    em.line(f"    for (int k = 0; k < {k_in}; k++)")
-    em.line(f"        {xs.var}[k] = (int16_t)({x.var}[m * {k_in} + k] - {x.q.zp});")
-    em.line(f"    for (int n = 0; n < {n_out}; n++)")
-    em.line(f"        {acc.var}[n] = rq_dot({xs.var}, {wq} + n * {k_in}, {k_in});")
+    if xp != x.var:
+        em.line(f"    for (int k = 0; k < {k_in}; k++) {xp}[k] = {x.var}[m * {k_in} + k];")
+    xrow = xp if xp != x.var else f"{x.var} + m * {k_in}"
+    em.line(f"    rq_gemv_s8({xrow}, {x.q.zp}, {wq}, {rk}, {nb}, {k4}, {acc.var}, {tmp.var});")
     # a loop of its own, so it vectorises: clamp(rint(v) + zp, lo, hi) is computed as
-    # clamp(rint(v), lo - zp, hi - zp) + zp in float, exact for these small integers
+    # clamp(rint(v), lo - zp, hi - zp) + zp in float, exact for these small integers; the
+    # sum acc + b is the spec's int64 one, taken in int32 where it cannot overflow (it then
+    # vectorises without AVX-512's int64 -> float conversion)
     lo, hi = c_float(out.lo - out.zp), c_float(out.hi - out.zp)
+    wide = "int64_t" if int(np.abs(bias).max(initial=0)) + 255 * 128 * k_in >= 2**31 else "int32_t"
     em.line(f"    for (int n = 0; n < {n_out}; n++) {{")
-    em.line(f"        const float v = (float)((int64_t){acc.var}[n] + {bk}[n]) * {sk}[n];")
+    em.line(f"        const float v = (float)(({wide}){acc.var}[n] + {bk}[n]) * {sk}[n];")
     em.line(f"        const float r0 = rintf(v), r1 = r0 > {lo} ? r0 : {lo};")
     em.line(f"        const float r = r1 < {hi} ? r1 : {hi};")
     em.line(f"        {y.var}[m * {n_out} + n] = ({y.ctype})((int32_t)r + {out.zp});")
@@ -140,11 +152,14 @@ def add_sub(sign: int) -> IntKernel:
             ea = f"rq_mbqm((a0 - {a.zp}) * 32768, {qa}, {sa})"
             eb = f"rq_mbqm((a1 - {b.zp}) * 32768, {qb}, {sb})"
             v = f"rq_mbqm({ea} + ({sign}) * {eb}, {qo}, {so})"
-        else:  # fp32 requantization, as XNNPACK
-            ra, rb = (c_float(F32(F32(p.scale) / F32(out.scale))) for p in (a, b))
-            t = f"((float)(a1 - {b.zp}) * {rb})"
-            v = f"rq_rint((float)(a0 - {a.zp}) * {ra} + {c_float(sign)} * {t})"
-        return em.elementwise(ins, shape, out, f"rq_clamp({v} + {out.zp}, {out.lo}, {out.hi})")
+            expr = f"rq_clamp({v} + {out.zp}, {out.lo}, {out.hi})"
+            return em.elementwise(ins, shape, out, expr)
+        # fp32 requantization, as XNNPACK; every value fits int32
+        ra, rb = (c_float(F32(F32(p.scale) / F32(out.scale))) for p in (a, b))
+        t = f"((float)(a1 - {b.zp}) * {rb})"
+        v = f"rq_rint32((float)(a0 - {a.zp}) * {ra} + {c_float(sign)} * {t})"
+        expr = f"rq_clamp32({v} + {out.zp}, {out.lo}, {out.hi})"
+        return em.elementwise(ins, shape, out, expr, "int32_t")
 
     return kernel
 
@@ -157,9 +172,14 @@ def mul(em: CEmitter, node: Node, ins: list[Tensor], out: QParams) -> Tensor:
     if out.dtype == "int16":
         qm, sh = _mbqm(real)
         v = f"rq_mbqm({prod}, {qm}, {sh})"
-    else:
+        return em.elementwise(ins, shape, out, f"rq_clamp({v} + {out.zp}, {out.lo}, {out.hi})")
+    if a.dtype != "int8" or b.dtype != "int8":  # an int16 product needs int64
         v = f"rq_rint((float){prod} * {c_float(real)})"
-    return em.elementwise(ins, shape, out, f"rq_clamp({v} + {out.zp}, {out.lo}, {out.hi})")
+        return em.elementwise(ins, shape, out, f"rq_clamp({v} + {out.zp}, {out.lo}, {out.hi})")
+    # int8 operands: |prod| <= 255 * 255, so int32 throughout
+    v = f"rq_rint32((float){prod} * {c_float(real)})"
+    expr = f"rq_clamp32({v} + {out.zp}, {out.lo}, {out.hi})"
+    return em.elementwise(ins, shape, out, expr, "int32_t")
 
 
 def lut(fn: Callable[[np.ndarray], np.ndarray]) -> IntKernel:
@@ -167,7 +187,7 @@ def lut(fn: Callable[[np.ndarray], np.ndarray]) -> IntKernel:
         p = ins[0].q
         table = lookup_table(fn, p.scale, p.zp, out.scale, out.zp, p.dtype, out.dtype)
         k = em.const(table, Tensor("", (), out).ctype, f"{node.op} table")
-        return em.elementwise(ins, ins[0].shape, out, f"{k}[a0 - ({p.lo})]")
+        return em.elementwise(ins, ins[0].shape, out, f"{k}[a0 - ({p.lo})]", "int32_t")
 
     return kernel
 

@@ -9,14 +9,21 @@ PRELUDE = r"""
 #include <math.h>
 #include <stdint.h>
 
+/* every helper is static; unused ones are fine (clang warns on unused static inline in a .c) */
+#if defined(__GNUC__)
+#define RN_INLINE static inline __attribute__((unused))
+#else
+#define RN_INLINE static inline
+#endif
+
 /* clamp an int64 to [lo, hi] */
-static inline int64_t rq_clamp(int64_t v, int64_t lo, int64_t hi)
+RN_INLINE int64_t rq_clamp(int64_t v, int64_t lo, int64_t hi)
 {
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
 /* a float already rounded to an integer -> int64, saturated far outside every int range */
-static inline int64_t rq_int(float r)
+RN_INLINE int64_t rq_int(float r)
 {
     /* branch-free, no libm call, so loops vectorise; NaN gives -1e15 (inputs are finite) */
     r = r > -1e15f ? r : -1e15f;
@@ -24,20 +31,35 @@ static inline int64_t rq_int(float r)
 }
 
 /* runtime/quant/fixed.round_away in float32: sign(x) * floor(|x| + 0.5f) (TfLiteRound) */
-static inline int64_t rq_round_away(float x)
+RN_INLINE int64_t rq_round_away(float x)
 {
     float r = floorf(fabsf(x) + 0.5f);
     return rq_int(x > 0 ? r : (x < 0 ? -r : 0.0f));
 }
 
 /* np.rint: half to even (the default rounding mode) */
-static inline int64_t rq_rint(float x)
+RN_INLINE int64_t rq_rint(float x)
 {
     return rq_int(rintf(x));
 }
 
+/* the int32 twins of rq_clamp / rq_rint for the int8 kernels, whose values all fit: a float
+ * is saturated to +-2^30 before the conversion (far outside every int8/int16 range, so the
+ * final clamp gives what the spec's int64 gives; NaN goes to the low end, as there) */
+RN_INLINE int32_t rq_clamp32(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+RN_INLINE int32_t rq_rint32(float x)
+{
+    float r = rintf(x);
+    r = r > -1073741824.0f ? r : -1073741824.0f;
+    return (int32_t)(r < 1073741824.0f ? r : 1073741824.0f);
+}
+
 /* gemmlowp SaturatingRoundingDoublingHighMul (fixed.srdhm) */
-static inline int64_t rq_srdhm(int64_t a, int64_t b)
+RN_INLINE int64_t rq_srdhm(int64_t a, int64_t b)
 {
     int64_t ab, v;
     if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
@@ -47,7 +69,7 @@ static inline int64_t rq_srdhm(int64_t a, int64_t b)
 }
 
 /* gemmlowp RoundingDivideByPOT (fixed.rounding_divide_by_pot) */
-static inline int64_t rq_rdbpot(int64_t x, int e)
+RN_INLINE int64_t rq_rdbpot(int64_t x, int e)
 {
     int64_t mask = ((int64_t)1 << e) - 1;
     int64_t rem = x & mask;
@@ -56,7 +78,7 @@ static inline int64_t rq_rdbpot(int64_t x, int e)
 }
 
 /* TFLite MultiplyByQuantizedMultiplier (fixed.multiply_by_quantized_multiplier) */
-static inline int64_t rq_mbqm(int64_t x, int64_t q, int shift)
+RN_INLINE int64_t rq_mbqm(int64_t x, int64_t q, int shift)
 {
     int left = shift > 0 ? shift : 0;
     int right = shift > 0 ? 0 : -shift;
@@ -64,20 +86,75 @@ static inline int64_t rq_mbqm(int64_t x, int64_t q, int shift)
 }
 
 /* runtime/quant/int8.quantize: round_away(x / scale) + zp, clamped */
-static inline int64_t rq_quantize(float x, float scale, int64_t zp, int64_t lo, int64_t hi)
+RN_INLINE int64_t rq_quantize(float x, float scale, int64_t zp, int64_t lo, int64_t hi)
 {
     return rq_clamp(rq_round_away(x / scale) + zp, lo, hi);
 }
 
-/* numpy's sigmoid (runtime/ops.sigmoid), in float32 */
-static inline float rn_sigmoid(float x)
+/* numpy's float32 exp (rn_npexp) without branches or libm calls, so loops over it vectorise:
+ * the same Cody-Waite reduction and P5/Q2 rational, times 2^q in two exact halves (the second
+ * multiply rounds once, as ldexpf), the edge cases as selects */
+RN_INLINE float rn_pow2i(int e)
 {
-    float e = expf(-fabsf(x));
-    return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    union { uint32_t u; float f; } v;
+    v.u = (uint32_t)(e + 127) << 23;
+    return v.f;
+}
+RN_INLINE float rn_vexp(float x)
+{
+    const float xc = x < 88.72283935546875f ? (x > -104.0f ? x : -104.0f) : 88.72283935546875f;
+    const float q = (xc * 1.44269504088896341f + 0x1.8p23f) - 0x1.8p23f;
+    float y = fmaf(q, -6.93145752e-1f, xc), num, den, r;
+    int e, h;
+    y = fmaf(q, -1.42860677e-6f, y);
+    y = fmaf(q, 0.0f, y);
+    num = fmaf(5.082762527590693718096e-04f, y, 6.757896990527504603057e-03f);
+    num = fmaf(num, y, 5.114512081637298353406e-02f);
+    num = fmaf(num, y, 2.473615434895520810817e-01f);
+    num = fmaf(num, y, 7.257664613233124478488e-01f);
+    num = fmaf(num, y, 9.999999999980870924916e-01f);
+    den = fmaf(2.159509375685829852307e-02f, y, -2.742335390411667452936e-01f);
+    den = fmaf(den, y, 1.0f);
+    e = (int)q;
+    h = e / 2;
+    r = (num / den) * rn_pow2i(h) * rn_pow2i(e - h);
+    r = x >= 88.72283935546875f ? INFINITY : r;
+    r = x <= -103.97208404541015625f ? 0.0f : r;
+    return x != x ? x : r;
+}
+
+/* numpy's sigmoid (runtime/ops.sigmoid), in float32, over numpy's exp: branch-free */
+RN_INLINE float rn_sigmoid(float x)
+{
+    const float e = rn_vexp(-fabsf(x)), a = 1.0f / (1.0f + e), b = e / (1.0f + e);
+    return x >= 0 ? a : b;
+}
+
+/* tanh within 3e-7 relative of the true value (libm's tanhf: 1.2e-7), branch-free so loops
+ * vectorise: 1 - 2 / (e^2|x| + 1) from |x| = 0.55, below it Eigen's rational 13/6
+ * (generic_fast_tanh_float) */
+RN_INLINE float rn_tanh(float x)
+{
+    const float c = 7.90531110763549805f, ax = fabsf(x);
+    const float xc = x > c ? c : (x < -c ? -c : x), x2 = xc * xc;
+    float p = -2.76076847742355e-16f, q = 1.19825839466702e-06f, r, t;
+    p = p * x2 + 2.00018790482477e-13f;
+    p = p * x2 + -8.60467152213735e-11f;
+    p = p * x2 + 5.12229709037114e-08f;
+    p = p * x2 + 1.48572235717979e-05f;
+    p = p * x2 + 6.37261928875436e-04f;
+    p = p * x2 + 4.89352455891786e-03f;
+    q = q * x2 + 1.18534705686654e-04f;
+    q = q * x2 + 2.26843463243900e-03f;
+    q = q * x2 + 4.89352518554385e-03f;
+    r = ax < 0.0004f ? x : (p * xc) / q;
+    t = 1.0f - 2.0f / (rn_vexp(2.0f * ax) + 1.0f);
+    t = x < 0 ? -t : t;
+    return ax < 0.55f ? r : (x != x ? x : t);
 }
 
 /* runtime/ops.erf: Abramowitz & Stegun 7.1.26 in double */
-static inline double rn_erf(double x)
+RN_INLINE double rn_erf(double x)
 {
     double t = 1.0 / (1.0 + 0.3275911 * fabs(x));
     double poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
@@ -88,7 +165,7 @@ static inline double rn_erf(double x)
 
 /* sum_i x[i] w[i] in int32: an integer sum is exact in any order, so compilers vectorise it
  * (vpmaddwd / vpdpwssd on x86, smlal / sdot on arm64) and it stays bit-exact */
-static inline int32_t rq_dot(const int16_t *x, const int8_t *w, int k)
+RN_INLINE int32_t rq_dot(const int16_t *x, const int8_t *w, int k)
 {
     int32_t s = 0;
     for (int i = 0; i < k; i++) s += (int32_t)x[i] * (int32_t)w[i];
@@ -97,23 +174,42 @@ static inline int32_t rq_dot(const int16_t *x, const int8_t *w, int k)
 
 /* y[n] += sum_{k in [k0, k0 + 4)} x[k] wt[k * nn + n], each y[n] summed in k order (so the
  * result does not depend on the vector width); four k per pass to load and store y less */
-static inline void rn_gemv4(const float *x, const float *wt, int k0, int nn, float *y)
+#if defined(__FMA__) || defined(__aarch64__)
+#define RN_MADD(a, x, w) fmaf(x, w, a) /* one rounding: the float path is tolerance-tested */
+#else
+#define RN_MADD(a, x, w) ((a) + (x) * (w))
+#endif
+RN_INLINE void rn_gemv4(const float *restrict x, const float *restrict wt, int k0, int nn,
+    float *restrict y)
 {
     const float x0 = x[k0], x1 = x[k0 + 1], x2 = x[k0 + 2], x3 = x[k0 + 3];
     const float *w0 = wt + k0 * nn, *w1 = w0 + nn, *w2 = w1 + nn, *w3 = w2 + nn;
     for (int n = 0; n < nn; n++) {
         float a = y[n];
-        a += x0 * w0[n];
-        a += x1 * w1[n];
-        a += x2 * w2[n];
-        a += x3 * w3[n];
+        a = RN_MADD(a, x0, w0[n]);
+        a = RN_MADD(a, x1, w1[n]);
+        a = RN_MADD(a, x2, w2[n]);
+        a = RN_MADD(a, x3, w3[n]);
         y[n] = a;
+    }
+}
+
+/* y[n] += sum_k x[k] wt[k * nn + n] for k < kk, each y[n] summed in k order: rn_gemv4 over
+ * the k in fours, then the rest; one function, so the compiler checks aliasing once */
+RN_INLINE void rn_gemv(const float *restrict x, const float *restrict wt, int kk, int nn,
+    float *restrict y)
+{
+    int k = 0;
+    for (; k + 4 <= kk; k += 4) rn_gemv4(x, wt, k, nn, y);
+    for (; k < kk; k++) {
+        const float xk = x[k], *wk = wt + (long)k * nn;
+        for (int n = 0; n < nn; n++) y[n] = RN_MADD(y[n], xk, wk[n]);
     }
 }
 
 /* numpy's pairwise sum of float32 (umath loops_utils pairwise_sum): sequential below 8,
  * eight running sums up to 128, halves (a multiple of 8) above */
-static inline float rn_psum(const float *a, int n)
+RN_INLINE float rn_psum(const float *a, int n)
 {
     if (n < 8) {
         float s = -0.0f;
@@ -142,7 +238,7 @@ static inline float rn_psum(const float *a, int n)
  * approximation with fused multiply-adds, times 2^k. libm's expf differs from it by an ulp
  * in ~40% of inputs, which the int8 spec's float islands (softmax) would show; this is bit
  * for bit numpy's on every float32 (tested on 2M inputs) */
-static inline float rn_npexp(float x)
+RN_INLINE float rn_npexp(float x)
 {
     if (x != x) return x;
     if (x >= 88.72283935546875f) return INFINITY;
@@ -164,7 +260,7 @@ static inline float rn_npexp(float x)
 }
 /* numpy's float32 log on x86 (the same file, simd_log_FLOAT): mantissa in [0.5, 1) (frexp,
  * as AVX512's getmant/getexp), a P5/Q5 rational approximation, + e ln 2 */
-static inline float rn_nplog(float x)
+RN_INLINE float rn_nplog(float x)
 {
     if (x != x) return x;
     if (x < 0.0f) return -NAN;
@@ -189,6 +285,6 @@ static inline float rn_nplog(float x)
         return fmaf(ef, 0.693147180559945309f, num / den);
     }
 }
-static inline float rn_max(float a, float b) { return (a != a || a > b) ? a : b; }
-static inline float rn_min(float a, float b) { return (a != a || a < b) ? a : b; }
+RN_INLINE float rn_max(float a, float b) { return (a != a || a > b) ? a : b; }
+RN_INLINE float rn_min(float a, float b) { return (a != a || a < b) ? a : b; }
 """

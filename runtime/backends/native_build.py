@@ -22,7 +22,14 @@ from pathlib import Path
 from rnnedge.errors import BackendError
 
 DEFAULT_FLAGS = ("-O3", "-march=native")
-FIXED_FLAGS = ("-std=c99", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
+FIXED_FLAGS = (
+    "-std=c99",
+    "-ffp-contract=off",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fPIC",
+    "-shared",
+)
 INSTALL_HINT = "install a C compiler (apt install gcc) or choose another backend"
 
 

@@ -1,0 +1,149 @@
+"""The int8 matrix-vector product of the generated C, one weight layout for every CPU and a
+kernel per instruction set, chosen when the board's compiler builds the file:
+
+  AVX-512 VNNI (+VL)  vpdpbusd: uint8 (x + 128) times int8 w, four products per int32 lane
+  AVX2                vpmaddwd: int16 (x - zp) times the int8 w widened, pairs per lane
+  arm64 dot product   sdot: int8 x times int8 w, four products per lane (Armv8.2 dotprod)
+  anything else       the same sums in plain C (GCC/clang vectorise it: smlal on NEON)
+
+Every kernel returns exactly sum_k (x[k] - zp) w[n, k] in int32: an integer sum is exact in
+any order, and no step can overflow or saturate (|x - zp| <= 255, |w| <= 127; the u8 / s8
+kernels subtract the offset times the row sum after), so all four equal the numpy spec bit
+for bit. Weights are packed [N/16][K/4][16][4] (zero-padded), so one 64-byte load feeds 16
+outputs and no kernel ends a row in a horizontal sum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BLOCK_N, BLOCK_K = 16, 4
+
+
+def pack_int8(w_q: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """w_q [N, K] int8 -> (the packed array, N blocks, K quads)."""
+    n, k = w_q.shape
+    nb, k4 = -(-n // BLOCK_N), -(-k // BLOCK_K)
+    padded = np.zeros((nb * BLOCK_N, k4 * BLOCK_K), np.int8)
+    padded[:n, :k] = w_q
+    blocks = padded.reshape(nb, BLOCK_N, k4, BLOCK_K).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(blocks).ravel(), nb, k4
+
+
+GEMV = r"""
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define RQ_GEMV_ISA "avx512vnni"
+#elif defined(__AVX2__)
+#include <immintrin.h>
+#define RQ_GEMV_ISA "avx2"
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#include <arm_neon.h>
+#define RQ_GEMV_ISA "neon-sdot"
+#else
+#define RQ_GEMV_ISA "c"
+#endif
+const char rnnedge_gemv_isa[] = RQ_GEMV_ISA;
+
+/* acc[n] = sum_k (x[k] - zp) w[n][k] for n < 16 nb, w packed [nb][k4][16][4] (export/c/
+ * simd.py), x holding k4 * 4 values (the padding's weights are 0); rowsum[n] = sum_k w[n][k];
+ * tmp: 2 * k4 int32 of scratch */
+RN_INLINE void rq_gemv_s8(const int8_t *x, int zp, const int8_t *w, const int32_t *rowsum,
+    int nb, int k4, int32_t *acc, int32_t *tmp)
+{
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+    /* x + 128 as uint8, four to an int32; sum (x + 128) w - (128 + zp) rowsum */
+    for (int j = 0; j < k4; j++)
+        tmp[j] = (int32_t)((uint32_t)(uint8_t)(x[4 * j] ^ 0x80)
+            | (uint32_t)(uint8_t)(x[4 * j + 1] ^ 0x80) << 8
+            | (uint32_t)(uint8_t)(x[4 * j + 2] ^ 0x80) << 16
+            | (uint32_t)(uint8_t)(x[4 * j + 3] ^ 0x80) << 24);
+    for (int b = 0; b < nb; b++) {
+        const int8_t *wb = w + (long)b * k4 * 64;
+        __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+        int j = 0;
+        for (; j + 1 < k4; j += 2) { /* two chains: vpdpbusd's latency */
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(tmp[j]),
+                _mm512_loadu_si512((const void *)(wb + 64 * j)));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(tmp[j + 1]),
+                _mm512_loadu_si512((const void *)(wb + 64 * j + 64)));
+        }
+        if (j < k4)
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(tmp[j]),
+                _mm512_loadu_si512((const void *)(wb + 64 * j)));
+        s0 = _mm512_add_epi32(s0, s1);
+        s0 = _mm512_sub_epi32(s0, _mm512_mullo_epi32(_mm512_set1_epi32(128 + zp),
+            _mm512_loadu_si512((const void *)(rowsum + 16 * b))));
+        _mm512_storeu_si512((void *)(acc + 16 * b), s0);
+    }
+#elif defined(__AVX2__)
+    /* (x - zp) as int16, four to an int64 lane; vpmaddwd sums pairs, one hadd at the end */
+    for (int j = 0; j < k4; j++) {
+        tmp[2 * j] = (int32_t)((uint32_t)(uint16_t)(int16_t)(x[4 * j] - zp)
+            | (uint32_t)(uint16_t)(int16_t)(x[4 * j + 1] - zp) << 16);
+        tmp[2 * j + 1] = (int32_t)((uint32_t)(uint16_t)(int16_t)(x[4 * j + 2] - zp)
+            | (uint32_t)(uint16_t)(int16_t)(x[4 * j + 3] - zp) << 16);
+    }
+    (void)rowsum;
+    for (int b = 0; b < nb; b++) {
+        const int8_t *wb = w + (long)b * k4 * 64;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < k4; j++) {
+            const __m256i xv = _mm256_set1_epi64x(
+                (long long)((uint64_t)(uint32_t)tmp[2 * j + 1] << 32 | (uint32_t)tmp[2 * j]));
+            const int8_t *wj = wb + 64 * j; /* outputs 0-3, 4-7, 8-11, 12-15: 16 bytes each */
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(xv,
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wj))));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(xv,
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wj + 16)))));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(xv,
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wj + 32)))));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(xv,
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wj + 48)))));
+        }
+        /* a0 = [o0 o0 o1 o1 | o2 o2 o3 o3] (halves of each output's sum): pair them up */
+        _mm256_storeu_si256((__m256i *)(acc + 16 * b),
+            _mm256_permute4x64_epi64(_mm256_hadd_epi32(a0, a1), 0xD8));
+        _mm256_storeu_si256((__m256i *)(acc + 16 * b + 8),
+            _mm256_permute4x64_epi64(_mm256_hadd_epi32(a2, a3), 0xD8));
+    }
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+    /* int8 x, four to an int32; sum x w - zp rowsum */
+    for (int j = 0; j < k4; j++)
+        tmp[j] = (int32_t)((uint32_t)(uint8_t)x[4 * j] | (uint32_t)(uint8_t)x[4 * j + 1] << 8
+            | (uint32_t)(uint8_t)x[4 * j + 2] << 16 | (uint32_t)(uint8_t)x[4 * j + 3] << 24);
+    for (int b = 0; b < nb; b++) {
+        const int8_t *wb = w + (long)b * k4 * 64;
+        int32x4_t s0 = vdupq_n_s32(0), s1 = s0, s2 = s0, s3 = s0;
+        for (int j = 0; j < k4; j++) {
+            const int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(tmp[j]));
+            s0 = vdotq_s32(s0, vld1q_s8(wb + 64 * j), xv);
+            s1 = vdotq_s32(s1, vld1q_s8(wb + 64 * j + 16), xv);
+            s2 = vdotq_s32(s2, vld1q_s8(wb + 64 * j + 32), xv);
+            s3 = vdotq_s32(s3, vld1q_s8(wb + 64 * j + 48), xv);
+        }
+        {
+            const int32x4_t z = vdupq_n_s32(zp);
+            const int32_t *r = rowsum + 16 * b;
+            vst1q_s32(acc + 16 * b, vmlsq_s32(s0, z, vld1q_s32(r)));
+            vst1q_s32(acc + 16 * b + 4, vmlsq_s32(s1, z, vld1q_s32(r + 4)));
+            vst1q_s32(acc + 16 * b + 8, vmlsq_s32(s2, z, vld1q_s32(r + 8)));
+            vst1q_s32(acc + 16 * b + 12, vmlsq_s32(s3, z, vld1q_s32(r + 12)));
+        }
+    }
+#else
+    int16_t *xs = (int16_t *)tmp;
+    (void)rowsum;
+    for (int k = 0; k < 4 * k4; k++) xs[k] = (int16_t)(x[k] - zp);
+    for (int b = 0; b < nb; b++) {
+        const int8_t *wb = w + (long)b * k4 * 64;
+        int32_t s[16] = {0};
+        for (int j = 0; j < k4; j++)
+            for (int l = 0; l < 16; l++)
+                for (int t = 0; t < 4; t++)
+                    s[l] += (int32_t)xs[4 * j + t] * (int32_t)wb[64 * j + 4 * l + t];
+        for (int l = 0; l < 16; l++) acc[16 * b + l] = s[l];
+    }
+#endif
+}
+"""
