@@ -18,6 +18,7 @@ from rnnedge.errors import UnsupportedModelError
 from rnnedge.export.capture.builder import Sym
 from rnnedge.export.capture.context import Ctx, const, sym
 from rnnedge.export.capture.rnn import RECURRENT_ATEN
+from rnnedge.export.capture.writes import WRITE_ATEN
 
 
 def _axis(ctx: Ctx, v: Sym, dim: int) -> int:
@@ -321,4 +322,5 @@ ATEN_TO_GRAPH: dict[str, Callable[..., Any]] = {
     "aten.reflection_pad2d.default": _reflect_pad,
     "getitem": _getitem,
     **RECURRENT_ATEN,  # GRU/LSTM/RNN layers and cells: capture/rnn.py
+    **WRITE_ATEN,  # an indexed write into a fresh tensor: capture/writes.py
 }
