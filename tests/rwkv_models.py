@@ -11,7 +11,7 @@ from torch import nn
 VOCAB = 256  # byte-level: token id = UTF-8 byte, the vocabulary `rnnedge generate` reads
 
 
-def tiny_rwkv(seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = 64):
+def tiny_rwkv(seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = 64, rescale: int = 6):
     from transformers import RwkvConfig, RwkvForCausalLM
 
     torch.manual_seed(seed)
@@ -21,6 +21,7 @@ def tiny_rwkv(seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = 64)
         num_hidden_layers=layers,
         intermediate_size=4 * hidden,
         context_length=1024,
+        rescale_every=rescale,
     )
     return RwkvForCausalLM(cfg).eval()
 

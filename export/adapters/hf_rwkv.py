@@ -113,6 +113,7 @@ def rwkv_step(model: torch.nn.Module) -> RwkvStep:
             f"{type(model).__name__}"
         )
     model.eval()
-    if not rwkv.layers_are_rescaled:  # what RwkvModel.forward does on its first eval call
-        rwkv._rescale_layers()
+    if not rwkv.layers_are_rescaled:  # RwkvModel.forward rescales on its first eval call
+        with torch.no_grad():
+            rwkv(torch.zeros(1, 1, dtype=torch.int64))
     return RwkvStep(model).eval()

@@ -80,6 +80,21 @@ def test_state_names_and_initial_max_are_the_libraries(hf_bundle):
     assert (step.initial_states()[3] == np.float32(-1e30)).all()  # RwkvModel.forward: -= 1e30
 
 
+def test_the_step_rescales_as_the_library_does():
+    """rescale_every=1: inference weights halved per block and the hidden state halved after
+    each, as RwkvModel.forward does; the StepModel itself stepped with its state carried."""
+    model = tiny_rwkv(seed=3, layers=3, rescale=1)
+    ids = np.random.default_rng(4).integers(0, 64, TOKENS)
+    ref = library_logits(model, ids)
+    step = adapt("hf-rwkv", model)
+    states, got = step.initial_states(), []
+    with torch.no_grad():
+        for i in ids:
+            y, *states = step(torch.tensor([[i]]), *states)
+            got.append(y[0, 0].numpy())
+    assert_parity(np.stack(got), ref, "hf-rwkv step, rescale_every=1")
+
+
 def test_user_written_rwkv_step_exports_without_an_adapter(tmp_path):
     torch.manual_seed(1)
     model = UserRwkv4().eval()
