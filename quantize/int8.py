@@ -127,10 +127,6 @@ def _float_tensors(
     too (the int8 linear kernels and its int32 bias scale need an int8 input)."""
     # group root -> (the tensor that is float, why); `keep` is mixed precision's choice
     why: dict[str, tuple[str, str]] = {groups[t]: (t, w) for t, w in keep.items() if t in groups}
-    for st in graph.states:  # no int8 scale holds a stand-in for -inf next to real values
-        if np.abs(graph.constants[st.init]).max(initial=0.0) >= SENTINEL:
-            reason = f"state {st.input!r} starts at +-{SENTINEL:g} (a stand-in for infinity)"
-            why[groups[st.input]] = (st.input, reason)
     for node in graph.nodes:
         out = node.outputs[0]
         if node.op not in INT_OPS:
@@ -150,6 +146,12 @@ def _float_tensors(
             if t is None or t.ndim != 2 or not np.isfinite(t).all():
                 reason = "op 'gather': its table is not a finite constant [V, D] matrix"
                 why[groups[out]] = (out, reason)
+    # no int8 scale holds a stand-in for -inf next to real values; this reason wins over an
+    # op's (RWKV's max state comes from `maximum`), which would hide why it can never be int8
+    for st in graph.states:
+        if np.abs(graph.constants[st.init]).max(initial=0.0) >= SENTINEL:
+            reason = f"state {st.input!r} starts at +-{SENTINEL:g} (a stand-in for infinity)"
+            why[groups[st.input]] = (st.input, reason)
     changed = True
     while changed:
         changed = False
