@@ -153,3 +153,12 @@ def test_generate_is_the_libraries_greedy_loop(hf_bundle, capsys):
 
 def test_the_cli_offers_every_registered_adapter():
     assert adapter_names() == list(ADAPTERS)
+
+
+def test_export_shapes_come_from_the_adapter_or_the_command_line(tmp_path, capsys):
+    out = str(tmp_path / "x.rnnedge")
+    args = ["export", "--adapter", "hf-rwkv", str(tmp_path), "--step-shape", "1,1", "-o", out]
+    assert main(args) == 2
+    assert "--adapter gives the step and state shapes" in capsys.readouterr().err
+    assert main(["export", "model.py:make", "-o", out]) == 2
+    assert "--step-shape is required" in capsys.readouterr().err
