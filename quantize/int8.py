@@ -28,6 +28,7 @@ import numpy as np
 
 from rnnedge.errors import InputError
 from rnnedge.quantize.bounds import Interval, bounded_states
+from rnnedge.quantize.calibrate import SENTINEL
 from rnnedge.quantize.int8_dynamic import weight_scales
 from rnnedge.quantize.int8_gather import table_entry
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
@@ -154,6 +155,12 @@ def _float_tensors(
             if t is None or t.ndim != 2 or not np.isfinite(t).all():
                 reason = "op 'gather': its table is not a finite constant [V, D] matrix"
                 why[groups[out]] = (out, reason)
+    # no int8 scale holds a stand-in for -inf next to real values; this reason wins over an
+    # op's (RWKV's max state comes from `maximum`), which would hide why it can never be int8
+    for st in graph.states:
+        if np.abs(graph.constants[st.init]).max(initial=0.0) >= SENTINEL:
+            reason = f"state {st.input!r} starts at +-{SENTINEL:g} (a stand-in for infinity)"
+            why[groups[st.input]] = (st.input, reason)
     changed = True
     while changed:
         changed = False

@@ -19,6 +19,7 @@ from rnnedge.export.capture import conv_time
 from rnnedge.export.capture.builder import Sym
 from rnnedge.export.capture.context import Ctx, const, sym
 from rnnedge.export.capture.rnn import RECURRENT_ATEN
+from rnnedge.export.capture.writes import WRITE_ATEN
 
 
 def _axis(ctx: Ctx, v: Sym, dim: int) -> int:
@@ -334,4 +335,5 @@ ATEN_TO_GRAPH: dict[str, Callable[..., Any]] = {
     "aten.avg_pool2d.default": conv_time.refuse_pool,
     "aten.avg_pool1d.default": conv_time.refuse_pool,
     **RECURRENT_ATEN,  # GRU/LSTM/RNN layers and cells: capture/rnn.py
+    **WRITE_ATEN,  # an indexed write into a fresh tensor: capture/writes.py
 }

@@ -1,0 +1,74 @@
+"""A byte-level RWKV-4 (transformers RwkvForCausalLM) trained here on a generated text,
+exported through hf-rwkv with full int8: perplexity within 1% of float on held-out text and
+greedy generation identical to float for the first 50 of 200 tokens, on every backend; the
+recurrence core (num/den/max) stays float and says why. (The int8 files are 65% of float, not
+the issue's 30%: a linear reading a float island's output, as the head after ln_out does,
+stays float in this int8 scheme; docs/rwkv-mamba.md.)"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from rwkv_models import encode, make_text, train_char_rwkv
+
+import rnnedge
+from rnnedge.export.adapters import adapt
+from rnnedge.export.pipeline import export_bundle
+from rnnedge.runtime import available_backends
+from rnnedge.runtime.generate import greedy
+
+pytest.importorskip("transformers")
+pytestmark = pytest.mark.slow  # training takes minutes on 2 shared cores
+
+PPL_TOL = 0.01
+SAME_TOKENS = 50
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    model = train_char_rwkv()
+    step = adapt("hf-rwkv", model)
+    calibration = [encode(make_text(300, 100 + i)) for i in range(8)]
+    out = tmp_path_factory.mktemp("rwkv8") / "char.rnnedge"
+    return export_bundle(step, step.example(), out, quantize="int8", calibration=calibration)
+
+
+def perplexity(path, backend: str, precision: str, ids: np.ndarray) -> float:
+    stream = rnnedge.load(path, backend=backend, precision=precision).stream()
+    logits = np.asarray(stream.run(ids[:-1].reshape(-1, 1, 1)), np.float64).reshape(
+        len(ids) - 1, -1
+    )
+    logits -= logits.max(1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    return float(np.exp(-logp[np.arange(len(ids) - 1), ids[1:]].mean()))
+
+
+def test_int8_perplexity_within_one_percent_of_float(trained):
+    held = encode(make_text(1500, 999))
+    for backend in available_backends():
+        f = perplexity(trained, backend, "float", held)
+        q = perplexity(trained, backend, "int8", held)
+        assert f < 3.0, f"{backend}: the model did not learn the text (ppl {f:.2f})"
+        assert q <= f * (1 + PPL_TOL), f"{backend}: int8 ppl {q:.4f} vs float {f:.4f}"
+
+
+def test_int8_greedy_generation_matches_float(trained):
+    prompt = encode("the old man ")
+    for backend in available_backends():
+        runs = {
+            p: greedy(rnnedge.load(trained, backend=backend, precision=p), prompt, 200)
+            for p in ("float", "int8")
+        }
+        assert runs["float"][:SAME_TOKENS] == runs["int8"][:SAME_TOKENS], backend
+
+
+def test_recurrence_core_stays_float_and_says_why(trained):
+    plan = json.loads((trained / "quant.json").read_text())
+    floats = {t["tensor"]: t.get("why", "") for t in plan["tensors"] if t["dtype"] == "float32"}
+    for layer in (0, 1):
+        for kind in ("att_num", "att_den", "att_max"):
+            assert f"layers_{layer}_{kind}" in floats, f"layers_{layer}_{kind} is int8"
+    assert "infinity" in floats["layers_0_att_max"]
+    assert "accumulator" in floats["layers_0_att_den"]
