@@ -40,6 +40,9 @@ from rnnedge.runtime.quant.plan import (
     TensorQuant,
 )
 
+# ops that blow up where their operand is 0: an int8 operand there can round to exactly 0 (an
+# RMS norm's variance + eps, 1/sqrt(0) = inf), so that operand stays float
+SINGULAR_OPERANDS = {"rsqrt": 0, "log": 0, "div": 1}
 INT_OPS = ("linear", "gather", "add", "sub", "mul", "sigmoid", "tanh", "relu", *SHAPE_OPS)
 CELLS = ("int16", "float")
 HS = ("fixed", "calibrated")
@@ -145,6 +148,10 @@ def _float_tensors(
             if t is None or t.ndim != 2 or not np.isfinite(t).all():
                 reason = "op 'gather': its table is not a finite constant [V, D] matrix"
                 why[groups[out]] = (out, reason)
+        operand = node.inputs[SINGULAR_OPERANDS.get(node.op, 0)]
+        if node.op in SINGULAR_OPERANDS and operand in groups:
+            reason = f"op {node.op!r} reads it: an int8 value can round to 0, where it is singular"
+            why.setdefault(groups[operand], (operand, reason))
     changed = True
     while changed:
         changed = False
