@@ -114,4 +114,4 @@ def mamba_step(model: torch.nn.Module) -> MambaStep:
     if dtypes != {torch.float32}:
         names = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
         raise ExportError(f"mamba_step needs float32 weights, got {names}: call model.float()")
-    return MambaStep(model.eval())
+    return MambaStep(model).eval()
