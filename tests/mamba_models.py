@@ -17,6 +17,17 @@ def random_mamba(vocab: int = 64, hidden: int = 64, layers: int = 2, seed: int =
     return MambaForCausalLM(cfg).eval()
 
 
+def random_mamba2(vocab: int = 64, hidden: int = 64, layers: int = 2, seed: int = 0):
+    from transformers import Mamba2Config, Mamba2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Mamba2Config(
+        vocab_size=vocab, hidden_size=hidden, state_size=16, num_hidden_layers=layers,
+        expand=2, head_dim=16, num_heads=2 * hidden // 16, n_groups=1, chunk_size=16,
+    )  # fmt: skip
+    return Mamba2ForCausalLM(cfg).eval()
+
+
 def library_logits(model, ids: np.ndarray) -> np.ndarray:
     """The library's own recurrent decode, as a user runs it: one token per call, its cache
     carried from call to call. ids: (T,) -> logits (T, vocab)."""

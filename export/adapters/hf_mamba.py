@@ -1,4 +1,5 @@
-"""Hugging Face transformers Mamba-1 (`MambaForCausalLM`, `MambaModel`) as a step model.
+"""Hugging Face transformers Mamba (`MambaForCausalLM`, `MambaModel`, and Mamba-2's
+`Mamba2ForCausalLM`, `Mamba2Model`) as a step model.
 
 One step is the library's own single-token decode: a transformers `DynamicCache` is filled
 with the incoming states through its public `update_conv_state`/`update_recurrent_state`,
@@ -7,9 +8,11 @@ the model runs one token with it (the mixer's `causal_conv1d_update` shift regis
 back from the cache. So the numbers are the library's: the test compares the stream with the
 user's own loop `model(ids[:, t:t+1], cache=out.cache, use_cache=True)` token by token.
 
-Per layer two states, named as in the cache: `layers.{i}.conv_state` (batch, d_inner, d_conv),
-the last d_conv inputs of the depthwise conv (a shift register), and `layers.{i}.ssm_state`
-(batch, d_inner, N), the selective-scan state. Both start at zeros, as in the library.
+Per layer two states, named as in the cache: `layers.{i}.conv_state` (batch, channels, d_conv),
+the last d_conv inputs of the depthwise conv (a shift register; channels = d_inner for
+Mamba-1, d_inner + 2 groups N for Mamba-2), and `layers.{i}.ssm_state`, the selective-scan
+state ((batch, d_inner, N) for Mamba-1, (batch, heads, head_dim, N) for Mamba-2). Both start at
+zeros, as in the library; their shapes are read from the library's own cache after one token.
 """
 
 from __future__ import annotations
@@ -61,15 +64,13 @@ class StepModel(torch.nn.Module):
 
 
 class MambaStep(StepModel):
-    """One token of a transformers Mamba-1 model, its conv and ssm states explicit."""
+    """One token of a transformers Mamba(-2) model, its conv and ssm states explicit."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
-        cfg = model.config
-        self.n_layers = int(cfg.num_hidden_layers)
-        self.conv_shape = (int(cfg.intermediate_size), int(cfg.conv_kernel))
-        self.ssm_shape = (int(cfg.intermediate_size), int(cfg.state_size))
+        self.n_layers = int(model.config.num_hidden_layers)
+        self.shapes = _cache_shapes(model, self.n_layers)
         self.state_names = tuple(
             f"layers.{i}.{kind}"
             for i in range(self.n_layers)
@@ -92,26 +93,39 @@ class MambaStep(StepModel):
         return (y, *new)
 
     def initial_states(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
-        shapes = [self.conv_shape, self.ssm_shape] * self.n_layers
-        return tuple(torch.zeros(batch, *s) for s in shapes)
+        return tuple(torch.zeros(batch, *s) for s in self.shapes)
+
+
+def _cache_shapes(model: torch.nn.Module, n_layers: int) -> list[tuple[int, ...]]:
+    """Per layer the conv and ssm state shapes (without batch), as the library's own cache
+    allocates them on a first token."""
+    with torch.no_grad():
+        cache = model(torch.zeros(1, 1, dtype=torch.int64), use_cache=True).cache
+    shapes = []
+    for i in range(n_layers):
+        shapes += [tuple(cache.get_conv_state(i).shape[1:])]
+        shapes += [tuple(cache.get_recurrent_state(i).shape[1:])]
+    return shapes
 
 
 def mamba_step(model: torch.nn.Module) -> MambaStep:
-    """`MambaForCausalLM` (y = logits) or `MambaModel` (y = last hidden state) -> MambaStep.
-    Refuses other models and non-float32 weights (call `model.float()` first)."""
+    """`MambaForCausalLM` / `Mamba2ForCausalLM` (y = logits) or `MambaModel` / `Mamba2Model`
+    (y = last hidden state) -> MambaStep. Refuses other models and non-float32 weights (call
+    `model.float()` first)."""
     try:
-        from transformers import MambaForCausalLM, MambaModel
+        import transformers as tf
     except ImportError as e:
         raise MissingDependencyError(
             "the Mamba adapter needs transformers: pip install 'rnnedge[export]'"
         ) from e
-    if not isinstance(model, MambaForCausalLM | MambaModel):
+    kinds = (tf.MambaForCausalLM, tf.MambaModel, tf.Mamba2ForCausalLM, tf.Mamba2Model)
+    if not isinstance(model, kinds):
         raise ExportError(
-            f"mamba_step takes a transformers MambaForCausalLM or MambaModel, "
+            f"mamba_step takes a transformers MambaForCausalLM or MambaModel (or Mamba2's), "
             f"got {type(model).__name__}"
         )
     dtypes = {p.dtype for p in model.parameters()}
     if dtypes != {torch.float32}:
         names = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
         raise ExportError(f"mamba_step needs float32 weights, got {names}: call model.float()")
-    return MambaStep(model).eval()
+    return MambaStep(model.eval()).eval()

@@ -13,6 +13,7 @@ from mamba_models import (
     library_logits,
     perplexity,
     random_mamba,
+    random_mamba2,
     train_char_mamba,
 )
 
@@ -37,9 +38,9 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module")
-def random_bundle(tmp_path_factory):
-    model = random_mamba(vocab=VOCAB)
+@pytest.fixture(scope="module", params=["mamba", pytest.param("mamba2", marks=pytest.mark.slow)])
+def random_bundle(request, tmp_path_factory):
+    model = {"mamba": random_mamba, "mamba2": random_mamba2}[request.param](vocab=VOCAB)
     step = mamba_step(model)
     path = rnnedge.export(step, step.example(), out=tmp_path_factory.mktemp("m") / "m.rnnedge")
     return path, model
