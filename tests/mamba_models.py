@@ -28,6 +28,20 @@ def random_mamba2(vocab: int = 64, hidden: int = 64, layers: int = 2, seed: int 
     return Mamba2ForCausalLM(cfg).eval()
 
 
+def random_xlstm(vocab: int = 64, hidden: int = 64, layers: int = 2, seed: int = 0):
+    from transformers import xLSTMConfig, xLSTMForCausalLM
+
+    torch.manual_seed(seed)
+    # qk_dim_factor 1: with the default 0.5, transformers 5.25's own cached decode refuses
+    # its cache ("matC_old has wrong shape")
+    cfg = xLSTMConfig(
+        vocab_size=vocab, hidden_size=hidden, embedding_dim=hidden, num_heads=2,
+        num_blocks=layers, num_hidden_layers=layers, mode="inference", qk_dim_factor=1.0,
+        v_dim_factor=1.0,
+    )  # fmt: skip
+    return xLSTMForCausalLM(cfg).eval()
+
+
 def library_logits(model, ids: np.ndarray) -> np.ndarray:
     """The library's own recurrent decode, as a user runs it: one token per call, its cache
     carried from call to call. ids: (T,) -> logits (T, vocab)."""

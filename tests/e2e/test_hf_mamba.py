@@ -14,12 +14,14 @@ from mamba_models import (
     perplexity,
     random_mamba,
     random_mamba2,
+    random_xlstm,
     train_char_mamba,
 )
 
 import rnnedge
 from rnnedge.errors import ExportError
 from rnnedge.export.adapters.hf_mamba import mamba_step
+from rnnedge.export.adapters.hf_xlstm import xlstm_step
 from rnnedge.runtime import available_backends
 
 pytest.importorskip("transformers")
@@ -38,10 +40,14 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module", params=["mamba", pytest.param("mamba2", marks=pytest.mark.slow)])
+@pytest.fixture(
+    scope="module",
+    params=["mamba", *(pytest.param(k, marks=pytest.mark.slow) for k in ("mamba2", "xlstm"))],
+)
 def random_bundle(request, tmp_path_factory):
-    model = {"mamba": random_mamba, "mamba2": random_mamba2}[request.param](vocab=VOCAB)
-    step = mamba_step(model)
+    make = {"mamba": random_mamba, "mamba2": random_mamba2, "xlstm": random_xlstm}
+    model = make[request.param](vocab=VOCAB)
+    step = (xlstm_step if request.param == "xlstm" else mamba_step)(model)
     path = rnnedge.export(step, step.example(), out=tmp_path_factory.mktemp("m") / "m.rnnedge")
     return path, model
 
@@ -76,7 +82,12 @@ def test_random_mamba_streams_n_each_its_own_state(random_bundle):
 def test_states_are_named_per_layer_and_start_at_zero(random_bundle):
     m = rnnedge.load(random_bundle[0], backend="numpy")
     names = [s.input for s in m.bundle.manifest.states]
-    assert names == [f"layers_{i}_{k}" for i in range(2) for k in ("conv_state", "ssm_state")]
+    kinds = (
+        ("c", "n", "m")
+        if "xLSTM" in type(random_bundle[1]).__name__
+        else ("conv_state", "ssm_state")
+    )
+    assert names == [f"layers_{i}_{k}" for i in range(2) for k in kinds]
     assert all(not v.any() for v in m.stream().state.values())
 
 
