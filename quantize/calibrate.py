@@ -4,6 +4,10 @@ The float Graph runs over each sequence with the state carried from step to step
 from the graph's initial state, exactly as a deployed stream runs, so state tensors see the
 values they see in deployment (a per-step calibration from zero state would not). Minmax by
 default; `percentile=p` records the [100 - p, p] percentiles instead (clips rare outliers).
+Values of magnitude >= SENTINEL are stand-ins for infinity, not data (RWKV's running max
+starts at -1e30 so that exp(max - q) is 0): they never enter a range, or one value would set
+a scale of 1e28 and every real value would round to 0 (quantize/int8.py keeps a state that
+starts there float).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from rnnedge.runtime.executor import Executor
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph
 from rnnedge.runtime.inputs import check_ids, id_limit
 from rnnedge.runtime.quant.plan import Ranges
+
+SENTINEL = 1e30
 
 
 def calibrate(
@@ -45,6 +51,7 @@ def calibrate(
             for name, v in values.items():
                 if name in graph.constants or v.dtype.kind != "f":  # token ids have no range
                     continue
+                v = _data_values(v)
                 if percentile is None:
                     lo[name] = min(lo.get(name, np.inf), float(v.min(initial=np.inf)))
                     hi[name] = max(hi.get(name, -np.inf), float(v.max(initial=-np.inf)))
@@ -60,6 +67,13 @@ def calibrate(
     method = "minmax" if percentile is None else f"percentile {percentile:g}"
     ranges = {k: (lo[k], hi[k]) for k in lo}
     return Ranges(ranges=ranges, sequences=len(seqs), steps=steps, method=method)
+
+
+def _data_values(v: np.ndarray) -> np.ndarray:
+    """v without its infinity stand-ins (|v| >= SENTINEL); the check is cheap, the copy rare."""
+    if v.size and (v.min() <= -SENTINEL or v.max() >= SENTINEL):
+        return v[np.abs(v) < SENTINEL]
+    return v
 
 
 @dataclass(frozen=True)

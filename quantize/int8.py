@@ -28,6 +28,7 @@ import numpy as np
 
 from rnnedge.errors import InputError
 from rnnedge.quantize.bounds import Interval, bounded_states
+from rnnedge.quantize.calibrate import SENTINEL
 from rnnedge.quantize.int8_dynamic import weight_scales
 from rnnedge.quantize.int8_gather import table_entry
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
@@ -129,6 +130,10 @@ def _float_tensors(
     too (the int8 linear kernels and its int32 bias scale need an int8 input)."""
     # group root -> (the tensor that is float, why); `keep` is mixed precision's choice
     why: dict[str, tuple[str, str]] = {groups[t]: (t, w) for t, w in keep.items() if t in groups}
+    for st in graph.states:  # no int8 scale holds a stand-in for -inf next to real values
+        if np.abs(graph.constants[st.init]).max(initial=0.0) >= SENTINEL:
+            reason = f"state {st.input!r} starts at +-{SENTINEL:g} (a stand-in for infinity)"
+            why[groups[st.input]] = (st.input, reason)
     for node in graph.nodes:
         out = node.outputs[0]
         if node.op not in INT_OPS:

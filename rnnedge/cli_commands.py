@@ -45,9 +45,12 @@ def cmd_export(a: argparse.Namespace) -> None:
     from rnnedge.export.model_spec import load_model
     from rnnedge.export.pipeline import export_bundle
 
-    model = load_model(a.model, a.weights)
-    x = torch.zeros(a.step_shape)
-    example = (x, *(torch.zeros(s) for s in a.state_shape)) if a.state_shape else x
+    if a.adapter:
+        model, example = _adapted(a)
+    else:
+        model = load_model(a.model, a.weights)
+        x = torch.zeros(a.step_shape)
+        example = (x, *(torch.zeros(s) for s in a.state_shape)) if a.state_shape else x
     with warnings.catch_warnings():  # the progress lines already say it, once
         warnings.simplefilter("ignore", CalibrationRangeWarning)
         try:
@@ -57,9 +60,26 @@ def cmd_export(a: argparse.Namespace) -> None:
     print(f"exported {a.model} -> {path}" + (c_target(path) if a.target == "c" else ""))
 
 
+def _adapted(a: argparse.Namespace) -> tuple:
+    """The adapter's StepModel of the transformers model at a.model, and its example."""
+    from rnnedge.export.adapters import adapt
+    from rnnedge.export.adapters.hf_load import load_hf
+
+    step = adapt(a.adapter, load_hf(a.model, a.weights))
+    return step, step.example()
+
+
 def _export_config(a: argparse.Namespace):
     """The ExportConfig of the command line, checked whole before the model is even loaded."""
     from rnnedge.export.config import ExportConfig
+
+    if a.adapter and (a.step_shape or a.state_shape):
+        raise UsageError(
+            "--adapter gives the step and state shapes: drop --step-shape/--state-shape"
+        )
+    if not a.adapter and not a.step_shape:
+        raise UsageError("--step-shape is required (ONE step of input, e.g. 1,1,40)")
+    step_shape = (1, 1) if a.adapter else a.step_shape  # an adapter's step: one token id
 
     if a.calibration and a.quantize == "none":
         raise UsageError("--calibration is used only with --quantize int8 or int8-dynamic")
@@ -69,7 +89,7 @@ def _export_config(a: argparse.Namespace):
         raise UsageError("--percentile sets how --calibration data is read; pass --calibration")
     calibration = None
     if a.calibration:
-        calibration = read_sequences(a.calibration, a.step_shape, "--calibration")
+        calibration = read_sequences(a.calibration, step_shape, "--calibration")
     try:
         return ExportConfig(
             quantize=a.quantize,
@@ -92,6 +112,17 @@ def _state_hint(e: ExportError, a: argparse.Namespace) -> RnnedgeError:
             "--state-shape once per state, in order (e.g. --state-shape 1,128)"
         )
     return e
+
+
+def cmd_generate(a: argparse.Namespace) -> None:
+    from rnnedge.runtime import load
+    from rnnedge.runtime.generate import decode, encode, greedy, read_vocab
+
+    vocab = read_vocab(a.vocab) if a.vocab else None
+    prompt = encode(a.prompt, vocab)
+    model = load(a.bundle, backend=a.backend, precision=a.precision)
+    ids = greedy(model, prompt, a.tokens)
+    print(a.prompt + decode(ids, vocab))
 
 
 def cmd_inspect(a: argparse.Namespace) -> None:

@@ -52,11 +52,20 @@ def duration(text: str) -> float:
 
 def add_export(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("export", help="export a PyTorch model to a bundle")
-    e.add_argument("model", help="path/to/file.py:factory, package.module:factory, or file.pt2")
+    e.add_argument(
+        "model",
+        help="path/to/file.py:factory, package.module:factory, or file.pt2; with --adapter a "
+        "transformers from_pretrained directory or config.json",
+    )
+    e.add_argument(
+        "--adapter",
+        choices=adapter_names(),
+        help="step adapter for a library model (docs/rwkv-mamba.md): no --step-shape needed",
+    )
     e.add_argument(
         "--weights", help="state_dict (.pt, read with weights_only=True) or .safetensors"
     )
-    e.add_argument("--step-shape", type=shape, required=True, help="ONE step of input, e.g. 1,1,40")
+    e.add_argument("--step-shape", type=shape, help="ONE step of input, e.g. 1,1,40 (required)")
     e.add_argument(
         "--state-shape",
         type=shape,
@@ -86,6 +95,22 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--target", default="bundle", choices=["bundle", "c"], help="c: + NAME_c/, C")
     e.add_argument("--force", action="store_true", help="replace OUTPUT if it is a bundle already")
     e.set_defaults(func=commands.cmd_export)
+
+
+def adapter_names() -> list[str]:
+    """The step adapters' names, without importing torch (export/adapters/__init__.py)."""
+    return ["hf-rwkv", "hf-mamba", "hf-xlstm"]
+
+
+def add_generate(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("generate", help="greedy text from a token-in / logits-out bundle")
+    g.add_argument("bundle")
+    g.add_argument("--prompt", required=True, help="text to start from")
+    g.add_argument("--tokens", type=int, default=200, help="how many tokens to generate")
+    g.add_argument("--vocab", help="JSON list of token strings (default: byte-level, id = byte)")
+    g.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
+    g.add_argument("--precision", default="float")
+    g.set_defaults(func=commands.cmd_generate)
 
 
 def add_inspect(sub: argparse._SubParsersAction) -> None:
@@ -218,7 +243,16 @@ def parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="no progress on stderr (errors still show)"
     )
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (add_export, add_inspect, add_run, add_check, add_demo, add_bench, add_boards):
+    for add in (
+        add_export,
+        add_inspect,
+        add_run,
+        add_generate,
+        add_check,
+        add_demo,
+        add_bench,
+        add_boards,
+    ):
         add(sub)
     for command in sub.choices.values():  # `rnnedge export ... -q` works as well
         command.add_argument(

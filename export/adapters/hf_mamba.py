@@ -17,50 +17,10 @@ zeros, as in the library; their shapes are read from the library's own cache aft
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
 from rnnedge.errors import ExportError, MissingDependencyError
-
-
-class StepModel(torch.nn.Module):
-    """The adapter contract (forward(ids, *states) -> (y, *states), `state_names`,
-    `initial_states(batch)`, `example(batch)`); the state inputs of the exported graph are
-    named after `state_names` (dots as underscores) through forward's signature."""
-
-    state_names: tuple[str, ...] = ()
-
-    def forward(self, ids: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if len(states) != len(self.state_names):
-            raise ExportError(
-                f"{type(self).__name__} takes {len(self.state_names)} states "
-                f"({', '.join(self.state_names[:4])}, ...), got {len(states)}"
-            )
-        return self.step(ids, states)
-
-    def step(self, ids: torch.Tensor, states: tuple[torch.Tensor, ...]) -> tuple:
-        raise NotImplementedError
-
-    def initial_states(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
-        raise NotImplementedError
-
-    def example(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
-        """One step of input: token ids (batch, 1) int64, then the initial states."""
-        return (torch.zeros(batch, 1, dtype=torch.int64), *self.initial_states(batch))
-
-    def name_parameters(self) -> None:
-        """A forward whose parameters are `ids` and one per state (torch.export names the
-        graph inputs after them); a one-off subclass, since the count depends on the model."""
-        base = type(self)
-
-        def forward(self, ids, *states):
-            return base.forward(self, ids, *states)
-
-        p = inspect.Parameter
-        names = ["self", "ids", *(n.replace(".", "_") for n in self.state_names)]
-        forward.__signature__ = inspect.Signature([p(n, p.POSITIONAL_OR_KEYWORD) for n in names])
-        self.__class__ = type(base.__name__, (base,), {"forward": forward})
+from rnnedge.export.adapters.base import StepModel
 
 
 class MambaStep(StepModel):

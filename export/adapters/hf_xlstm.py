@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from rnnedge.errors import ExportError, MissingDependencyError
-from rnnedge.export.adapters.hf_mamba import StepModel
+from rnnedge.export.adapters.base import StepModel
 
 KINDS = ("c", "n", "m")
 

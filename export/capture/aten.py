@@ -18,6 +18,7 @@ from rnnedge.errors import UnsupportedModelError
 from rnnedge.export.capture.builder import Sym
 from rnnedge.export.capture.context import Ctx, const, sym
 from rnnedge.export.capture.rnn import RECURRENT_ATEN
+from rnnedge.export.capture.writes import WRITE_ATEN
 
 
 def _axis(ctx: Ctx, v: Sym, dim: int) -> int:
@@ -199,24 +200,6 @@ def _to_copy(ctx: Ctx, node, x, dtype=None, **_kwargs) -> Sym:
     )
 
 
-def _copy(ctx: Ctx, node, dst, src, non_blocking=False) -> Sym:
-    # what an in-place `dst.copy_(src)` becomes once torch.export functionalizes it (e.g. a
-    # library updating its cache buffer in place): the value of src, in dst's shape and dtype
-    src = sym(ctx, src)
-    if ctx.b.dtype(src) != "float32":
-        raise UnsupportedModelError(
-            f"{ctx.where or 'model'}: copy_ of integer ids is not supported"
-        )
-    if list(ctx.b.shape(src)) == list(ctx.out_shape):
-        return src
-    return ctx.b.op("expand", [src], shape=list(ctx.out_shape))
-
-
-def _full_like(ctx: Ctx, node, x, value, **_kwargs) -> Sym:
-    # zeros_like/ones_like of a computed tensor: only its (static) shape is read
-    return ctx.b.const(np.full(ctx.out_shape, float(value), dtype=np.float32), "full_like")
-
-
 def _assert_metadata(ctx: Ctx, node, *_args, **_kwargs) -> None:
     # torch.export's record that a no-op .to()/.float() saw the dtype it expected: no value
     return None
@@ -350,8 +333,6 @@ ATEN_TO_GRAPH: dict[str, Callable[..., Any]] = {
     "aten.contiguous.default": _identity,
     "aten.dropout.default": _identity,  # export runs the model in eval mode: dropout is identity
     "aten._to_copy.default": _to_copy,
-    "aten.copy.default": _copy,
-    "aten.full_like.default": _full_like,
     "aten._assert_tensor_metadata.default": _assert_metadata,
     "aten.permute.default": _permute,
     "aten.cat.default": _cat,
@@ -365,4 +346,5 @@ ATEN_TO_GRAPH: dict[str, Callable[..., Any]] = {
     "aten.reflection_pad2d.default": _reflect_pad,
     "getitem": _getitem,
     **RECURRENT_ATEN,  # GRU/LSTM/RNN layers and cells: capture/rnn.py
+    **WRITE_ATEN,  # an indexed write into a fresh tensor: capture/writes.py
 }
