@@ -8,7 +8,7 @@ every backend in float and int8, next to PyTorch eager, in one run.
 Per model: random weights (seeded), exported with full int8 (calibrated on random tokens).
 Rows: each backend x precision measured in its own child process that imports no torch
 (load, one stream, `--steps` timed `step` calls on random token ids after warm-up, then the
-process's peak RSS); PyTorch eager in this process, one thread: the library's own cached
+process's peak RSS, VmHWM); PyTorch eager in this process, one thread: the library's own cached
 one-token decode and the step adapter (states explicit). p50/p90/p99 in microseconds;
 tokens/s = 1e6 / p50. Then the board floors of boards/cost.py (ESTIMATES from the profiles)
 and the model files' sizes, float vs int8. Needs torch and transformers.
@@ -37,7 +37,6 @@ LOOSE = {"max_err_pct": 50.0, "allow_drift": True}
 CHILD = """
 import json, sys, numpy as np
 from rnnedge.boards.bench.latency import measure
-from rnnedge.boards.bench.sysinfo import peak_rss_mib
 from rnnedge.runtime import load
 path, backend, precision, steps, vocab = sys.argv[1:6]
 s = load(path, backend=backend, precision=precision).stream(checked=False)
@@ -47,7 +46,9 @@ def call():
     i[0] = (i[0] + 1) % len(ids)
     s.step(ids[i[0]])
 st = measure(call, int(steps), warmup=200)
-print(json.dumps(dict(p50=st.p50, p90=st.p90, p99=st.p99, rss=peak_rss_mib())))
+# VmHWM: this process image's peak (ru_maxrss would carry the parent's peak over the exec)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps(dict(p50=st.p50, p90=st.p90, p99=st.p99, rss=int(hwm) / 1024)))
 """
 
 
