@@ -48,8 +48,39 @@ def cached_decode(model: torch.nn.Module) -> Callable[[], object]:
     return call
 
 
+def _rwkv(layers: int, hidden: int, vocab: int) -> torch.nn.Module:
+    from transformers import RwkvConfig, RwkvForCausalLM
+
+    torch.manual_seed(0)
+    cfg = RwkvConfig(
+        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
+        intermediate_size=4 * hidden, context_length=1024,
+    )  # fmt: skip
+    return RwkvForCausalLM(cfg).eval()
+
+
+def _rwkv_adapter(model: torch.nn.Module) -> torch.nn.Module:
+    from rnnedge.export.adapters import adapt
+
+    return adapt("hf-rwkv", model)
+
+
+def rwkv_decode(model: torch.nn.Module) -> Callable[[], object]:
+    """transformers RWKV's own decode step: one token, `state` from the previous call."""
+    ids = torch.zeros(1, 1, dtype=torch.int64)
+    with torch.no_grad():
+        state = [model(ids, use_cache=True).state]
+
+    def call() -> None:
+        with torch.no_grad():
+            state[0] = model(ids, state=state[0], use_cache=True).state
+
+    return call
+
+
 MODELS: dict[str, TokenModel] = {
     "mamba-1": TokenModel(
         name="mamba-1", build=_mamba, adapter=_mamba_adapter, eager=cached_decode
     ),
+    "rwkv-4": TokenModel(name="rwkv-4", build=_rwkv, adapter=_rwkv_adapter, eager=rwkv_decode),
 }
