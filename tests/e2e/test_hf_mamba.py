@@ -107,8 +107,12 @@ def test_trained_char_mamba_int8_perplexity_and_greedy_text(tmp_path):
     ids, held_ids = encode(train, chars), encode(held, chars)
     step = mamba_step(model)
     calib = [ids[i * 400 : (i + 1) * 400].reshape(-1, 1, 1) for i in range(4)]
+    # an LM's budget: argmax agreement, and the logits' max error at 10% of their range (the
+    # default 2% sends the search to keep the conv shift register, and with it in_proj, float:
+    # measured +0.07% perplexity all-int8, the same as with the search's plan)
+    budget = {"max_err_pct": 10.0, "min_agreement": 0.98}
     path = rnnedge.export(step, step.example(), tmp_path / "c.rnnedge", quantize="int8",
-                          calibration=calib)  # fmt: skip
+                          calibration=calib, int8_budget=budget)  # fmt: skip
     with torch.no_grad():  # the whole held-out text in one call, as a user scores text
         ref = model(torch.from_numpy(held_ids[None])).logits[0].numpy()
     ppl_torch = perplexity(ref, held_ids)
