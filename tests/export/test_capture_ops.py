@@ -111,9 +111,7 @@ def test_stream_checks_token_ids(tmp_path):
     ("f", "want"),
     [  # logsigmoid decomposes to log1p(exp(-|x|)) (xLSTM's gates); var: xLSTM's head norm
         (lambda m, x: F.logsigmoid(x * 30), "log"),
-        (lambda m, x: torch.log1p(x.abs()), "log"),
         (lambda m, x: x.var(-1, keepdim=True) + x, "mean"),
-        (lambda m, x: x.var(-1, correction=0), "mean"),
         (lambda m, x: x.reshape(1, 2, 2).var((1, 2)), "mean"),
     ],
 )
