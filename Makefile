@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test test-slow bench-step bench-int8 bench-chunk bench-native arm64 arm64-c format clean
+.PHONY: setup demo test test-slow bench-step bench-int8 bench-chunk bench-native bench-tokens arm64 arm64-c format clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ bench-int8: setup
 # per-step cost of stream.run with K-step chunk models, K = 1, 4, 16 (issue 15, part 3)
 bench-chunk: setup
 	$(PY) -m rnnedge.boards.sweeps.chunk
+
+# per-token step of tiny Mamba-1 / RWKV-4 models on every backend, float and int8, vs PyTorch
+# eager's own cached decode, with board estimates and file sizes (issue 17, part 4)
+bench-tokens: setup
+	$(PY) -m rnnedge.boards.sweeps.tokens
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

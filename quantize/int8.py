@@ -47,7 +47,8 @@ HS = ("fixed", "calibrated")
 OUTPUT_HEADROOM = 0.05
 # op -> the operands at which it is infinite when 0: an int8 grid always holds 0 exactly (see
 # asymmetric), so a positive tensor's smallest values round to 0 there, and log(mag + 1e-3)
-# became -inf, then NaN in the next matmul (the realistic zoo's speech_enhancer)
+# became -inf, then NaN in the next matmul (the realistic zoo's speech_enhancer; likewise an RMS
+# norm's variance + eps, where 1/sqrt(0) = inf)
 SINGULAR_AT_ZERO = {"log": (0,), "rsqrt": (0,), "div": (1,)}
 
 

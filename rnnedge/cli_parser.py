@@ -99,7 +99,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 def adapter_names() -> list[str]:
     """The step adapters' names, without importing torch (export/adapters/__init__.py)."""
-    return ["hf-rwkv"]
+    return ["hf-rwkv", "hf-mamba", "hf-xlstm"]
 
 
 def add_generate(sub: argparse._SubParsersAction) -> None:

@@ -26,7 +26,7 @@ COUNT = re.compile(r"^(?P<head>.*?)(?P<done>\d+)/(?P<total>\d+)\b")
 
 def bar_text(done: int, total: int, seconds: float, what: str) -> str:
     filled = WIDTH * done // max(total, 1)
-    if seconds < 0.05:  # too early for a rate that means anything
+    if seconds < 0.05 or done == 0:  # too early for a rate that means anything (or one of 0)
         speed = eta = "-"
     else:
         rate = done / seconds

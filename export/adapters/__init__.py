@@ -14,10 +14,14 @@ import torch
 
 from rnnedge.errors import ExportError
 from rnnedge.export.adapters.base import StepModel
+from rnnedge.export.adapters.hf_mamba import mamba_step
 from rnnedge.export.adapters.hf_rwkv import rwkv_step
+from rnnedge.export.adapters.hf_xlstm import xlstm_step
 
 ADAPTERS: dict[str, Callable[[torch.nn.Module], StepModel]] = {
     "hf-rwkv": rwkv_step,  # transformers RwkvForCausalLM / RwkvModel (RWKV-4)
+    "hf-mamba": mamba_step,  # transformers Mamba(2)ForCausalLM / Mamba(2)Model
+    "hf-xlstm": xlstm_step,  # transformers xLSTMForCausalLM / xLSTMModel (mLSTM)
 }
 
 

@@ -203,7 +203,7 @@ def relu(em: CEmitter, node: Node, ins: list[Tensor], out: QParams) -> Tensor:
 def shape_op(em: CEmitter, node: Node, ins: list[Tensor], out: QParams) -> Tensor:
     fixed = [requant(em, t, out) for t in ins]
     shape = em.shapes[node.outputs[0]]
-    kernel = {"reshape": reshape, "slice": move, "concat": concat}[node.op]
+    kernel = {"reshape": reshape, "slice": move, "transpose": move, "concat": concat}[node.op]
     return kernel(em, node, fixed, shape)
 
 
@@ -217,4 +217,5 @@ INT: dict[str, IntKernel] = {
     "reshape": shape_op,
     "slice": shape_op,
     "concat": shape_op,
+    "transpose": shape_op,
 }

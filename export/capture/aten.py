@@ -44,6 +44,13 @@ def _unary(op: str) -> Callable[..., Sym]:
     return lambda ctx, node, x: ctx.b.op(op, [sym(ctx, x)])
 
 
+def _log1p(ctx: Ctx, node, x) -> Sym:
+    # log(1 + x), as the softplus lowering spells it: for x = exp(-|v|) in (0, 1] (what
+    # logsigmoid decomposes to) it differs from log1p by x's float32 rounding, < 6e-8 absolute
+    one = ctx.b.const(np.ones((), np.float32), "one")
+    return ctx.b.op("log", [ctx.b.op("add", [sym(ctx, x), one])])
+
+
 def _clamp(ctx: Ctx, node, x, lo=None, hi=None) -> Sym:
     y = sym(ctx, x)
     if lo is not None:
@@ -158,6 +165,21 @@ def _reduce(op: str) -> Callable[..., Sym]:
         )
 
     return lower
+
+
+def _var(ctx: Ctx, node, x, dims=None, *, correction=None, keepdim=False) -> Sym:
+    # torch.var: mean((x - mean(x))^2) * n / (n - correction), from existing Graph ops
+    x = sym(ctx, x)
+    shape = ctx.b.shape(x)
+    axes = sorted(_axis(ctx, x, d) for d in (dims if dims else range(len(shape))))
+    mu = ctx.b.op("mean", [x], axes=axes, keepdims=True)
+    d = ctx.b.op("sub", [x, mu])
+    v = ctx.b.op("mean", [ctx.b.op("mul", [d, d])], axes=axes, keepdims=bool(keepdim))
+    n = int(np.prod([shape[a] for a in axes]))
+    c = 1.0 if correction is None else float(correction)
+    if c == 0:
+        return v
+    return ctx.b.op("mul", [v, ctx.b.const(np.float32(n / max(n - c, 1e-30)), "var.scale")])
 
 
 def _reshape(ctx: Ctx, node, x, *_shape_args) -> Sym:
@@ -286,6 +308,7 @@ ATEN_TO_GRAPH: dict[str, Callable[..., Any]] = {
     "aten.rsqrt.default": _unary("rsqrt"),
     "aten.exp.default": _unary("exp"),
     "aten.log.default": _unary("log"),
+    "aten.log1p.default": _log1p,
     "aten.sigmoid.default": _unary("sigmoid"),
     "aten.tanh.default": _unary("tanh"),
     "aten.relu.default": _unary("relu"),
@@ -304,6 +327,7 @@ ATEN_TO_GRAPH: dict[str, Callable[..., Any]] = {
     "aten.mean.default": _reduce("mean"),
     "aten.sum.dim_IntList": _reduce("sum"),
     "aten.sum.default": _reduce("sum"),
+    "aten.var.correction": _var,
     "aten.view.default": _reshape,
     "aten.reshape.default": _reshape,
     "aten._unsafe_view.default": _reshape,

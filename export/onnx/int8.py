@@ -19,7 +19,7 @@ Choices, each measured on onnxruntime 1.32 (x86-64 with AVX-512 VNNI, 1 thread, 
                us at N=1024), tanh as 2 sigmoid(2x) - 1 at tanh's fixed output parameters; its
                table equals the spec's on all 256 entries. Otherwise (and relu, requantize):
                Cast(u8 -> int32) + Gather from a 256-entry table built with the spec's rule.
-  reshape, slice, concat    the float lowerings (float_ops.py) on integer tensors.
+  reshape, slice, concat, transpose the float lowerings (float_ops.py) on integer tensors.
   int16 (the LSTM cell)    onnxruntime has no int16 QLinear kernels. Each op touching int16
                runs as DequantizeLinear -> float op -> QuantizeLinear (com.microsoft's, which
                take int16). For the cell this is exact up to ties: f*c, i*g and their sum are

@@ -14,8 +14,9 @@ kernels do that arithmetic, so LiteRT's output equals the spec's bit for bit:
   sigmoid/tanh  LOGISTIC / TANH int8 (LUT kernels) when the input is int8 and the output has
              the parameters TFLite prescribes (1/256, -128 and 1/128, 0)
   relu       RELU int8 / int16
-  reshape, slice, concat  RESHAPE / STRIDED_SLICE / CONCATENATION on the integers; an input
-             whose parameters differ from the output's is requantized first (QUANTIZE)
+  reshape, slice, concat, transpose  RESHAPE / STRIDED_SLICE / CONCATENATION / TRANSPOSE on
+             the integers; an input whose parameters differ from the output's is requantized
+             first (QUANTIZE)
   the rest   a float island: DEQUANTIZE the inputs, the float lowering (float_ops), QUANTIZE
              the output if the plan keeps it integer. tanh of the int16 LSTM cell runs here
              too: the spec tabulates float tanh over the int16 input and quantizes it to int8,

@@ -20,7 +20,7 @@ plan says so, float32. Two families of kernels run the files, and they round dif
            the TFLite file must (its kernels take one input type).
   sigmoid, tanh   a lookup table per node, built as TFLite's LUTPopulate (fixed.py)
   relu     activations.cc ReluX: MBQM(x - x_zp, x_scale / y_scale) + y_zp, clamped at y_zp
-  reshape, slice  the integers unchanged (the plan gives in and out one set of parameters)
+  reshape, slice, transpose  the integers unchanged (one set of parameters in and out)
   concat   inputs whose parameters differ from the output's are requantized first
 A node whose output the plan keeps float runs the float op on dequantized inputs; an integer
 output computed from a float input runs float and is quantized (a float island ending in

@@ -32,9 +32,10 @@ QUANT_VERSION = 1
 SCHEMES = ("int8-dynamic", "int8")
 INT_DTYPES = ("int8", "int16", "int32")  # "int8" full integer adds int16 (LSTM cell), int32 bias
 QMAX = 127  # symmetric int8 weights use [-127, 127]: -128 would make the range lopsided
-# Ops that move integers without arithmetic: TFLite's int8 RESHAPE, STRIDED_SLICE and
-# CONCATENATION want the same parameters in and out, so the plan gives them one set.
-SHAPE_OPS = ("reshape", "slice", "concat")
+# Ops that move integers without arithmetic: TFLite's int8 RESHAPE, STRIDED_SLICE,
+# CONCATENATION and TRANSPOSE want the same parameters in and out, so the plan gives them one
+# set. (transpose: Mamba's (B, L, D) <-> (B, D, L) moves between its int8 linears)
+SHAPE_OPS = ("reshape", "slice", "concat", "transpose")
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,23 @@ def test_stream_checks_token_ids(tmp_path):
         with torch.no_grad():
             want = model(torch.from_numpy(ids).long()).numpy()
         np.testing.assert_allclose(s.step(ids), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("f", "want"),
+    [  # logsigmoid decomposes to log1p(exp(-|x|)) (xLSTM's gates); var: xLSTM's head norm
+        (lambda m, x: F.logsigmoid(x * 30), "log"),
+        (lambda m, x: x.var(-1, keepdim=True) + x, "mean"),
+        (lambda m, x: x.reshape(1, 2, 2).var((1, 2)), "mean"),
+    ],
+)
+def test_log1p_and_var_lower_to_existing_ops(f, want):
+    from rnnedge.runtime.executor import compile_steps, run_steps
+
+    x = torch.randn(1, 4, generator=torch.Generator().manual_seed(0))
+    graph = capture(Fn(f), x).graph
+    assert want in [n.op for n in graph.nodes]
+    values = {**graph.constants, graph.inputs[0].name: x.numpy()}
+    got = run_steps(compile_steps(graph), values)[graph.outputs[0].name]
+    ref = f(None, x).numpy()
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-6 * max(1, np.abs(ref).max())
