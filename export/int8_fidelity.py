@@ -5,11 +5,15 @@ of the int8 files against the float ones."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import numpy as np
 
 from rnnedge.progress import Progress
 from rnnedge.quantize.fidelity import Fidelity
 from rnnedge.quantize.mixed import Int8Budget, Mixed
+from rnnedge.runtime.backends.litert_backend import interpreter_class
 
 
 def fidelity_record(mixed: Mixed, budget: Int8Budget, strict: bool) -> dict[str, Any]:
@@ -48,10 +52,43 @@ def _line(f: Fidelity) -> str:
 
 
 def say_sizes(files: dict[str, bytes], precision: str, say: Progress) -> None:
+    """One line: each int8 file's size against the float file's, and one quick LiteRT timing
+    of the int8 and float files (median of TIMED steps, one thread; on a shared machine a
+    rough ratio, not a benchmark: `rnnedge bench` measures)."""
+    parts = []
     for kind in ("onnx", "tflite"):
         q, f = files.get(f"model.{precision}.{kind}"), files.get(f"model.{kind}")
         if q is not None and f:
-            say(
-                f"  model.{precision}.{kind}: {len(q) / 1024:.1f} KiB "
-                f"({100 * len(q) / len(f):.0f}% of float {len(f) / 1024:.1f} KiB)"
-            )
+            pct = f"{100 * len(q) / len(f):.0f}% of float {len(f) / 1024:.1f} KiB"
+            parts.append(f"model.{precision}.{kind} {len(q) / 1024:.1f} KiB ({pct})")
+    speed = _quick_speed(files.get(f"model.{precision}.tflite"), files.get("model.tflite"))
+    say(f"  {precision} size: {', '.join(parts)}; speed: {speed}")
+
+
+TIMED = 200
+
+
+def _quick_speed(q: bytes | None, f: bytes | None) -> str:
+    if q is None or f is None:
+        return "not timed (no TFLite files)"
+    try:
+        make = interpreter_class()
+        us = [_median_us(make, model) for model in (q, f)]
+    except Exception as e:  # a timing must never fail an export: say why there is none
+        return f"not timed ({type(e).__name__}: {str(e)[:60]})"
+    ratio = f"{us[0] / us[1]:.2f}x, one quick run"
+    return f"LiteRT {us[0]:.1f} us/step int8 vs {us[1]:.1f} float ({ratio})"
+
+
+def _median_us(make: Any, model: bytes) -> float:
+    it = make(model_content=model, num_threads=1)
+    it.allocate_tensors()
+    for d in it.get_input_details():
+        it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    times = []
+    for i in range(TIMED + 20):  # 20 warm-up calls
+        t0 = time.perf_counter()
+        it.invoke()
+        if i >= 20:
+            times.append(time.perf_counter() - t0)
+    return 1e6 * float(np.median(times))

@@ -31,6 +31,7 @@ from rnnedge.quantize.bounds import Interval, bounded_states
 from rnnedge.quantize.calibrate import SENTINEL
 from rnnedge.quantize.int8_dynamic import weight_scales
 from rnnedge.quantize.int8_gather import table_entry
+from rnnedge.quantize.stacked import StackSplit, stack_splits
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
 from rnnedge.runtime.quant.plan import (
     FIXED_OUTPUTS,
@@ -70,11 +71,13 @@ def plan_int8(
     if h not in HS:
         raise InputError(f"h {h!r} must be one of {HS}")
     producer = {n.outputs[0]: n for n in graph.nodes}
-    groups = _groups(graph)
+    splits = stack_splits(graph)
+    groups = _groups(graph, splits)
     proven = bounded_states(graph)
     bounded = proven if h == "fixed" else set()
-    cells = _cell_groups(graph, groups, producer, proven)
-    floats = _float_tensors(graph, groups, set().union(*cells.values()), keep_float or {})
+    cells = _cell_groups(graph, groups, producer, proven, splits)
+    keep = {**{sp.concat: sp.why for sp in splits}, **(keep_float or {})}
+    floats = _float_tensors(graph, groups, set().union(*cells.values()), keep)
     members: dict[str, list[str]] = {}
     for name, root in groups.items():
         members.setdefault(root, []).append(name)
@@ -94,9 +97,11 @@ def _activation_order(graph: Graph) -> list[str]:
     return [t.name for t in graph.inputs] + [n.outputs[0] for n in graph.nodes]
 
 
-def _groups(graph: Graph) -> dict[str, str]:
-    """Union-find over activations: shape ops and state pairs join their tensors."""
+def _groups(graph: Graph, splits: list[StackSplit]) -> dict[str, str]:
+    """Union-find over activations: shape ops and state pairs join their tensors; a stacked
+    state's slices join the parts written back, not the stack (quantize/stacked.py)."""
     parent = {n: n for n in _activation_order(graph)}
+    apart = {sp.concat for sp in splits} | {a for sp in splits for a, _ in sp.pairs}
 
     def find(a: str) -> str:
         while parent[a] != a:
@@ -108,19 +113,21 @@ def _groups(graph: Graph) -> dict[str, str]:
         parent[find(a)] = find(b)
 
     for node in graph.nodes:
-        if node.op in SHAPE_OPS:
+        if node.op in SHAPE_OPS and node.outputs[0] not in apart:
             for i in node.inputs:
                 if i in parent:
                     union(i, node.outputs[0])
     for s in graph.states:
         union(s.input, s.output)
+    for a, b in (pair for sp in splits for pair in sp.pairs):
+        union(a, b)
     return {n: find(n) for n in parent}
 
 
 def activation_groups(graph: Graph) -> dict[str, str]:
     """tensor -> the root of its group: tensors that share one set of parameters (joined by
     reshape / slice / concat, or a state's input and output)."""
-    return _groups(graph)
+    return _groups(graph, stack_splits(graph))
 
 
 def _float_tensors(
@@ -182,15 +189,21 @@ def _float_tensors(
 
 
 def _cell_groups(
-    graph: Graph, groups: dict[str, str], producer: dict[str, Node], bounded: set[str]
+    graph: Graph,
+    groups: dict[str, str],
+    producer: dict[str, Node],
+    bounded: set[str],
+    splits: list[StackSplit],
 ) -> dict[str, set[str]]:
     """root of each cell-state group -> the tensors kept at its precision: the group and the
     two products its update adds (c' = f c + i g keeps f c and i g at the cell's scale, so the
     integrating state never passes through an 8-bit rounding)."""
     out: dict[str, set[str]] = {}
-    for s in graph.states:
-        root = groups[s.input]
-        if s.input in bounded:
+    # a stacked state's slices are states of their own (the stack holds no cell itself)
+    inputs = [s.input for s in graph.states] + [a for sp in splits for a, _ in sp.pairs]
+    for state in inputs:
+        root = groups[state]
+        if state in bounded:
             continue
         group = {n for n, r in groups.items() if r == root}
         makers = [producer[n] for n in group if n in producer and producer[n].op not in SHAPE_OPS]

@@ -3,8 +3,9 @@
 
   stacked states  a state tensor that stacks several states (an LSTM's h and c in one tensor,
                   as streaming VADs do) gets one scale for all of them: h in [-1, 1] next to
-                  a c of range 10 gets ~25 levels. This scheme has no per-slice scales, so
-                  such a state stays float.
+                  a c of range 10 gets ~25 levels. A stack of different states whose
+                  every reader slices one part is planned slice by slice (quantize/stacked.py)
+                  and never reaches this rule; any other such stack stays float.
   accumulators    a state carried from step to step by elementwise ops only (+, *, max:
                   an LSTM cell, an RWKV-style aa/bb/pp normaliser) integrates each step's
                   int8 rounding: the error grows along the stream. The state, the tensors

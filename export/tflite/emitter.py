@@ -32,6 +32,7 @@ class Emitter:
         self._tensors: list[TensorDef] = []
         self._operators: list[OperatorDef] = []
         self._index: dict[str, int] = {}  # tensor name -> index, for every tensor added
+        self._shared: dict[tuple, int] = {}  # int32 operand contents -> its one tensor
         io = (*graph.inputs, *graph.outputs)
         self._batch_axes = {t.name: t.batch_axis for t in io if t.batch_axis is not None}
         self._dtypes = {t.name: DTYPES[t.dtype] for t in io}
@@ -93,11 +94,17 @@ class Emitter:
         return self._add(t)
 
     def const_i32(self, hint: str, value: Sequence[int] | Sequence[Sequence[int]]) -> int:
-        # Shape, axis, perm and padding operands are int32 tensors in TFLite.
+        # Shape, axis, perm and padding operands are int32 tensors in TFLite. Kernels only
+        # read them, so equal ones are one tensor (a GRU's six slices need 7 distinct
+        # begin/end/stride vectors, not 18: each tensor costs ~100 bytes of tables and name)
         array = np.asarray(value, "<i4")
         if array.size == 0:
             array = array.reshape(0)  # an empty list is a [0] vector, e.g. the shape of a scalar
-        return self._add(TensorDef(self._fresh(hint), array.shape, INT32, array.tobytes()))
+        key = (array.shape, array.tobytes())
+        if key not in self._shared:
+            t = TensorDef(self._fresh(hint), array.shape, INT32, array.tobytes())
+            self._shared[key] = self._add(t)
+        return self._shared[key]
 
     def op(
         self,

@@ -105,7 +105,7 @@ def _write_tensors(
     tflite.BufferStart(b)
     buffers = [tflite.BufferEnd(b)]
     tensors = []
-    shared: dict[tuple[int, ...], int] = {}  # zero-point vectors, written once (see below)
+    shared: dict[object, int] = {}  # zero-point vectors and whole tables, written once
     for t in defs:
         buffer_index = 0
         if t.data is not None:
@@ -119,7 +119,11 @@ def _write_tensors(
         signature = None
         if t.shape_signature is not None:
             signature = _int_vector(b, tflite.TensorStartShapeSignatureVector, t.shape_signature)
-        quant = _write_quantization(b, t.quantization, shared) if t.quantization else None
+        quant = None
+        if t.quantization is not None:  # equal parameters (a state in and out, ...): one table
+            if t.quantization not in shared:
+                shared[t.quantization] = _write_quantization(b, t.quantization, shared)
+            quant = shared[t.quantization]
         tflite.TensorStart(b)
         tflite.TensorAddShape(b, shape)
         if quant is not None:
@@ -133,9 +137,7 @@ def _write_tensors(
     return buffers, tensors
 
 
-def _write_quantization(
-    b: flatbuffers.Builder, q: QuantDef, shared: dict[tuple[int, ...], int]
-) -> int:
+def _write_quantization(b: flatbuffers.Builder, q: QuantDef, shared: dict[object, int]) -> int:
     # Per-channel zero points are int64 and must be as many as the scales; the all-zero
     # vectors of symmetric weights repeat, so each distinct vector is stored once and its
     # offset shared (a flatbuffer may point at one vector from many tables): 8 bytes per

@@ -17,6 +17,7 @@ import numpy as np
 from rnnedge.runtime.backends import open_backend
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.check.data import golden_sequences
+from rnnedge.runtime.executor import infer_shapes
 from rnnedge.runtime.quant.plan import read_plan
 
 
@@ -40,7 +41,8 @@ def steps_apart(
     other = open_backend(bundle, backend, "int8")
     if sequences is None:
         sequences = list(golden_sequences(bundle)[0].inputs)
-    worst = dict.fromkeys(step, 0.0)
+    stacks = _stacked_parts(bundle, plan, step)
+    worst = dict.fromkeys([*step, *stacks], 0.0)
     n_data = len(g.data_outputs)
     for xs in sequences:
         state = [g.constants[s.init].copy() for s in g.states]
@@ -48,8 +50,46 @@ def steps_apart(
             feeds = [np.ascontiguousarray(x, g.inputs[0].dtype), *state]  # float32, or ids
             ref, got = ref_backend.run(feeds), other.run(feeds)
             for t, r, o in zip(g.outputs, ref, got):
+                diff = np.abs(np.asarray(o, np.float64) - r)
                 if t.name in step:
-                    d = float(np.abs(np.asarray(o, np.float64) - r).max(initial=0.0))
-                    worst[t.name] = max(worst[t.name], d / step[t.name])
+                    worst[t.name] = max(worst[t.name], float(diff.max(initial=0.0)) / step[t.name])
+                for axis, lo, hi, unit in stacks.get(t.name, ()):
+                    d = float(np.take(diff, range(lo, hi), axis=axis).max(initial=0.0)) / unit
+                    worst[t.name] = max(worst[t.name], d)
             state = [np.asarray(s, np.float32) for s in ref[n_data:]]
     return {k: round(v, 3) for k, v in worst.items()}
+
+
+def _stacked_parts(
+    bundle: Bundle, plan, step: dict
+) -> dict[str, list[tuple[int, int, int, float]]]:
+    """A float state output that stacks int8 parts (quantize/stacked.py: each slice has its own
+    parameters, the stack is float) -> (axis, start, end, step) of each int8 part, so a
+    session drifting on h is caught there as on any int8 output."""
+    g = bundle.graph
+    producer = {n.outputs[0]: n for n in g.nodes}
+    out: dict[str, list[tuple[int, int, int, float]]] = {}
+    shapes_of: dict | None = None
+    for s in g.states:
+        node = producer.get(s.output)
+        while node is not None and node.op == "reshape":
+            node = producer.get(node.inputs[0])
+        if s.output in step or node is None or node.op != "concat":
+            continue
+        if shapes_of is None:  # shapes only when a stack is there
+            shapes_of = infer_shapes(g)
+        # the stack keeps the axes up to the concat's (quantize/stacked.py), so part i is
+        # the state's slice along that axis
+        axis = node.attrs["axis"] % len(shapes_of[node.outputs[0]])
+        start = 0
+        for part in node.inputs:
+            p, width = plan.activation(part), _width(shapes_of, part, axis)
+            if p is not None and p.dtype == "int8" and width:
+                out.setdefault(s.output, []).append((axis, start, start + width, p.scale[0]))
+            start += width or 0
+    return out
+
+
+def _width(shapes: dict, name: str, axis: int) -> int | None:
+    shape = shapes.get(name)
+    return None if shape is None or len(shape) <= axis else int(shape[axis])
