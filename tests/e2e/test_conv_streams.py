@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conv_models import F_IN, MELS, BiConvTagger, CausalConvGRU, CRNNSpotter, TCNFrontEnd
+from time_conv_models import F_IN, MELS, BiConvTagger, CausalConvGRU, CRNNSpotter, TCNFrontEnd
 
 import rnnedge
 from rnnedge.export.pipeline import export_bundle

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conv_models import (
+from time_conv_models import (
     F_IN,
     MELS,
     CausalConvGRU,
