@@ -9,6 +9,8 @@ a few steps off, which shows the comparison can fail."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from models import build
@@ -17,8 +19,12 @@ from rnnedge.export.capture.program import capture
 from rnnedge.export.tflite import emit_tflite
 from rnnedge.quantize.calibrate import calibrate
 from rnnedge.quantize.int8 import plan_int8
+from rnnedge.runtime.bundle import Bundle
+from rnnedge.runtime.check.spec_drift import spec_rounding
+from rnnedge.runtime.check.steps import steps_apart
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.inputs import sample_input
+from rnnedge.runtime.manifest import Manifest, ModelFile, StateSpec
 from rnnedge.runtime.quant.int8 import Int8Executor
 from rnnedge.runtime.quant.plan import QuantPlan
 
@@ -103,3 +109,28 @@ def test_fp32_rounding_is_not_what_the_builtin_kernels_do():
     g, plan, data = _planned("gru", "float")
     apart = _steps_apart(g, plan, data, "fp32")
     assert max(apart.values()) >= 1, apart
+
+
+def test_check_holds_litert_to_the_rounding_of_its_platform():
+    assert spec_rounding("litert", "aarch64") == spec_rounding("litert", "arm64") == "tflite"
+    assert spec_rounding("litert", "x86_64") == "fp32"
+    assert spec_rounding("onnxruntime", "aarch64") == "fp32"
+
+
+def test_steps_apart_measures_against_the_spec_in_the_rounding_asked():
+    g, plan, data = _planned("gru", "float")
+    states = tuple(
+        StateSpec(input=s.input, output=s.output, shape=g.spec(s.input).shape, init=s.init,
+                  init_is_zero=not np.any(g.constants[s.init]))
+        for s in g.states
+    )  # fmt: skip
+    manifest = Manifest(
+        producer="test", inputs=g.inputs, outputs=g.outputs, states=states, files={},
+        models=(ModelFile(path="model.int8.tflite", backend="tflite", precision="int8"),),
+    )  # fmt: skip
+    files = {"quant.json": plan.to_json().encode(), "model.int8.tflite": data}
+    bundle = Bundle(Path("gru.rnnedge"), manifest, g, files)
+    seqs = [_sequence(g, 7, STEPS)]
+    # the numpy backend is the fp32 spec: 0 from itself, >= 1 step from the tflite rounding
+    assert max(steps_apart(bundle, "numpy", sequences=seqs).values()) == 0
+    assert max(steps_apart(bundle, "numpy", sequences=seqs, rounding="tflite").values()) >= 1
