@@ -25,6 +25,7 @@ from rnnedge.runtime.check.steps import steps_apart
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.inputs import sample_input
 from rnnedge.runtime.manifest import Manifest, ModelFile, StateSpec
+from rnnedge.runtime.quant.fixed import requantize_fn, ruy_requantize_fn, srdhm
 from rnnedge.runtime.quant.int8 import Int8Executor
 from rnnedge.runtime.quant.plan import QuantPlan
 
@@ -134,3 +135,15 @@ def test_steps_apart_measures_against_the_spec_in_the_rounding_asked():
     # the numpy backend is the fp32 spec: 0 from itself, >= 1 step from the tflite rounding
     assert max(steps_apart(bundle, "numpy", sequences=seqs).values()) == 0
     assert max(steps_apart(bundle, "numpy", sequences=seqs, rounding="tflite").values()) >= 1
+
+
+def test_fixed_point_ties_on_hand_computed_values():
+    # x * 1/8 at the ties -0.5, 0.5, -1.5: ruy (FULLY_CONNECTED) rounds them toward +inf,
+    # gemmlowp's RoundingDivideByPOT away from zero
+    x = np.array([-4, 4, -12])
+    assert ruy_requantize_fn(0.125)(x).tolist() == [0, 1, -1]
+    assert requantize_fn(0.125)(x).tolist() == [-1, 1, -2]
+    # SRDHM is not odd: 2^30 * -1 / 2^31 = -0.5 rounds to 0, so SUB must negate the
+    # multiplier (as sub.cc does), not the product
+    assert srdhm(np.array([1 << 30]), -1).tolist() == [0]
+    assert (-srdhm(np.array([1 << 30]), 1)).tolist() == [-1]
