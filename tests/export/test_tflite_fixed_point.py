@@ -147,3 +147,34 @@ def test_fixed_point_ties_on_hand_computed_values():
     # multiplier (as sub.cc does), not the product
     assert srdhm(np.array([1 << 30]), -1).tolist() == [0]
     assert (-srdhm(np.array([1 << 30]), 1)).tolist() == [-1]
+
+
+def _op_cases() -> list[str]:
+    from op_cases import CASES, graph_of, ids
+
+    return [c for c in ids("torch") if len(graph_of(c).inputs) == 1 and "tflite" in CASES[c].layers]
+
+
+@pytest.mark.parametrize("case", _op_cases())
+def test_tflite_rounding_equals_litert_builtin_kernels_on_every_op(case):
+    # each one-node case of tests/op_cases.py (issue 14's int8 on every op), 30 steps
+    from op_cases import CASES, graph_of
+
+    c, g = CASES[case], graph_of(case)
+    x, y = g.inputs[0], g.outputs[0].name
+
+    def data(seed: int, steps: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        if x.dtype != "float32":
+            return sample_input(g, x, rng, (steps,))
+        return rng.uniform(c.low, c.high, (steps, *x.shape)).astype(np.float32)
+
+    plan = plan_int8(g, calibrate(g, [data(s, 20) for s in range(5)]))
+    interp, spec = _builtin(emit_tflite(g, plan)), Int8Executor(g, plan, rounding="tflite")
+    for xv in map(np.asarray, data(9, 30)):
+        got, want = _invoke(interp, {x.name: xv})[y], spec.run({x.name: xv})[y]
+        if plan.params(y) is None:  # a float island: TFLite's float kernel against numpy's
+            assert np.abs(got - want).max(initial=0) <= 1e-5 * max(1.0, np.abs(want).max(initial=0))
+        else:  # in whole steps: DEQUANTIZE's float product may differ by an ulp
+            steps = np.rint(np.abs(got.astype(np.float64) - want) / plan.params(y).scale)
+            assert steps.max(initial=0) == 0, case
