@@ -8,7 +8,9 @@ plan says so, float32. Two families of kernels run the files, and they round dif
            s the float32 product/quotient of the scales, rint half to even ("fp32"
            requantization). The spec does the same, and equals both: measured 0 steps apart
            from LiteRT over 1,000 steps on GRU / RNN, <= 1 from onnxruntime (its sub runs
-           as an add with a negated scale).
+           as an add with a negated scale). With rounding="tflite" they run in TFLite's
+           builtin kernels' fixed point instead (int8_fixed.py), as LiteRT without the
+           XNNPACK delegate and on arm64 does (tests/export/test_tflite_fixed_point.py).
              linear  acc = (x - x_zp) @ w_q^T + b_q (int32), s = x_s w_s[n] / y_s per channel
              add/sub y = rint((a - a_zp) a_s / y_s +- (b - b_zp) b_s / y_s) + y_zp
              mul     y = rint((a - a_zp)(b - b_zp) a_s b_s / y_s) + y_zp
