@@ -150,8 +150,9 @@ def add_sub(sign: int) -> IntKernel:
             qb, sb = _mbqm(float(F32(b.scale)) / twice)
             qo, so = _mbqm(twice / ((1 << 15) * float(F32(out.scale))))
             ea = f"rq_mbqm((a0 - {a.zp}) * 32768, {qa}, {sa})"
-            eb = f"rq_mbqm((a1 - {b.zp}) * 32768, {qb}, {sb})"
-            v = f"rq_mbqm({ea} + ({sign}) * {eb}, {qo}, {so})"
+            # sub.cc negates input 2's multiplier (not the product: SRDHM is not odd at ties)
+            eb = f"rq_mbqm((a1 - {b.zp}) * 32768, {sign * qb}, {sb})"
+            v = f"rq_mbqm({ea} + {eb}, {qo}, {so})"
             expr = f"rq_clamp({v} + {out.zp}, {out.lo}, {out.hi})"
             return em.elementwise(ins, shape, out, expr)
         # fp32 requantization, as XNNPACK; every value fits int32

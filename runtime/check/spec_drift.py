@@ -9,6 +9,8 @@ is one step's arithmetic, in quantisation steps of each integer output.
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 
 from rnnedge.runtime.bundle import Bundle
@@ -18,6 +20,14 @@ from rnnedge.runtime.check.steps import steps_apart
 # float island round differently at ties); beyond this a file computes something else.
 SPEC_STEPS_LIMIT = 2.0
 SPEC_CHECK_STEPS = 512  # enough steps to visit the integer ranges; keeps check fast
+
+
+def spec_rounding(backend: str, machine: str | None = None) -> str:
+    """The spec's rounding `backend` int8 is held to on this machine (docs/int8.md): LiteRT on
+    arm64 rounds int8 in TFLite's fixed point (its XNNPACK kernels there equal the builtin
+    ones, docs/arm64.md); everywhere else the int8 kernels requantize in float32."""
+    arm = (machine or platform.machine()).lower() in ("aarch64", "arm64")
+    return "tflite" if backend == "litert" and arm else "fp32"
 
 
 def spec_drift(bundle: Bundle, backend: str, inputs: tuple[np.ndarray, ...]) -> str:
@@ -31,7 +41,7 @@ def spec_drift(bundle: Bundle, backend: str, inputs: tuple[np.ndarray, ...]) -> 
             break
         seqs.append(xs[:left])
         left -= len(seqs[-1])
-    steps = steps_apart(bundle, backend, sequences=seqs)
+    steps = steps_apart(bundle, backend, sequences=seqs, rounding=spec_rounding(backend))
     if not steps or max(steps.values()) <= SPEC_STEPS_LIMIT:
         return ""
     bad = max(steps, key=steps.get)

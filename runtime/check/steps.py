@@ -18,6 +18,7 @@ from rnnedge.runtime.backends import open_backend
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.check.data import golden_sequences
 from rnnedge.runtime.executor import infer_shapes
+from rnnedge.runtime.quant.int8 import Int8Executor
 from rnnedge.runtime.quant.plan import read_plan
 
 
@@ -26,10 +27,12 @@ def steps_apart(
     backend: str,
     reference: str = "numpy",
     sequences: list[np.ndarray] | None = None,
+    rounding: str = "fp32",
 ) -> dict[str, float]:
     """output name -> max |backend - reference| / step over `sequences` (default: the golden
     ones), the reference's state carried and fed to both, for every output the plan stores
-    as an integer (a float output has no step). The default reference is the numpy spec."""
+    as an integer (a float output has no step). The default reference is the numpy spec, in
+    `rounding` (Int8Executor's: "fp32", or "tflite" for TFLite's builtin fixed point)."""
     plan = read_plan(bundle.files, str(bundle.path))
     g = bundle.graph
     step = {}
@@ -38,6 +41,8 @@ def steps_apart(
         if q is not None and q.dtype != "float32":
             step[t.name] = q.scale[0] * (256 if q.dtype == "int16" else 1)
     ref_backend = open_backend(bundle, reference, "int8")
+    if reference == "numpy" and rounding != "fp32":
+        ref_backend = _Spec(bundle, plan, rounding)
     other = open_backend(bundle, backend, "int8")
     if sequences is None:
         sequences = list(golden_sequences(bundle)[0].inputs)
@@ -58,6 +63,21 @@ def steps_apart(
                     worst[t.name] = max(worst[t.name], d)
             state = [np.asarray(s, np.float32) for s in ref[n_data:]]
     return {k: round(v, 3) for k, v in worst.items()}
+
+
+class _Spec:
+    """The numpy spec in another rounding, run as a backend session is (feeds list -> outputs
+    list: data outputs, then the states)."""
+
+    def __init__(self, bundle: Bundle, plan, rounding: str) -> None:
+        g = bundle.graph
+        self.ex = Int8Executor(g, plan, rounding=rounding)
+        self.names = [g.inputs[0].name, *(s.input for s in g.states)]
+        self.outputs = [t.name for t in g.outputs]
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        outs = self.ex.run(dict(zip(self.names, feeds)))
+        return [outs[n] for n in self.outputs]
 
 
 def _stacked_parts(

@@ -8,7 +8,9 @@ plan says so, float32. Two families of kernels run the files, and they round dif
            s the float32 product/quotient of the scales, rint half to even ("fp32"
            requantization). The spec does the same, and equals both: measured 0 steps apart
            from LiteRT over 1,000 steps on GRU / RNN, <= 1 from onnxruntime (its sub runs
-           as an add with a negated scale).
+           as an add with a negated scale). With rounding="tflite" they run in TFLite's
+           builtin kernels' fixed point instead (int8_fixed.py), as LiteRT without the
+           XNNPACK delegate and on arm64 does (tests/export/test_tflite_fixed_point.py).
              linear  acc = (x - x_zp) @ w_q^T + b_q (int32), s = x_s w_s[n] / y_s per channel
              add/sub y = rint((a - a_zp) a_s / y_s +- (b - b_zp) b_s / y_s) + y_zp
              mul     y = rint((a - a_zp)(b - b_zp) a_s b_s / y_s) + y_zp
@@ -49,6 +51,7 @@ from rnnedge.runtime.quant.fixed import (
     requantize_fn,
     round_away,
 )
+from rnnedge.runtime.quant.int8_fixed import fixed_add_sub, fixed_mul, linear_requantize
 from rnnedge.runtime.quant.plan import (
     SHAPE_OPS,
     QParams,
@@ -60,6 +63,9 @@ from rnnedge.runtime.quant.plan import (
 F32 = np.float32
 I64 = np.int64
 Kernel = Callable[..., np.ndarray]
+# "fp32": int8 ops requantize in float32 (XNNPACK on x86, onnxruntime); "tflite": in TFLite's
+# fixed point (its builtin kernels, and LiteRT on arm64): int8_fixed.py
+ROUNDINGS = ("fp32", "tflite")
 
 
 def quantize(x: np.ndarray, p: QParams) -> np.ndarray:
@@ -75,9 +81,12 @@ def dequantize(q: np.ndarray, p: QParams) -> np.ndarray:
 class Int8Executor:
     """Compiles a Graph and its "int8" plan into integer kernels and runs steps."""
 
-    def __init__(self, graph: Graph, plan: QuantPlan) -> None:
+    def __init__(self, graph: Graph, plan: QuantPlan, rounding: str = "fp32") -> None:
         if plan.scheme != "int8":
             raise GraphError(f"Int8Executor needs an 'int8' plan, got {plan.scheme!r}")
+        if rounding not in ROUNDINGS:
+            raise GraphError(f"Int8Executor: rounding {rounding!r} is not one of {ROUNDINGS}")
+        self.rounding = rounding
         validate(graph)
         self.graph, self.plan = graph, plan
         self.params: dict[str, QParams | None] = {}
@@ -142,6 +151,8 @@ class Int8Executor:
             return self._float(node, ins, out)
         if node.op in ("add", "sub", "mul") and out.dtype == "int16":
             return _widened(node, ins, out)
+        if node.op in _FIXED and self.rounding == "tflite":
+            return _FIXED[node.op](node, ins, out)
         return _INT[node.op](node, ins, out)
 
     def _gather(self, node: Node, out: QParams | None) -> Kernel:
@@ -195,9 +206,11 @@ class Int8Executor:
             if b_t is None:
                 raise GraphError(f"quant.json: no int32 bias for linear {node.outputs[0]!r}")
             bias = quantize_bias(self.graph.constants[node.inputs[2]], b_t.scale)
-        # per-channel requantization scale in float32, as XNNPACK's qc8 GEMM computes it
-        scale = float(F32(x.scale)) * w_scale.astype(F32).astype(np.float64) / float(F32(out.scale))
-        requant = fp32_requantize_fn(scale)
+        if self.rounding == "tflite":
+            requant = linear_requantize(x, w_scale, out)
+        else:  # per-channel scale in float32, as XNNPACK's qc8 GEMM computes it
+            f32_w = w_scale.astype(F32).astype(np.float64)
+            requant = fp32_requantize_fn(float(F32(x.scale)) * f32_w / float(F32(out.scale)))
         # The int32 accumulation runs as a float64 matmul (BLAS; numpy's integer matmul is
         # not): every product and partial sum is an integer below 255 * 127 * K < 2^53, so
         # float64 holds each exactly and the result equals the int32 sum bit for bit.
@@ -235,7 +248,7 @@ def _widened(node: Node, ins: list[QParams], out: QParams) -> Kernel:
 def _add_sub(sign: int) -> Callable[[Node, list, QParams], Kernel]:
     def make(node: Node, ins: list[QParams], out: QParams) -> Kernel:
         if out.dtype == "int16":
-            return _fixed_add_sub(sign, ins, out)
+            return fixed_add_sub(sign, ins, out)
         a, b = ins
         ra, rb = (F32(F32(p.scale) / F32(out.scale)) for p in ins)
 
@@ -248,22 +261,6 @@ def _add_sub(sign: int) -> Callable[[Node, list, QParams], Kernel]:
         return kernel
 
     return make
-
-
-def _fixed_add_sub(sign: int, ins: list[QParams], out: QParams) -> Kernel:
-    a, b = ins
-    shift = 15  # reference/integer_ops/add.h for an int16 output
-    twice_max = 2 * max(float(F32(a.scale)), float(F32(b.scale)))
-    fa = requantize_fn(float(F32(a.scale)) / twice_max)
-    fb = requantize_fn(float(F32(b.scale)) / twice_max)
-    fo = requantize_fn(twice_max / ((1 << shift) * float(F32(out.scale))))
-
-    def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        sa = fa((x.astype(I64) - a.zp) << shift)
-        sb = fb((y.astype(I64) - b.zp) << shift)
-        return np.clip(fo(sa + sign * sb) + out.zp, out.lo, out.hi)
-
-    return kernel
 
 
 def _mul(node: Node, ins: list[QParams], out: QParams) -> Kernel:
@@ -309,4 +306,10 @@ _INT: dict[str, Callable[[Node, list, QParams], Kernel]] = {
     "tanh": _lut(np.tanh),
     "relu": _relu,
     **{op: _shape for op in SHAPE_OPS},
+}
+# the int8 kernels rounding="tflite" replaces (the others already round as TFLite's do)
+_FIXED: dict[str, Callable[[Node, list, QParams], Kernel]] = {
+    "add": lambda node, ins, out: fixed_add_sub(1, ins, out),
+    "sub": lambda node, ins, out: fixed_add_sub(-1, ins, out),
+    "mul": lambda node, ins, out: fixed_mul(ins, out),
 }
