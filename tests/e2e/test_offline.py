@@ -278,3 +278,14 @@ def test_chunks_are_refused_for_an_offline_program(tmp_path):
     with pytest.raises(ExportError, match=r"chunk=K applies to streaming bundles"):
         rnnedge.export(BiTagger("gru", 1, True).eval(), torch.zeros(1, 1, F_IN),
                        out=tmp_path / "c.rnnedge", chunk=4)  # fmt: skip
+
+
+def test_strict_int8_refuses_a_stage_whose_state_misses_the_budget(tmp_path):
+    """The budget holds each stage's states too (the data of the stages after it)."""
+    torch.manual_seed(0)
+    model = BiTagger("gru", 1, True).eval()
+    with pytest.raises(ExportError, match=r"int8 misses its budget:.*'rnn\.l0\.h_out'"):
+        rnnedge.export(model, torch.zeros(1, 1, F_IN), out=tmp_path / "s.rnnedge",
+                       quantize="int8", calibration=sequences(5, 40, seed=9),
+                       int8_budget={"max_err_pct": 0.5}, strict=True)  # fmt: skip
+    assert not (tmp_path / "s.rnnedge").exists()
