@@ -22,7 +22,7 @@ from rnnedge.export.onnx import emit_onnx
 from rnnedge.export.tflite import emit_tflite
 from rnnedge.progress import Progress
 from rnnedge.quantize.calibrate import Overrun, calibrate, range_overruns
-from rnnedge.quantize.fidelity import split_held_out
+from rnnedge.quantize.fidelity import Judged, split_held_out
 from rnnedge.quantize.int8_dynamic import plan_int8_dynamic
 from rnnedge.quantize.mixed import Int8Budget, plan_within_budget
 from rnnedge.runtime.graph import Graph
@@ -51,6 +51,7 @@ def add_int8(
     percentile: float | None = None,
     budget: Int8Budget | None = None,
     strict: bool = False,
+    judged: Judged = None,
 ) -> tuple[Manifest, dict[str, bytes]]:
     ranges, overruns, fidelity = None, [], {}
     if precision == "int8":
@@ -59,7 +60,9 @@ def add_int8(
         part, held = split_held_out(calib)
         ranges = calibrate(graph, part, percentile=percentile, progress=say)
         budget = budget or Int8Budget()
-        mixed = plan_within_budget(graph, ranges, part, held, budget, strict=strict, say=say)
+        mixed = plan_within_budget(
+            graph, ranges, part, held, budget, strict=strict, say=say, judged=judged
+        )
         plan, fidelity = mixed.plan, fidelity_record(mixed, budget, strict)
         say_fidelity(mixed, say)
         overruns = _warn_out_of_range(graph, plan, ranges, golden, say)

@@ -69,17 +69,26 @@ class Fidelity:
 
 
 Streams = dict[str, list[np.ndarray]]  # output name -> per sequence (T, *shape)
+# the graph outputs a fidelity judges (None: the data outputs); an offline stage's state
+# outputs are data to the stages after it (export/offline/program.py)
+Judged = tuple[str, ...] | None
 
 
-def float_outputs(graph: Graph, sequences: list[np.ndarray]) -> Streams:
+def float_outputs(graph: Graph, sequences: list[np.ndarray], judged: Judged = None) -> Streams:
     ex = Executor(graph)
     step = lambda feeds: ex.run(feeds)  # noqa: E731
-    return _streams(graph, sequences, step)
+    return _streams(graph, sequences, step, judged)
 
 
-def int8_outputs(graph: Graph, plan: QuantPlan, sequences: list[np.ndarray]) -> Streams:
-    """The numpy integer spec's data outputs, its integer state carried as deployed."""
+def int8_outputs(
+    graph: Graph, plan: QuantPlan, sequences: list[np.ndarray], judged: Judged = None
+) -> Streams:
+    """The numpy integer spec's data outputs, its integer state carried as deployed.
+    `judged`: the outputs to return, state outputs included (default: the data outputs); a
+    state then goes round as float, exact since its input and output share one grid."""
     spec = Int8Executor(graph, plan)
+    if judged is not None:
+        return _streams(graph, sequences, spec.run, judged)
     x = graph.inputs[0].name
     out: Streams = {t.name: [] for t in graph.data_outputs}
     for seq in sequences:
@@ -95,7 +104,10 @@ def int8_outputs(graph: Graph, plan: QuantPlan, sequences: list[np.ndarray]) -> 
 
 
 def fake_quant_outputs(
-    graph: Graph, params: Mapping[str, QParams], sequences: list[np.ndarray]
+    graph: Graph,
+    params: Mapping[str, QParams],
+    sequences: list[np.ndarray],
+    judged: Judged = None,
 ) -> Streams:
     """The float graph with each tensor of `params` rounded to its int8 grid (quantized and
     dequantized as the spec does) wherever it is made or fed, everything else float."""
@@ -114,7 +126,7 @@ def fake_quant_outputs(
         run_steps(steps, values)
         return {k: values[k] for k in names}
 
-    return _streams(graph, sequences, step)
+    return _streams(graph, sequences, step, judged)
 
 
 def _round(v: np.ndarray, p: QParams) -> np.ndarray:
@@ -125,9 +137,10 @@ def _rounded(fn, p: QParams):
     return lambda *a, **k: _round(fn(*a, **k), p)
 
 
-def _streams(graph: Graph, sequences: list[np.ndarray], step) -> Streams:
+def _streams(graph: Graph, sequences: list[np.ndarray], step, judged: Judged) -> Streams:
     x = graph.inputs[0].name
-    out: Streams = {t.name: [] for t in graph.data_outputs}
+    names = judged if judged is not None else [t.name for t in graph.data_outputs]
+    out: Streams = {name: [] for name in names}
     for seq in sequences:
         state = graph.initial_state()
         rows: dict[str, list[np.ndarray]] = {k: [] for k in out}

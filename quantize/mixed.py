@@ -27,6 +27,7 @@ from rnnedge.errors import ExportError, InputError
 from rnnedge.progress import Progress
 from rnnedge.quantize.fidelity import (
     Fidelity,
+    Judged,
     Streams,
     compare,
     fake_quant_outputs,
@@ -107,14 +108,18 @@ def plan_within_budget(
     *,
     strict: bool = False,
     say: Progress = lambda _m: None,
+    judged: Judged = None,
 ) -> Mixed:
+    """`judged`: the outputs the budget applies to (default: the data outputs)."""
     splits = {
         "calibration": _cap(calibration, MEASURE_STEPS),
         "held_out": _cap(held_out, MEASURE_STEPS),
     }
-    refs = {k: float_outputs(graph, v) for k, v in splits.items() if v}
+    refs = {k: float_outputs(graph, v, judged) for k, v in splits.items() if v}
     plan = plan_int8(graph, ranges)
-    before = {k: compare(k, int8_outputs(graph, plan, splits[k]), r) for k, r in refs.items()}
+    before = {
+        k: compare(k, int8_outputs(graph, plan, splits[k], judged), r) for k, r in refs.items()
+    }
     misses = [m for f in before.values() for m in budget.misses(f)]
     if not misses:
         return Mixed(plan=plan, kept={}, before=before, after=before, met=True)
@@ -125,10 +130,13 @@ def plan_within_budget(
         )
     say(f"  int8 misses its budget ({misses[0]}): searching for tensors to keep float")
     search = _cap(calibration, SEARCH_STEPS)
-    judge = _judge(graph, ranges, search, float_outputs(graph, search), budget)
-    kept = _search(graph, ranges, plan, search, judge, say)
+    ref = float_outputs(graph, search, judged)
+    judge = _judge(graph, ranges, search, ref, budget, judged)
+    kept = _search(graph, ranges, plan, search, judge, say, judged)
     plan = plan_int8(graph, ranges, keep_float=kept)
-    after = {k: compare(k, int8_outputs(graph, plan, splits[k]), r) for k, r in refs.items()}
+    after = {
+        k: compare(k, int8_outputs(graph, plan, splits[k], judged), r) for k, r in refs.items()
+    }
     met = not any(budget.misses(f) for f in after.values())
     return Mixed(plan=plan, kept=kept, before=before, after=after, met=met)
 
@@ -136,7 +144,9 @@ def plan_within_budget(
 Judge = Callable[[dict[str, str]], bool]
 
 
-def _judge(graph: Graph, ranges: Ranges, seqs: list, ref: Streams, budget: Int8Budget) -> Judge:
+def _judge(
+    graph: Graph, ranges: Ranges, seqs: list, ref: Streams, budget: Int8Budget, judged: Judged
+) -> Judge:
     # the search holds plans to a tighter budget than the final record: a max error is an
     # extreme value, and held-out data runs above the data a plan was picked on (measured,
     # RWKV-style recurrence: 1.9% on the search steps, 2.8% held out)
@@ -144,13 +154,19 @@ def _judge(graph: Graph, ranges: Ranges, seqs: list, ref: Streams, budget: Int8B
 
     def holds(keep: dict[str, str]) -> bool:
         plan = plan_int8(graph, ranges, keep_float=keep)
-        return not budget.misses(compare("search", int8_outputs(graph, plan, seqs), ref))
+        return not budget.misses(compare("search", int8_outputs(graph, plan, seqs, judged), ref))
 
     return holds
 
 
 def _search(
-    graph: Graph, ranges: Ranges, plan: QuantPlan, seqs: list, judge: Judge, say: Progress
+    graph: Graph,
+    ranges: Ranges,
+    plan: QuantPlan,
+    seqs: list,
+    judge: Judge,
+    say: Progress,
+    judged: Judged,
 ) -> dict[str, str]:
     tied = activation_groups(graph)
     groups = _int8_groups(tied, plan)
@@ -163,7 +179,7 @@ def _search(
     holds = judge(keep) if keep else False
     if not holds:
         taken = {tied[k] for k in keep}
-        for root, err, cost in _ranked(graph, ranges, plan, seqs, groups, taken):
+        for root, err, cost in _ranked(graph, ranges, plan, seqs, groups, taken, judged):
             if tries >= MAX_TRIES:
                 break
             why = (
@@ -189,21 +205,27 @@ def _search(
 
 
 def _ranked(
-    graph: Graph, ranges: Ranges, plan: QuantPlan, seqs: list, groups: dict, taken: set
+    graph: Graph,
+    ranges: Ranges,
+    plan: QuantPlan,
+    seqs: list,
+    groups: dict,
+    taken: set,
+    judged: Judged,
 ) -> list[tuple[str, float, int]]:
     """(group root, error in % of range, weights it makes float) for the int8 groups not yet
     kept: the float graph with only that group rounded to its int8 grid, against float.
     Groups that keep no weight float come first, worst first, then the rest: a float h read
     by a linear makes that linear's weights float, the whole layer's size (measured, LSTM
     128x2 at 2.2%: keeping h float gave 0.8% at 98% of the float file size)."""
-    ref = float_outputs(graph, seqs)
+    ref = float_outputs(graph, seqs, judged)
     base = _float_weights(graph, plan)
     scores = []
     for root, members in groups.items():
         if root in taken:
             continue
         params = {m: plan.params(m) for m in members}
-        err = compare("one", fake_quant_outputs(graph, params, seqs), ref).worst_pct
+        err = compare("one", fake_quant_outputs(graph, params, seqs, judged), ref).worst_pct
         alone = plan_int8(graph, ranges, keep_float={members[0]: ""})
         scores.append((root, err, _float_weights(graph, alone) - base))
     return sorted(scores, key=lambda s: (s[2] > 0, -s[1]))

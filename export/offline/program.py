@@ -85,6 +85,10 @@ def export_offline(
                 stage_files,
                 cfg.say,
                 percentile=cfg.percentile,
+                budget=cfg.int8_budget,
+                strict=cfg.strict,
+                # a stage's states are data to the stages after it: the budget holds them too
+                judged=tuple(t.name for t in p.graph.outputs),
             )
             scheme = manifest.int8_scheme
         manifest = dataclasses.replace(

@@ -111,12 +111,12 @@ def tagging_data(n: int, steps: int, seed: int) -> tuple[torch.Tensor, torch.Ten
     return x, (2 * prev.long() + nxt.long())
 
 
-# int8 against PyTorch, as a fraction of the output's range. The issue's target is 3%; the
-# project's int8 recurrent cells drift further over long sequences on trained models whatever
-# the program: the same tagger recipe made unidirectional and STREAMED measured 5-14% over 300
-# steps (GRU and LSTM, 2 layers). This program measured, T = 1/7/50: GRU <= 2.2%, LSTM <= 1.9%;
-# T = 300: GRU 6.3%, LSTM 5.1%; argmax identical but for 1 step in 300 (LSTM).
-INT8_SHORT, INT8_LONG, LONG = 0.03, 0.10, 300
+# int8 against PyTorch, as a fraction of the output's range: the issue's 3% at every length,
+# T = 300 included. Errors compound along the program's chain of stages (each stage's states are
+# data to the next), so the program is exported at a per-stage budget of 1% (docs/time.md):
+# at the default 2% this tagger measured 4.2% at T = 300, and before export judged the
+# stages' states at all, 5.5% (GRU) and 6.5% (LSTM).
+INT8_MAX, STAGE_BUDGET = 0.03, {"max_err_pct": 1.0}
 ARGMAX_AGREEMENT = 0.99
 
 
@@ -143,7 +143,7 @@ def test_int8_tagger_close_to_pytorch_with_the_same_argmax(tmp_path, trained_tag
     calib = [s.numpy()[:, None, None] for s in tagging_data(8, 100, seed=2000)[0]]
     path = rnnedge.export(
         model, torch.zeros(1, 1, F_IN), out=tmp_path / "q.rnnedge", quantize="int8",
-        calibration=calib,
+        calibration=calib, int8_budget=STAGE_BUDGET,
     )  # fmt: skip
     seqs = {t: x[0, :t].numpy()[:, None, None] for t in LENGTHS}
     for backend in BACKENDS:
@@ -152,8 +152,7 @@ def test_int8_tagger_close_to_pytorch_with_the_same_argmax(tmp_path, trained_tag
             ref, got = torch_run(model, xs), m.run(xs)
             spread = float(ref.max() - ref.min())
             err = float(np.abs(got - ref).max()) / spread
-            bound = INT8_SHORT if t < LONG else INT8_LONG
-            assert err <= bound, f"{backend} int8 T={t}: {err:.1%} of the range > {bound:.0%}"
+            assert err <= INT8_MAX, f"{backend} int8 T={t}: {err:.1%} of the range > 3%"
             same = float(np.mean(got.argmax(-1) == ref.argmax(-1)))
             assert same >= ARGMAX_AGREEMENT, f"{backend} int8 T={t}: argmax agrees on {same:.1%}"
 
@@ -279,3 +278,14 @@ def test_chunks_are_refused_for_an_offline_program(tmp_path):
     with pytest.raises(ExportError, match=r"chunk=K applies to streaming bundles"):
         rnnedge.export(BiTagger("gru", 1, True).eval(), torch.zeros(1, 1, F_IN),
                        out=tmp_path / "c.rnnedge", chunk=4)  # fmt: skip
+
+
+def test_strict_int8_refuses_a_stage_whose_state_misses_the_budget(tmp_path):
+    """The budget holds each stage's states too (the data of the stages after it)."""
+    torch.manual_seed(0)
+    model = BiTagger("gru", 1, True).eval()
+    with pytest.raises(ExportError, match=r"int8 misses its budget:.*'rnn\.l0\.h_out'"):
+        rnnedge.export(model, torch.zeros(1, 1, F_IN), out=tmp_path / "s.rnnedge",
+                       quantize="int8", calibration=sequences(5, 40, seed=9),
+                       int8_budget={"max_err_pct": 0.5}, strict=True)  # fmt: skip
+    assert not (tmp_path / "s.rnnedge").exists()
