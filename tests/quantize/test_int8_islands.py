@@ -2,7 +2,8 @@
 QUANTIZE at its calibrated range, so the linear and its weights are int8 per channel. Before,
 the linear ran in float, weights and all ("op 'linear' reads x, which is not int8"): a
 transformers RWKV-4 kept its LM head (after ln_out) and every FFN value linear (after pow)
-float, and its int8 file was 49-65% of the float one."""
+float, and its int8 file was 49-65% of the float one. (A linear writing a graph output, as
+the LM head does, still keeps its island float: its output would be clipped int8.)"""
 
 from __future__ import annotations
 
