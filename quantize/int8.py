@@ -31,6 +31,7 @@ from rnnedge.quantize.bounds import Interval, bounded_states
 from rnnedge.quantize.calibrate import SENTINEL
 from rnnedge.quantize.int8_dynamic import weight_scales
 from rnnedge.quantize.int8_gather import table_entry
+from rnnedge.quantize.islands import islands_ending_at_linears, operand_reason
 from rnnedge.quantize.stacked import StackSplit, stack_splits
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
 from rnnedge.runtime.quant.plan import (
@@ -77,7 +78,7 @@ def plan_int8(
     bounded = proven if h == "fixed" else set()
     cells = _cell_groups(graph, groups, producer, proven, splits)
     keep = {**{sp.concat: sp.why for sp in splits}, **(keep_float or {})}
-    floats = _float_tensors(graph, groups, set().union(*cells.values()), keep)
+    floats = _float_tensors(graph, groups, set().union(*cells.values()), keep, ranges)
     members: dict[str, list[str]] = {}
     for name, root in groups.items():
         members.setdefault(root, []).append(name)
@@ -131,44 +132,39 @@ def activation_groups(graph: Graph) -> dict[str, str]:
 
 
 def _float_tensors(
-    graph: Graph, groups: dict[str, str], cell: set[str], keep: Mapping[str, str]
+    graph: Graph, groups: dict[str, str], cell: set[str], keep: Mapping[str, str], ranges: Ranges
 ) -> dict:
     """root -> why, for groups that must stay float, each reason naming the op that produces
     the tensor; iterated because a linear that reads a tensor which is not int8 (a float
     group, or an LSTM-like cell kept float or int16) runs in float, so its output is float
-    too (the int8 linear kernels and its int32 bias scale need an int8 input)."""
+    too (the int8 linear kernels and its int32 bias scale need an int8 input). A float
+    island read by int8 ops only ends in QUANTIZE instead (quantize/islands.py)."""
     # group root -> (the tensor that is float, why); `keep` is mixed precision's choice
     why: dict[str, tuple[str, str]] = {groups[t]: (t, w) for t, w in keep.items() if t in groups}
+    hard = set(why) | {groups[t] for t in cell if t in groups}  # never quantized at an island
+    soft: set[str] = set()  # float only because an op there has no int8 kernel
     for node in graph.nodes:
         out = node.outputs[0]
         for i in SINGULAR_AT_ZERO.get(node.op, ()):
             t = node.inputs[i]
-            if t in groups and groups[t] not in why:
+            if t in groups:
                 reason = f"op {node.op!r} reads it: int8 rounds values near 0 to 0, where it is inf"
-                why[groups[t]] = (t, reason)
+                why.setdefault(groups[t], (t, reason))
+                hard.add(groups[t])
         if node.op not in INT_OPS:
             why[groups[out]] = (out, f"op {node.op!r} has no int8 kernel in this scheme")
-        elif node.op == "linear":
-            w = graph.constants.get(node.inputs[1])
-            b = graph.constants.get(node.inputs[2]) if len(node.inputs) == 3 else None
-            if w is None or w.ndim != 2 or not np.isfinite(w).all():
-                reason = "op 'linear': its weight is not a finite constant [N, K] matrix"
-                why[groups[out]] = (out, reason)
-            elif len(node.inputs) == 3 and (b is None or b.shape != w.shape[:1]):
-                # the int32 bias has one scale per output channel: it must be a [N] vector
-                reason = "op 'linear': its bias is not a constant [N] vector (it broadcasts)"
-                why[groups[out]] = (out, reason)
-        elif node.op == "gather":
-            t = graph.constants.get(node.inputs[0])
-            if t is None or t.ndim != 2 or not np.isfinite(t).all():
-                reason = "op 'gather': its table is not a finite constant [V, D] matrix"
-                why[groups[out]] = (out, reason)
+            soft.add(groups[out])
+        elif reason := operand_reason(graph, node):
+            why[groups[out]] = (out, reason)
     # no int8 scale holds a stand-in for -inf next to real values; this reason wins over an
     # op's (RWKV's max state comes from `maximum`), which would hide why it can never be int8
     for st in graph.states:
         if np.abs(graph.constants[st.init]).max(initial=0.0) >= SENTINEL:
             reason = f"state {st.input!r} starts at +-{SENTINEL:g} (a stand-in for infinity)"
             why[groups[st.input]] = (st.input, reason)
+            hard.add(groups[st.input])
+    for root in islands_ending_at_linears(graph, groups, soft - hard, set(why), INT_OPS, ranges):
+        del why[root]
     changed = True
     while changed:
         changed = False
