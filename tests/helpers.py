@@ -18,6 +18,26 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, what: str, tol: float
     assert err <= tol * scale, f"{what}: max abs error {err:.3e} > {tol * scale:.1e}"
 
 
+def litert_interpreter(data: bytes, delegate: bool = False):
+    """A LiteRT interpreter on a .tflite file's bytes: its builtin kernels only, unless
+    `delegate` (then XNNPACK, as "auto" gives on the board)."""
+    from ai_edge_litert import interpreter as litert
+
+    kind = litert.OpResolverType
+    resolver = kind.AUTO if delegate else kind.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interp = litert.Interpreter(model_content=data, experimental_op_resolver_type=resolver)
+    interp.allocate_tensors()
+    return interp
+
+
+def litert_invoke(interp, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One invoke with `feeds` by input name; every output by name."""
+    for d in interp.get_input_details():
+        interp.set_tensor(d["index"], feeds[d["name"]])
+    interp.invoke()
+    return {d["name"]: interp.get_tensor(d["index"]) for d in interp.get_output_details()}
+
+
 def random_state(graph, rng: np.random.Generator) -> list[np.ndarray]:
     """A random state of the right shapes, in [-1, 1] as h would be (c gets a wider range)."""
     return [rng.uniform(-1, 1, graph.spec(s.input).shape).astype(np.float32) for s in graph.states]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tflite
 import torch
+from helpers import litert_interpreter, litert_invoke
 from models import rnn_with_head
 
 from rnnedge.export.capture.program import capture
@@ -38,28 +39,13 @@ def _planned(kind: str, hidden: int, layers: int) -> tuple[Graph, QuantPlan]:
     return g, plan_int8(g, calibrate(g, seqs), cell="int16")
 
 
-def _interpreter(data: bytes, delegate: bool):
-    kind = litert.OpResolverType
-    resolver = kind.AUTO if delegate else kind.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interp = litert.Interpreter(model_content=data, experimental_op_resolver_type=resolver)
-    interp.allocate_tensors()
-    return interp
-
-
-def _invoke(interp, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    for d in interp.get_input_details():
-        interp.set_tensor(d["index"], feeds[d["name"]])
-    interp.invoke()
-    return {d["name"]: interp.get_tensor(d["index"]) for d in interp.get_output_details()}
-
-
 def _worst_steps(g: Graph, plan: QuantPlan, interp, xs: np.ndarray) -> dict[str, float]:
     """Max |LiteRT - spec| of each output over the steps, in its quantisation steps."""
     spec = Int8Executor(g, plan)
     mine, ref = g.initial_state(), g.initial_state()
     worst = {t.name: 0.0 for t in g.outputs}
     for x in xs:
-        got = _invoke(interp, {"x": x, **mine})
+        got = litert_invoke(interp, {"x": x, **mine})
         want = spec.run({"x": x, **ref})
         for t in g.outputs:
             assert got[t.name].dtype == np.float32 and got[t.name].shape == want[t.name].shape
@@ -89,7 +75,7 @@ def _inputs(seed: int, steps: int = STEPS) -> np.ndarray:
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: f"{m[0]}{m[1]}x{m[2]}")
 def test_default_kernels_equal_the_spec_bit_for_bit(emitted, model):
     g, plan, data = emitted[model]
-    worst = _worst_steps(g, plan, _interpreter(data, delegate=True), _inputs(2))
+    worst = _worst_steps(g, plan, litert_interpreter(data, delegate=True), _inputs(2))
     if model[0] != "lstm":
         assert worst == {t.name: 0.0 for t in g.outputs}
         return
@@ -104,7 +90,7 @@ def test_default_kernels_equal_the_spec_bit_for_bit(emitted, model):
 @pytest.mark.parametrize("model", MODELS[:3], ids=lambda m: f"{m[0]}{m[1]}x{m[2]}")
 def test_builtin_kernels_within_a_few_steps_of_the_spec(emitted, model):
     g, plan, data = emitted[model]
-    worst = _worst_steps(g, plan, _interpreter(data, delegate=False), _inputs(3))
+    worst = _worst_steps(g, plan, litert_interpreter(data, delegate=False), _inputs(3))
     # measured: data outputs <= 2 steps, int8 h <= 3, the int16 cell <= ~430 of its 2^15
     # steps (1.7 int8 steps), each side carrying its own state; the builtin kernels round
     # the int8 ops in fixed point (gemmlowp / ruy) where XNNPACK and the spec use float32
@@ -163,7 +149,7 @@ def test_op_versions_follow_the_tensor_types(emitted):
 @pytest.mark.parametrize("delegate", [False, True])
 def test_streams_stay_independent_in_a_batch(emitted, delegate):
     g, _, data = emitted[("lstm", 16, 2)]
-    single = _interpreter(data, delegate)
+    single = litert_interpreter(data, delegate)
     batched = litert.Interpreter(
         model_content=data,
         experimental_op_resolver_type=litert.OpResolverType.AUTO
@@ -182,10 +168,10 @@ def test_streams_stay_independent_in_a_batch(emitted, delegate):
     bstate = {s.input: np.concatenate([st[s.input] for st in states], axis=_axis(g, s.input))
               for s in g.states}  # fmt: skip
     for step in range(30):
-        outs = [_invoke(single, {"x": xs[i][step], **states[i]}) for i in range(n)]
+        outs = [litert_invoke(single, {"x": xs[i][step], **states[i]}) for i in range(n)]
         states = [{s.input: o[s.output] for s in g.states} for o in outs]
         bx = np.concatenate([x[step] for x in xs], axis=_axis(g, "x"))
-        b = _invoke(batched, {"x": bx, **bstate})
+        b = litert_invoke(batched, {"x": bx, **bstate})
         bstate = {s.input: b[s.output] for s in g.states}
         for t in g.outputs:
             want = np.concatenate([o[t.name] for o in outs], axis=_axis(g, t.name))

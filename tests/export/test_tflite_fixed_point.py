@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import litert_interpreter, litert_invoke
 from models import build
 
 from rnnedge.export.capture.program import capture
@@ -51,30 +52,16 @@ def _sequence(g: Graph, seed: int, steps: int) -> dict[str, np.ndarray] | np.nda
     return next(iter(xs.values())) if len(xs) == 1 else xs
 
 
-def _builtin(data: bytes):
-    kind = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interp = litert.Interpreter(model_content=data, experimental_op_resolver_type=kind)
-    interp.allocate_tensors()
-    return interp
-
-
-def _invoke(interp, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    for d in interp.get_input_details():
-        interp.set_tensor(d["index"], feeds[d["name"]])
-    interp.invoke()
-    return {d["name"]: interp.get_tensor(d["index"]) for d in interp.get_output_details()}
-
-
 def _steps_apart(g: Graph, plan: QuantPlan, data: bytes, rounding: str) -> dict[str, float]:
     """Max |LiteRT builtin - spec| per output over STEPS steps, in its quantisation steps (a
     float output, the LSTM cell, in its own units: 0 means bit for bit there too)."""
-    interp, spec = _builtin(data), Int8Executor(g, plan, rounding=rounding)
+    interp, spec = litert_interpreter(data), Int8Executor(g, plan, rounding=rounding)
     seq = _sequence(g, 7, STEPS)
     mine, ref = g.initial_state(), g.initial_state()
     worst = {t.name: 0.0 for t in g.outputs}
     for k in range(STEPS):
         x = {n: v[k] for n, v in seq.items()} if isinstance(seq, dict) else {"x": seq[k]}
-        got, want = _invoke(interp, {**x, **mine}), spec.run({**x, **ref})
+        got, want = litert_invoke(interp, {**x, **mine}), spec.run({**x, **ref})
         for t in g.outputs:
             p = spec.params[t.name]
             diff = float(np.abs(got[t.name].astype(np.float64) - want[t.name]).max())
@@ -170,9 +157,12 @@ def test_tflite_rounding_equals_litert_builtin_kernels_on_every_op(case):
         return rng.uniform(c.low, c.high, (steps, *x.shape)).astype(np.float32)
 
     plan = plan_int8(g, calibrate(g, [data(s, 20) for s in range(5)]))
-    interp, spec = _builtin(emit_tflite(g, plan)), Int8Executor(g, plan, rounding="tflite")
+    interp, spec = (
+        litert_interpreter(emit_tflite(g, plan)),
+        Int8Executor(g, plan, rounding="tflite"),
+    )
     for xv in map(np.asarray, data(9, 30)):
-        got, want = _invoke(interp, {x.name: xv})[y], spec.run({x.name: xv})[y]
+        got, want = litert_invoke(interp, {x.name: xv})[y], spec.run({x.name: xv})[y]
         if plan.params(y) is None:  # a float island: TFLite's float kernel against numpy's
             assert np.abs(got - want).max(initial=0) <= 1e-5 * max(1.0, np.abs(want).max(initial=0))
         else:  # in whole steps: DEQUANTIZE's float product may differ by an ulp
