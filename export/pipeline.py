@@ -4,7 +4,6 @@ capture -> [calibrate, plan] -> emit -> golden -> gates -> write."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,17 +14,15 @@ import torch
 
 from rnnedge.errors import ExportError
 from rnnedge.export.aliasing import check_distinct
-from rnnedge.export.c import bundle_c_files
 from rnnedge.export.capture.program import Captured, capture
 from rnnedge.export.chunk import add_chunk, chunk_gate
 from rnnedge.export.config import ExportConfig, config_from, finite_golden
+from rnnedge.export.float_files import float_files
 from rnnedge.export.gates import FLOAT_GATE, int8_parity, parity
 from rnnedge.export.offline.partition import is_offline
 from rnnedge.export.offline.program import export_offline
-from rnnedge.export.onnx import emit_onnx
 from rnnedge.export.quantized import add_int8
 from rnnedge.export.sequence_gate import gate_over_time
-from rnnedge.export.tflite import emit_tflite
 from rnnedge.quantize.calibrate import check_sequences
 from rnnedge.runtime.bundle import Bundle, write_bundle
 from rnnedge.runtime.graph import Graph
@@ -56,7 +53,7 @@ def export_bundle(
     cap = _capture(model, example, cfg)
     if is_offline(cap.graph):  # bidirectional layers: stages over whole sequences, no stream
         return export_offline(model, example, cap.graph, out, cfg)
-    files = _float_files(cap.graph, cfg)
+    files = float_files(cap.graph, cfg.say)
     calib = None if cfg.calibration is None else check_sequences(cap.graph, cfg.calibration)
     cfg.say("recording golden vectors with PyTorch")
     sequences = _golden_inputs(cap.graph, cfg.golden if cfg.golden is not None else _first(calib))
@@ -94,18 +91,6 @@ def _capture(model: torch.nn.Module, example: Any, cfg: ExportConfig) -> Capture
     states = ", ".join(cap.graph.state_inputs) or "none"
     cfg.say(f"captured {len(cap.graph.nodes)} ops, states: {states}")
     return cap
-
-
-def _float_files(graph: Graph, cfg: ExportConfig) -> Files:
-    files = {
-        "graph.json": (json.dumps(graph.to_json(), indent=1) + "\n").encode(),
-        "weights.npz": write_npz(graph.constants),
-    }
-    cfg.say("emitting ONNX and TFLite")
-    files["model.onnx"] = emit_onnx(graph)
-    files["model.tflite"] = emit_tflite(graph)
-    files.update(bundle_c_files(graph, None, cfg.say))  # the native backend's C
-    return files
 
 
 def _gates(bundle: Bundle, cfg: ExportConfig) -> Manifest:

@@ -12,7 +12,6 @@ sequence. The gate runs the whole program on every installed backend against the
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -20,14 +19,12 @@ import numpy as np
 import torch
 
 from rnnedge.errors import ExportError, UnsupportedModelError
-from rnnedge.export.c import bundle_c_files
 from rnnedge.export.config import ExportConfig
+from rnnedge.export.float_files import float_files, graph_json
 from rnnedge.export.offline.gates import offline_gates
 from rnnedge.export.offline.partition import StagePlan, partition
 from rnnedge.export.offline.reference import sequence_model
-from rnnedge.export.onnx import emit_onnx
 from rnnedge.export.quantized import add_int8
-from rnnedge.export.tflite import emit_tflite
 from rnnedge.quantize.calibrate import check_sequences
 from rnnedge.quantize.mixed import Int8Budget
 from rnnedge.runtime.bundle import Bundle, sha256, write_bundle
@@ -70,7 +67,7 @@ def export_offline(
     golden = _golden_inputs(graph, cfg)
     cfg.say("recording golden vectors with PyTorch over whole sequences")
     files: Files = {
-        "graph.json": _json(graph.to_json()),
+        "graph.json": graph_json(graph),
         "weights.npz": write_npz(graph.constants),
         "golden.npz": write_npz(golden_arrays(x_name, golden, graph, [ref(xs) for xs in golden])),
     }
@@ -79,7 +76,7 @@ def export_offline(
     scheme = None
     for p in plans:
         cfg.say(f"stage {p.name} ({p.direction}): {len(p.graph.nodes)} ops")
-        manifest, stage_files = _stage_manifest(p.graph), _stage_float_files(p.graph)
+        manifest, stage_files = _stage_manifest(p.graph), float_files(p.graph)
         if cfg.quantize != "none":
             manifest, stage_files = add_int8(
                 cfg.quantize,
@@ -148,16 +145,6 @@ def _golden_inputs(graph: Graph, cfg: ExportConfig) -> list[np.ndarray]:
     ]
 
 
-def _stage_float_files(graph: Graph) -> Files:
-    return {
-        "graph.json": _json(graph.to_json()),
-        "weights.npz": write_npz(graph.constants),
-        "model.onnx": emit_onnx(graph),
-        "model.tflite": emit_tflite(graph),
-        **bundle_c_files(graph),  # the native backend's C (add_int8 adds the int8 C)
-    }
-
-
 def _stage_manifest(graph: Graph) -> Manifest:
     return Manifest(
         producer=f"rnnedge {__version__}",
@@ -189,7 +176,3 @@ def _manifest(graph: Graph, plans: list[StagePlan], cfg: ExportConfig, scheme) -
         unbatched_why="an offline program runs whole sequences (model.run), not streams",
         stages=tuple(_spec(p) for p in plans),
     )
-
-
-def _json(doc: dict) -> bytes:
-    return (json.dumps(doc, indent=1) + "\n").encode()
