@@ -2,7 +2,7 @@
 softmax, log_softmax, softplus, matmul (two activations), gather (token ids). Each is the C of
 its numpy definition in runtime/ops.py, in numpy's order: the max subtracted first, the sum
 of exps in numpy's pairwise order (rn_psum), so the float islands of the int8 spec round as
-numpy does. exp and log are numpy's own float32 algorithms (prelude.py rn_npexp, rn_nplog);
+numpy does. exp and log are numpy's own float32 algorithms (prelude.py rn_vexp, rn_nplog);
 log1p is libm's: numpy on AVX512 machines takes Intel SVML's, up to 2 ulp from libm, so a
 softplus is within float32 rounding of numpy, not bit for bit."""
 
@@ -40,7 +40,7 @@ def _per_row(log: bool):
         em.line(f"    const float *xr = {moved.var} + r * {d}; float *yr = {y.var} + r * {d};")
         em.line("    float m = xr[0], s;")
         em.line(f"    for (int j = 1; j < {d}; j++) m = rn_max(m, xr[j]);")
-        em.line(f"    for (int j = 0; j < {d}; j++) yr[j] = rn_npexp(xr[j] - m);")
+        em.line(f"    for (int j = 0; j < {d}; j++) yr[j] = rn_vexp(xr[j] - m);")
         em.line(f"    s = rn_psum(yr, {d});")
         if log:  # (x - max) - log(sum exp(x - max))
             em.line("    s = rn_nplog(s);")
@@ -57,7 +57,7 @@ def softplus(em: CEmitter, node: Node, ins: list[Tensor], shape: tuple[int, ...]
     # bx = x beta; bx > threshold ? x : (max(bx, 0) + log1p(exp(-|bx|))) / beta, in float32
     beta, thr = c_float(node.attrs["beta"]), c_float(node.attrs["threshold"])
     bx = f"(a0 * {beta})"
-    soft = f"(rn_max({bx}, 0.0f) + log1pf(rn_npexp(-fabsf({bx})))) / {beta}"
+    soft = f"(rn_max({bx}, 0.0f) + log1pf(rn_vexp(-fabsf({bx})))) / {beta}"
     return em.elementwise(ins, shape, None, f"{bx} > {thr} ? a0 : {soft}")
 
 

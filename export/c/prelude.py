@@ -91,9 +91,12 @@ RN_INLINE int64_t rq_quantize(float x, float scale, int64_t zp, int64_t lo, int6
     return rq_clamp(rq_round_away(x / scale) + zp, lo, hi);
 }
 
-/* numpy's float32 exp (rn_npexp) without branches or libm calls, so loops over it vectorise:
- * the same Cody-Waite reduction and P5/Q2 rational, times 2^q in two exact halves (the second
- * multiply rounds once, as ldexpf), the edge cases as selects */
+/* numpy's float32 exp on x86 (AVX2+FMA3 / AVX512F: numpy/_core/src/umath/
+ * loops_exponent_log.dispatch.c.src, simd_exp_FLOAT): Cody-Waite reduction, a P5/Q2 rational
+ * approximation with fused multiply-adds, times 2^q in two exact halves (the second multiply
+ * rounds once, as ldexpf), the edge cases as selects, so loops over it vectorise. libm's expf
+ * differs from it by an ulp in ~40% of inputs, which the int8 spec's float islands (softmax)
+ * would show; this is bit for bit numpy's (tests/runtime/test_native_kernels.py) */
 RN_INLINE float rn_pow2i(int e)
 {
     union { uint32_t u; float f; } v;
@@ -233,31 +236,6 @@ RN_INLINE float rn_psum(const float *a, int n)
     }
 }
 
-/* numpy's float32 exp on x86 (AVX2+FMA3 / AVX512F: numpy/_core/src/umath/
- * loops_exponent_log.dispatch.c.src, simd_exp_FLOAT): Cody-Waite reduction, a P5/Q2 rational
- * approximation with fused multiply-adds, times 2^k. libm's expf differs from it by an ulp
- * in ~40% of inputs, which the int8 spec's float islands (softmax) would show; this is bit
- * for bit numpy's on every float32 (tested on 2M inputs) */
-RN_INLINE float rn_npexp(float x)
-{
-    if (x != x) return x;
-    if (x >= 88.72283935546875f) return INFINITY;
-    if (x <= -103.97208404541015625f) return 0.0f;
-    {
-        const float q = (x * 1.44269504088896341f + 0x1.8p23f) - 0x1.8p23f;
-        float y = fmaf(q, -6.93145752e-1f, x), num, den;
-        y = fmaf(q, -1.42860677e-6f, y);
-        y = fmaf(q, 0.0f, y);
-        num = fmaf(5.082762527590693718096e-04f, y, 6.757896990527504603057e-03f);
-        num = fmaf(num, y, 5.114512081637298353406e-02f);
-        num = fmaf(num, y, 2.473615434895520810817e-01f);
-        num = fmaf(num, y, 7.257664613233124478488e-01f);
-        num = fmaf(num, y, 9.999999999980870924916e-01f);
-        den = fmaf(2.159509375685829852307e-02f, y, -2.742335390411667452936e-01f);
-        den = fmaf(den, y, 1.0f);
-        return ldexpf(num / den, (int)q);
-    }
-}
 /* numpy's float32 log on x86 (the same file, simd_log_FLOAT): mantissa in [0.5, 1) (frexp,
  * as AVX512's getmant/getexp), a P5/Q5 rational approximation, + e ln 2 */
 RN_INLINE float rn_nplog(float x)
