@@ -43,3 +43,14 @@ def const(ctx: Ctx, v: Any, what: str) -> np.ndarray:
             "not computed from the input"
         )
     return v.detach().to(torch.float32).numpy() if isinstance(v, torch.Tensor) else np.float32(v)
+
+
+def innermost_module(node: torch.fx.Node) -> tuple[str, str] | None:
+    """(module path, class name) of the innermost user module that ran `node`; None at the
+    top level."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return None
+    path, cls = list(stack.values())[-1]
+    cls_name = cls if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
+    return path, cls_name.rsplit(".", 1)[-1]

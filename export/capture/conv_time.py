@@ -29,7 +29,7 @@ from torch import fx
 
 from rnnedge.errors import UnsupportedModelError
 from rnnedge.export.capture.builder import Sym
-from rnnedge.export.capture.context import Ctx
+from rnnedge.export.capture.context import Ctx, innermost_module
 
 A = torch.ops.aten
 
@@ -52,12 +52,11 @@ class TimeConv:
 
 def module_name(node: fx.Node) -> str:
     """`Conv1d 'frontend.conv'`, as the messages name a module."""
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
+    module = innermost_module(node)
+    if module is None:
         return "a convolution at the top level"
-    path, cls = list(stack.values())[-1]
-    cls_name = cls if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
-    return f"{cls_name.rsplit('.', 1)[-1]} '{path}'"
+    path, cls_name = module
+    return f"{cls_name} '{path}'"
 
 
 def _shape(n) -> tuple[int, ...]:

@@ -25,7 +25,7 @@ from rnnedge.export.capture import conv_time
 from rnnedge.export.capture.aten import ATEN_TO_GRAPH
 from rnnedge.export.capture.batching import batch_graph
 from rnnedge.export.capture.builder import GraphBuilder, Sym
-from rnnedge.export.capture.context import Ctx
+from rnnedge.export.capture.context import Ctx, innermost_module
 from rnnedge.export.capture.rnn import RNN_CELL_OPS, RNN_SEQUENCE_OPS
 from rnnedge.runtime.graph import Graph
 
@@ -154,12 +154,11 @@ def target_name(node: fx.Node) -> str:
 
 
 def module_path(node: fx.Node) -> str:
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
+    module = innermost_module(node)
+    if module is None or not module[0]:
         return ""
-    path, cls = list(stack.values())[-1]
-    cls_name = cls if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
-    return f"{path} ({cls_name.rsplit('.', 1)[-1]})" if path else ""
+    path, cls_name = module
+    return f"{path} ({cls_name})"
 
 
 def _to_graph(ep: torch.export.ExportedProgram, args: tuple) -> tuple[Graph, list[str]]:
