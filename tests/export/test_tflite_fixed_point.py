@@ -25,7 +25,7 @@ from rnnedge.runtime.check.spec_drift import spec_rounding
 from rnnedge.runtime.check.steps import steps_apart
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.inputs import sample_input
-from rnnedge.runtime.manifest import Manifest, ModelFile, StateSpec
+from rnnedge.runtime.manifest import Manifest, ModelFile, state_specs
 from rnnedge.runtime.quant.fixed import requantize_fn, ruy_requantize_fn, srdhm
 from rnnedge.runtime.quant.int8 import Int8Executor
 from rnnedge.runtime.quant.plan import QuantPlan
@@ -107,13 +107,8 @@ def test_check_holds_litert_to_the_rounding_of_its_platform():
 
 def test_steps_apart_measures_against_the_spec_in_the_rounding_asked():
     g, plan, data = _planned("gru", "float")
-    states = tuple(
-        StateSpec(input=s.input, output=s.output, shape=g.spec(s.input).shape, init=s.init,
-                  init_is_zero=not np.any(g.constants[s.init]))
-        for s in g.states
-    )  # fmt: skip
     manifest = Manifest(
-        producer="test", inputs=g.inputs, outputs=g.outputs, states=states, files={},
+        producer="test", inputs=g.inputs, outputs=g.outputs, states=state_specs(g), files={},
         models=(ModelFile(path="model.int8.tflite", backend="tflite", precision="int8"),),
     )  # fmt: skip
     files = {"quant.json": plan.to_json().encode(), "model.int8.tflite": data}

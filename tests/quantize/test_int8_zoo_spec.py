@@ -20,7 +20,7 @@ from rnnedge.quantize.int8 import plan_int8
 from rnnedge.runtime.backends import available_backends
 from rnnedge.runtime.bundle import Bundle
 from rnnedge.runtime.check.steps import steps_apart
-from rnnedge.runtime.manifest import Manifest, ModelFile, StateSpec
+from rnnedge.runtime.manifest import Manifest, ModelFile, state_specs
 
 # not planned in full int8 today, each for a reason outside this test (planner issues)
 NOT_INT8: dict[str, str] = {}
@@ -38,13 +38,8 @@ def _bundle(name: str) -> tuple[Bundle, list[np.ndarray]]:
         "model.int8.onnx": emit_onnx(g, plan),
         "model.int8.tflite": emit_tflite(g, plan),
     }
-    states = tuple(
-        StateSpec(input=s.input, output=s.output, shape=g.spec(s.input).shape, init=s.init,
-                  init_is_zero=not np.any(g.constants[s.init]))
-        for s in g.states
-    )  # fmt: skip
     manifest = Manifest(
-        producer="test", inputs=g.inputs, outputs=g.outputs, states=states, files={},
+        producer="test", inputs=g.inputs, outputs=g.outputs, states=state_specs(g), files={},
         models=(ModelFile(path="model.int8.onnx", backend="onnx", precision="int8"),
                 ModelFile(path="model.int8.tflite", backend="tflite", precision="int8")),
     )  # fmt: skip
