@@ -50,8 +50,15 @@ def encode(text: str, vocab: Sequence[str] | None = None) -> np.ndarray:
 
 
 def decode(ids: Sequence[int], vocab: Sequence[str] | None = None) -> str:
+    """The text of `ids`; an id with no token (a model whose vocabulary is wider than bytes,
+    without `vocab`) is refused rather than printed as some other token."""
+    size = BYTES if vocab is None else len(vocab)
+    outside = [int(i) for i in ids if not 0 <= int(i) < size]
+    if outside:
+        what = "byte-level tokens (ids 0-255): give --vocab" if vocab is None else "the vocab"
+        raise InputError(f"generate: token id {outside[0]} is outside {what}")
     if vocab is None:
-        return bytes(int(i) % BYTES for i in ids).decode("utf-8", errors="replace")
+        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
     return "".join(vocab[int(i)] for i in ids)
 
 
