@@ -11,8 +11,16 @@ bundle has for it, two ways:
            (teacher forcing), so both machines see exactly the same inputs at every step and an
            error cannot compound (only with --reference; the inputs come from it too).
 It also streams golden.npz and keeps the worst error against the PyTorch outputs stored there.
+A run whose free-running outputs equal the reference's exactly records them as its forced
+ones too (the same state at every step gives the same step), without running them again.
+For a bundle with int8 (spec_steps.py), on the first SPEC_STEPS inputs: every int8 interpreter
+here against the numpy integer spec in the rounding it is held to on this machine, in
+quantisation steps, and the numpy backend's int8 (the "fp32" spec; too slow emulated for
+more steps or for golden.npz). A bundle named *_int8 runs in int8 only: its float files are
+those of the bundle without the suffix.
 `report` prints max abs error tables and exits 1 when a float step-by-step or golden error
-exceeds TOL (relative to max(1, |reference|), as tests/helpers.assert_close measures).
+exceeds TOL (relative to max(1, |reference|), as tests/helpers.assert_close measures), or
+when an int8 output or state is more than spec_steps.LIMIT steps from the spec on any machine.
 
 Needs numpy and the rnnedge runtime only, never torch: it runs inside the emulated root.
 """
@@ -28,10 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # a folder of scripts, not a package
+import spec_steps
+
 # float results must agree step by step to this (ARCHITECTURE.md: every backend is held to
 # 1e-5 against PyTorch); int8 is reported only: 1 LSB is a per-tensor scale, not a constant
 TOL = {"float": 1e-5}
 STEPS = 1000
+SPEC_STEPS = 200  # the numpy spec runs 30-40 ms a step emulated (3-11 ms natively, loaded)
+INT8_ONLY = "_int8"  # bundle name suffix: run in int8 only
 SEP = "|"  # npz key = bundle|backend|precision|mode|tensor
 
 # the manifest names the file format; the runtime names the interpreter that runs it
@@ -43,13 +56,16 @@ def _key(*parts: str) -> str:
 
 
 def _runs(bundle) -> list[tuple[str, str]]:
-    """(backend, precision) pairs this machine can run for the bundle."""
+    """(backend, precision) pairs this machine can run for the bundle (numpy's int8 is
+    recorded from the spec run, in record_spec)."""
     from rnnedge.runtime import available_backends
 
     have = set(available_backends())
     pairs = [("numpy", "float")] + [
         (RUNTIME_OF[m.backend], m.precision) for m in bundle.manifest.models
     ]
+    if bundle.path.name.removesuffix(".rnnedge").endswith(INT8_ONLY):
+        pairs = [p for p in pairs if p[1] != "float"]
     return [p for p in pairs if p[0] in have]
 
 
@@ -92,7 +108,48 @@ def _golden_error(model) -> float:
     return worst
 
 
-def record(bundles: list[Path], reference: dict | None, steps: int) -> dict[str, np.ndarray]:
+def _same(ref: dict | None, rows: dict[str, np.ndarray], prefix: str) -> bool:
+    """rows equal the reference's free-running rows of prefix exactly (same keys too)."""
+    if ref is None:
+        return False
+    theirs = {k: v for k, v in ref.items() if k.startswith(_key(prefix, "free", ""))}
+    mine = {_key(prefix, "free", k): v for k, v in rows.items()}
+    return theirs.keys() == mine.keys() and all(np.array_equal(theirs[k], mine[k]) for k in mine)
+
+
+def _forced_rows(model, xs, reference, prefix: str, free: dict) -> dict[str, np.ndarray]:
+    if _same(reference, free, prefix):
+        return free
+    forced = _forced_states(reference, prefix, model.stream().state)
+    return _stream_rows(model.stream(), xs, forced)
+
+
+def record_spec(path: Path, b: str, xs: np.ndarray, reference: dict | None) -> dict:
+    """The spec comparison of an int8 bundle (spec_steps.measure) and the numpy backend's
+    int8 rows, from the "fp32" spec's run over xs."""
+    import rnnedge
+    from rnnedge.runtime import read_bundle
+
+    bundle = read_bundle(path)
+    text, fp32 = spec_steps.measure(bundle, xs)
+    out = {_key("spec", b): np.array(text)}
+    g, prefix = bundle.graph, _key(b, "numpy", "int8")
+    n = len(g.data_outputs)
+    free = {f"out{i}": np.stack([row[i] for row in fp32]) for i in range(n)}
+    for j, s in enumerate(g.states):
+        free[f"state:{s.input}"] = np.stack([row[n + j] for row in fp32])
+    out |= {_key(prefix, "free", k): v for k, v in free.items()}
+    if reference is not None and _key(prefix, "free", "out0") in reference:
+        model = rnnedge.load(path, backend="numpy", precision="int8")
+        rows = _forced_rows(model, xs, reference, prefix, free)
+        out |= {_key(prefix, "forced", k): v for k, v in rows.items()}
+    out[_key(prefix, "golden")] = np.array(np.nan)  # not measured: see the module docstring
+    return out
+
+
+def record(
+    bundles: list[Path], reference: dict | None, steps: int, spec_steps_n: int = SPEC_STEPS
+) -> dict[str, np.ndarray]:
     import rnnedge
     from rnnedge.runtime import read_bundle
 
@@ -113,11 +170,11 @@ def record(bundles: list[Path], reference: dict | None, steps: int) -> dict[str,
             free = _stream_rows(model.stream(), xs, None)
             out |= {_key(prefix, "free", k): v for k, v in free.items()}
             if reference is not None and _key(prefix, "free", "out0") in reference:
-                initial = model.stream().state
-                forced = _forced_states(reference, prefix, initial)
-                rows = _stream_rows(model.stream(), xs, forced)
+                rows = _forced_rows(model, xs, reference, prefix, free)
                 out |= {_key(prefix, "forced", k): v for k, v in rows.items()}
             out[_key(prefix, "golden")] = np.array(_golden_error(model))
+        if "quant.json" in bundle.files:
+            out |= record_spec(path, b, xs[:spec_steps_n], reference)
     out["meta"] = np.array(json.dumps(_meta()))
     return out
 
@@ -223,6 +280,8 @@ def failures(rows: list[Row]) -> list[str]:
 def _fmt(v: float | None) -> str:
     if v is None:
         return "missing"
+    if np.isnan(v):
+        return "-"  # not measured
     return "0" if v == 0 else f"{v:.1e}"
 
 
@@ -273,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("bundles", nargs="+", type=Path)
     r.add_argument("--reference", help="the x86 record: its inputs and states are used")
     r.add_argument("--steps", type=int, default=STEPS)
+    r.add_argument("--spec-steps", type=int, default=SPEC_STEPS, help="int8 vs spec, numpy int8")
     r.add_argument("--out", required=True)
     c = sub.add_parser("report")
     c.add_argument("reference")
@@ -280,10 +340,33 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.cmd == "record":
         ref = _load(a.reference) if a.reference else None
-        np.savez(a.out, **record(a.bundles, ref, a.steps))
+        np.savez(a.out, **record(a.bundles, ref, a.steps, a.spec_steps))
         return 0
     ref = _load(a.reference)
     recs = {cpu: _load(f) for cpu, f in (s.split("=", 1) for s in a.records)}
+    return report(ref, recs)
+
+
+def spec_report(machines: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """Prints the int8-vs-spec table of every machine's record; returns its failures."""
+    rows = [
+        row
+        for machine, rec in machines.items()
+        for k in sorted(rec)
+        if k.startswith(_key("spec", ""))
+        for row in spec_steps.spec_rows(k.split(SEP)[1], machine, str(rec[k]))
+    ]
+    if not rows:
+        return []
+    print("\nint8 vs the numpy integer spec on each machine, max quantisation steps per output")
+    print("and state (spec: the rounding the backend is held to there; step: the spec's state")
+    print("fed to both every step; free: the backend's own state fed back; (f): a float")
+    print(f"tensor, max abs; {spec_steps.BUILTIN}: LiteRT without XNNPACK)\n")
+    print(spec_steps.spec_table(rows))
+    return spec_steps.spec_failures(rows)
+
+
+def report(ref: dict[str, np.ndarray], recs: dict[str, dict[str, np.ndarray]]) -> int:
     rows = compare(ref, recs)
     print(f"x86 reference: {ref['meta']}")
     for cpu, rec in recs.items():
@@ -294,11 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(summary(rows))
     bad = failures(rows)
-    for line in bad:
+    spec_bad = spec_report({"x86": ref, **recs})
+    for line in bad + spec_bad:
         print(f"FAIL: {line}")
     n_bad = len({line.split(":")[0] for line in bad})
     print(f"\narm64: {len(rows) - n_bad} passed, {n_bad} failed")
-    return 1 if bad else 0
+    print(f"int8 vs spec: {len(spec_bad)} failed (limit {spec_steps.LIMIT:g} steps)")
+    return 1 if bad or spec_bad else 0
 
 
 if __name__ == "__main__":

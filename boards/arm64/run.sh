@@ -3,15 +3,18 @@
 # builds a cached arm64 root, installs rnnedge's runtime there WITHOUT torch (the wheel of this
 # checkout with its onnx and tflite extras, so the pins are pyproject's), and under QEMU_CPU
 # cortex-a72 (Pi 4) and cortex-a76 (Pi 5) runs the runtime tests, streams bundles exported
-# natively on x86 through every backend and compares with x86, and measures the installed size
+# natively on x86 through every backend and compares with x86, holds every int8 file to the numpy
+# integer spec (in TFLite's fixed point for LiteRT on arm64), and measures the installed size
 # and peak RSS. See docs/arm64.md. Emulated timings mean nothing and are not reported.
 #
 # Needs root (apt-get, mount, chroot). If binfmt_misc cannot be used it prints ONE loud line
 # and exits 0, so CI does not fail for lack of privileges; it exits 1 if arm64 results differ
-# from x86 beyond tolerance or the runtime does not install or pass its tests there.
+# from x86 beyond tolerance, an int8 output is more than 2 quantisation steps from the spec, or
+# the runtime does not install or pass its tests there.
 #
 # Environment: ARM64_CACHE (default build/arm64), ARM64_CPUS (default "cortex-a72
-# cortex-a76"), ARM64_STEPS (steps per stream, default 1000), HOST_PY (default .venv/bin/python).
+# cortex-a76"), ARM64_STEPS (steps per stream, default 1000), ARM64_SPEC_STEPS (steps of each
+# int8 bundle against the numpy spec, default 200), HOST_PY (default .venv/bin/python).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -19,6 +22,7 @@ HERE=$REPO/boards/arm64
 CACHE=${ARM64_CACHE:-$REPO/build/arm64}
 CPUS=${ARM64_CPUS:-cortex-a72 cortex-a76}
 STEPS=${ARM64_STEPS:-1000}
+SPEC_STEPS=${ARM64_SPEC_STEPS:-200}
 HOST_PY=${HOST_PY:-$REPO/.venv/bin/python}
 SUITE=bookworm
 INCLUDE=python3-venv,python3-pip,dash,coreutils,libstdc++6
@@ -206,7 +210,7 @@ stage_inputs() {
 	rm -rf "$opt/bundles" "$opt/tests" "$opt/out"
 	mkdir -p "$opt/tests/runtime" "$opt/out"
 	cp -r "$BUNDLES" "$opt/bundles"
-	cp "$HERE"/{compare.py,footprint.py} "$opt/"
+	cp "$HERE"/{compare.py,spec_steps.py,footprint.py} "$opt/"
 	cp "$REPO"/tests/helpers.py "$opt/tests/"
 	cp "$REPO"/tests/runtime/{test_runtime.py,test_no_torch.py} "$opt/tests/runtime/"
 	cp "$HERE/root_conftest.py" "$opt/tests/conftest.py"
@@ -230,7 +234,8 @@ main() {
 	export_bundles
 	local bundles=("$BUNDLES"/*.rnnedge)
 	say "x86 reference: streaming ${#bundles[@]} bundles, $STEPS steps, every backend"
-	run "$HOST_PY" "$HERE/compare.py" record "${bundles[@]}" --steps "$STEPS" --out "$OUT/x86.npz"
+	run "$HOST_PY" "$HERE/compare.py" record "${bundles[@]}" --steps "$STEPS" \
+		--spec-steps "$SPEC_STEPS" --out "$OUT/x86.npz"
 	run "$HOST_PY" "$HERE/footprint.py" rss "$BUNDLES/digits.rnnedge" >"$OUT/rss-x86.json"
 	install_runtime
 	stage_inputs
@@ -253,9 +258,9 @@ main() {
 			exit 1
 		fi
 		tail -n 1 "$OUT/check-$cpu.txt" | sed "s/^/  $cpu: /"
-		say "$cpu: streaming every bundle through every backend"
+		say "$cpu: streaming every bundle through every backend; int8 against the numpy spec"
 		in_root "$cpu" "$VENV/bin/python" "$OPT/compare.py" record "${bundles[@]/#$BUNDLES/$OPT/bundles}" \
-			--reference "$OPT/x86.npz" --out "$OPT/out/$cpu.npz"
+			--reference "$OPT/x86.npz" --spec-steps "$SPEC_STEPS" --out "$OPT/out/$cpu.npz"
 		in_root "$cpu" "$VENV/bin/python" "$OPT/footprint.py" rss "$OPT/bundles/digits.rnnedge" \
 			>"$OUT/rss-$cpu.json"
 		cp "$ROOT$OPT/out/$cpu.npz" "$OUT/$cpu.npz"
