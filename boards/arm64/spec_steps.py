@@ -119,22 +119,23 @@ def apart(session, xs: np.ndarray, fed: list, ref: list, unit: list, n_data: int
     return worst
 
 
+ROUNDINGS = ("fp32", "tflite")
+
+
 def measure(bundle, xs: np.ndarray, machine: str | None = None) -> tuple[str, list]:
-    """JSON of every int8 session here against its spec over xs, and the "fp32" spec's
+    """JSON of every int8 session here against the spec in both roundings over xs ("held":
+    the one it is held to here; the other is reported, not gated), and the "fp32" spec's
     free-running outputs (the numpy backend's int8: compare.py records them as such)."""
     from rnnedge.runtime.quant.plan import read_plan
 
     plan = read_plan(bundle.files, str(bundle.path))
     g, unit = bundle.graph, units(bundle, plan)
-    found = sessions(bundle, machine)
-    runs = {r: spec_run(bundle, plan, r, xs) for r in {"fp32", *(r for _, r, _ in found)}}
+    runs = {r: spec_run(bundle, plan, r, xs) for r in ROUNDINGS}
     result = {"outputs": [t.name for t in g.outputs], "unit": unit, "steps": len(xs)}
-    for name, rounding, session in found:
-        fed, ref = runs[rounding]
-        result[name] = {
-            "rounding": rounding,
-            **apart(session, xs, fed, ref, unit, len(g.data_outputs)),
-        }
+    for name, held, session in sessions(bundle, machine):
+        result[name] = {"held": held}
+        for r, (fed, ref) in runs.items():
+            result[name][r] = apart(session, xs, fed, ref, unit, len(g.data_outputs))
     return json.dumps(result), runs["fp32"][1]
 
 
@@ -148,7 +149,8 @@ class SpecRow:
     output: str
     integer: bool  # False: a float tensor, step and free are max abs
     machine: str
-    rounding: str
+    rounding: str  # the spec's
+    held: bool  # the rounding the backend is held to on this machine (gated)
     step: float
     free: float
 
@@ -159,11 +161,15 @@ def spec_rows(bundle: str, machine: str, text: str) -> list[SpecRow]:
     for backend, m in r.items():
         if not isinstance(m, dict):
             continue
-        for j, (name, u) in enumerate(zip(r["outputs"], r["unit"])):
-            step, free = m["step"][j], m["free"][j]
-            rows.append(
-                SpecRow(bundle, backend, name, u is not None, machine, m["rounding"], step, free)
-            )
+        for rounding in (k for k in ROUNDINGS if k in m):
+            for j, (name, u) in enumerate(zip(r["outputs"], r["unit"])):
+                step, free = m[rounding]["step"][j], m[rounding]["free"][j]
+                held = rounding == m["held"]
+                rows.append(
+                    SpecRow(
+                        bundle, backend, name, u is not None, machine, rounding, held, step, free
+                    )
+                )
     return rows
 
 
@@ -172,36 +178,46 @@ def spec_failures(rows: list[SpecRow]) -> list[str]:
         f"{r.bundle} {r.backend}/int8 on {r.machine}: {r.output!r} {mode} {v:g} quantisation "
         f"steps from the {r.rounding!r} spec (limit {LIMIT:g})"
         for r in rows
-        if r.integer
+        if r.integer and r.held
         for mode, v in (("step by step", r.step), ("free-running", r.free))
         if v > LIMIT
     ]
 
 
-def _fmt(v: float, integer: bool) -> str:
+def _fmt(v: float, integer: bool, held: bool) -> str:
     if integer:
-        return f"{v:.0f}" if abs(v - round(v)) < 1e-3 else f"{v:.2f}"
-    return "0" if v == 0 else f"{v:.1e}"
+        text = f"{v:.0f}" if abs(v - round(v)) < 1e-3 else f"{v:.2f}"
+    else:
+        text = "0" if v == 0 else f"{v:.1e}"
+    return f"**{text}**" if held else text
+
+
+def _order(item: tuple) -> tuple:
+    bundle, backend, output, rounding = item[0]
+    return bundle, backend, rounding, output
 
 
 def spec_table(rows: list[SpecRow]) -> str:
-    """One line per bundle, backend and output; per machine the spec's rounding, then step and
-    free (quantisation steps; a float tensor, marked (f), max abs)."""
+    """One line per bundle, backend, output and spec rounding; per machine step and free
+    (quantisation steps; a float tensor, marked (f), max abs), in bold where that rounding is
+    the one the backend is held to on that machine."""
     machines = list(dict.fromkeys(r.machine for r in rows))
-    head = ["bundle", "backend", "output"]
+    head = ["bundle", "backend", "output", "spec"]
     for m in machines:
-        head += [f"{m} spec", f"{m} step", f"{m} free"]
+        head += [f"{m} step", f"{m} free"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    by: dict[tuple[str, str, str], dict[str, SpecRow]] = {}
+    by: dict[tuple[str, str, str, str], dict[str, SpecRow]] = {}
     for r in rows:
-        by.setdefault((r.bundle, r.backend, r.output), {})[r.machine] = r
-    for (bundle, backend, output), per in sorted(by.items()):
+        by.setdefault((r.bundle, r.backend, r.output, r.rounding), {})[r.machine] = r
+    for (bundle, backend, output, rounding), per in sorted(by.items(), key=_order):
         first = next(iter(per.values()))
-        cells = [bundle, backend, output if first.integer else f"{output} (f)"]
+        cells = [bundle, backend, output if first.integer else f"{output} (f)", rounding]
         for m in machines:
             r = per.get(m)
             cells += (
-                [r.rounding, _fmt(r.step, r.integer), _fmt(r.free, r.integer)] if r else ["-"] * 3
+                [_fmt(r.step, r.integer, r.held), _fmt(r.free, r.integer, r.held)]
+                if r
+                else ["-"] * 2
             )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
