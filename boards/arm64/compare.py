@@ -363,6 +363,10 @@ def spec_report(machines: dict[str, dict[str, np.ndarray]]) -> list[str]:
     print("fed to both every step; free: the backend's own state fed back; (f): a float")
     print(f"tensor, max abs; {spec_steps.BUILTIN}: LiteRT without XNNPACK)\n")
     print(spec_steps.spec_table(rows))
+    print(
+        "\nworst over integer outputs and states, step / free, against the spec each is held to\n"
+    )
+    print(spec_steps.spec_summary(rows))
     return spec_steps.spec_failures(rows)
 
 

@@ -221,3 +221,27 @@ def spec_table(rows: list[SpecRow]) -> str:
             )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def spec_summary(rows: list[SpecRow]) -> str:
+    """Per bundle and backend, on each machine: the spec it is held to there, and the worst
+    step-by-step / free-running steps over its integer outputs and states."""
+    machines = list(dict.fromkeys(r.machine for r in rows))
+    head = ["bundle", "backend", *machines]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    worst: dict[tuple[str, str], dict[str, tuple[str, float, float]]] = {}
+    for r in rows:
+        if not (r.held and r.integer):
+            continue
+        per = worst.setdefault((r.bundle, r.backend), {})
+        _, step, free = per.get(r.machine, (r.rounding, 0.0, 0.0))
+        per[r.machine] = (r.rounding, max(step, r.step), max(free, r.free))
+    for (bundle, backend), per in sorted(worst.items()):
+        cells = [bundle, backend]
+        for m in machines:
+            w = per.get(m)
+            cells.append(
+                f"{w[0]}: {_fmt(w[1], True, False)} / {_fmt(w[2], True, False)}" if w else "-"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
