@@ -5,6 +5,7 @@ the report's gate on hand-made results. The emulated run itself is `make arm64`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -18,7 +19,7 @@ from rnnedge.export.capture.program import capture
 from rnnedge.export.tflite import emit_tflite
 from rnnedge.quantize.calibrate import calibrate
 from rnnedge.quantize.int8 import plan_int8
-from rnnedge.runtime.bundle import Bundle
+from rnnedge.runtime.bundle import Bundle, read_bundle, write_bundle
 from rnnedge.runtime.inputs import sample_input
 from rnnedge.runtime.manifest import Manifest, ModelFile, state_specs
 
@@ -110,3 +111,41 @@ def test_spec_table_has_a_column_group_per_machine():
         "| g | litert | y | tflite | **0** | **0** | **1** | **0** |",
     ]
     assert lines[0] == "| g | litert | c (f) | fp32 | 9.0e+00 | 9.0e+00 | 9.0e+00 | 9.0e+00 |"
+
+
+def _load_compare():
+    path = _PATH.parent / "compare.py"
+    spec = importlib.util.spec_from_file_location("arm64_compare_spec", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["arm64_compare_spec"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_records_int8_bundles_against_the_spec(zoo_bundle, tmp_path, capsys):
+    # compare.py's record and report on a float bundle and its *_int8 twin (the float export
+    # with a full-int8 TFLite file added): the int8 bundle runs in int8 only, the numpy
+    # backend's int8 comes from the spec's run, equal runs are not rerun step by step, and the
+    # report holds every int8 output to its spec
+    compare = _load_compare()
+    float_path = zoo_bundle("gru")[0]
+    made, _ = _int8_bundle("gru")
+    fb = read_bundle(float_path)
+    files = {**fb.files, "quant.json": made.files["quant.json"]}
+    files["model.int8.tflite"] = made.files["model.int8.tflite"]
+    manifest = dataclasses.replace(fb.manifest, models=fb.manifest.models + made.manifest.models)
+    int8_path = write_bundle(tmp_path / "gru_int8.rnnedge", manifest, files)
+    ref = compare.record([float_path, int8_path], None, steps=30, spec_steps_n=20)
+    assert "gru_int8|numpy|float|free|out0" not in ref  # int8 only
+    assert ref["gru_int8|numpy|int8|free|out0"].shape[0] == 20  # the spec's 20 steps
+    arm = compare.record([float_path, int8_path], ref, steps=30, spec_steps_n=20)
+    for k in ("gru_int8|litert|int8", "gru_int8|numpy|int8"):  # equal: forced = free
+        assert np.array_equal(arm[f"{k}|forced|out0"], arm[f"{k}|free|out0"])
+    assert compare.report(ref, {"a72": arm}) == 0
+    assert "| gru_int8 | litert | fp32: 0 / 0 | fp32: 0 / 0 |" in capsys.readouterr().out
+    # 3 steps on LiteRT's y, step by step, in the rounding it is held to: the report fails
+    result = json.loads(str(arm["spec|gru_int8"]))
+    result["litert"]["fp32"]["step"][0] = 3.0
+    arm["spec|gru_int8"] = np.array(json.dumps(result))
+    assert compare.report(ref, {"a72": arm}) == 1
+    assert "FAIL: gru_int8 litert/int8 on a72: 'y' step by step 3" in capsys.readouterr().out
