@@ -16,12 +16,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 # gru, lstm_2layer and state_copies_input: tests/runtime/test_runtime.py and
 # tests/runtime/test_no_torch.py use them; the rest cover every RNN kind, explicit and nested
-# states, a conv front end and elementwise math
+# states, a conv front end and elementwise math (every model tests/export/test_tflite_fixed_point.py
+# checks LiteRT's builtin kernels against the "tflite" spec on, among them)
 ZOO = (
     "gru",
     "lstm_2layer",
     "lstm_proj",
     "rnn_relu",
+    "rnn_tanh_2layer",
     "gru_explicit_state",
     "cells",
     "front_end",
