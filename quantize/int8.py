@@ -29,7 +29,7 @@ import numpy as np
 from rnnedge.errors import InputError
 from rnnedge.quantize.bounds import Interval, bounded_states
 from rnnedge.quantize.calibrate import SENTINEL
-from rnnedge.quantize.int8_dynamic import weight_scales
+from rnnedge.quantize.int8_dynamic import half_exact, weight_scales
 from rnnedge.quantize.int8_gather import table_entry
 from rnnedge.quantize.islands import islands_ending_at_linears, operand_reason
 from rnnedge.quantize.stacked import StackSplit, stack_splits
@@ -374,7 +374,7 @@ def _constants(
 
 def _linear(graph: Graph, node: Node, x: TensorQuant) -> list[TensorQuant]:
     w = graph.constants[node.inputs[1]]
-    w_scale = weight_scales(w)
+    w_scale = half_exact(weight_scales(w))  # a file may store them in 2 bytes
     out = [
         TensorQuant(
             tensor=node.inputs[1], dtype="int8", node=node.outputs[0], axis=0, scale=w_scale,

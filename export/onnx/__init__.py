@@ -41,7 +41,7 @@ def emit_onnx(graph: Graph, plan: QuantPlan | None = None) -> bytes:
     except GraphError as e:
         raise ExportError(f"ONNX export: {e}") from e
     shapes = _shapes(graph)
-    em = OnnxEmitter(graph, shapes)
+    em = OnnxEmitter(graph, shapes, compact=plan is not None and plan.scheme == "int8")
     # every precision is: enter (quantize the inputs), one lowering per node, leave
     enter, lowerings, leave = (lambda: None), LOWERINGS, em.bind_outputs
     if plan is not None and plan.scheme == "int8":

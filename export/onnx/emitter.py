@@ -21,20 +21,28 @@ class OnnxEmitter:
     constants turned into initializers on first use, so folded-away weights never appear).
     """
 
-    def __init__(self, graph: Graph, shapes: dict[str, tuple[int, ...]]) -> None:
+    def __init__(
+        self, graph: Graph, shapes: dict[str, tuple[int, ...]], *, compact: bool = False
+    ) -> None:
         self.graph = graph
+        # `compact` (the full int8 file, issue 16): derived initializers (int8 weights, scales,
+        # biases) are named short, as intermediates are (see `add`), and no node carries a
+        # doc_string (graph.json keeps every node's source); a float file keeps "w.T" and the
+        # module path of each Graph node
+        self.compact = compact
         self.shapes = shapes
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, TensorProto] = {}
-        # the Graph node being lowered: its module path goes into each ONNX node's doc_string,
-        # its output name prefixes the names of intermediate tensors
-        self.source, self.stem = "", "t"
+        # the Graph node being lowered: its module path goes into the doc_string of the ONNX
+        # node that writes its output
+        self.source = ""
         self._alias: dict[str, str] = {}
         self._cache: dict[Any, str] = {}
+        self._shorts = 0  # short names made (short_name)
         self._taken: set[str] = set(shapes) | {t.name for t in (*graph.inputs, *graph.outputs)}
 
     def begin(self, node: Node) -> None:
-        self.source, self.stem = node.source, node.outputs[0]
+        self.source = node.source
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.shapes[name])
@@ -66,18 +74,26 @@ class OnnxEmitter:
         return name
 
     def add(self, op_type: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
-        """Appends one ONNX node; returns its output (a fresh name derived from `op_type`)."""
-        # an intermediate is named after the Graph tensor and the op's capitals ("y.MMI" for
-        # MatMulInteger): each name is stored at its producer and every reader
-        out = out or self.fresh(f"{self.stem}.{''.join(c for c in op_type if c.isupper())}")
+        """Appends one ONNX node; returns its output (a fresh short name unless `out`)."""
+        # An intermediate is named "_" and a number (issue 16: every name is stored at its
+        # producer and every reader; "rnn.l0.gates_x.MatMulInteger" and its kin were 7% of a
+        # GRU 64's int8 file). The node that writes a Graph tensor keeps the Graph's name and
+        # carries the module path as its doc_string, once per Graph node, not per ONNX node.
+        named = out is not None
+        out = out or self.short_name()
         ins = [self.ref(i) if i else "" for i in inputs]
         # no node name: it would repeat the output's name (~30 bytes a node, 5% of a GRU 64's
         # int8 file); onnxruntime names unnamed nodes itself for its profiler
         node = helper.make_node(op_type, ins, [out], **attrs)
-        if self.source:
+        if self.source and named and not self.compact:
             node.doc_string = self.source
         self.nodes.append(node)
         return out
+
+    def short_name(self) -> str:
+        """A fresh name of "_" and a base-36 number."""
+        self._shorts += 1
+        return self.fresh("_" + np.base_repr(self._shorts - 1, 36).lower())
 
     def alias(self, out: str, src: str) -> None:
         """`out` is `src` unchanged (a no-op node): later readers use `src`, no node is added."""
@@ -86,7 +102,7 @@ class OnnxEmitter:
     def derived(self, key: Any, hint: str, make: Callable[[], np.ndarray]) -> str:
         """An initializer computed by `make()` once per `key` (e.g. a pre-transposed weight)."""
         if key not in self._cache:
-            name = self.fresh(hint)
+            name = self.short_name() if self.compact else self.fresh(hint)
             value = np.ascontiguousarray(make())
             self.initializers[name] = numpy_helper.from_array(value, name)
             self._cache[key] = name

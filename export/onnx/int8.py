@@ -109,23 +109,23 @@ class Int8Lowering:
             return self.params[name]
         return self._held(name, self.plan.params(name))
 
-    def _scalar(self, value: np.generic, hint: str) -> str:
+    def _scalar(self, value: np.generic) -> str:
         """A 0-d initializer (QLinear* and Q/DQ want scalar parameters; em.derived and em.f32
         make 1-element vectors)."""
         key = (value.dtype.str, value.tobytes())
         if key not in self._scalars:
-            name = self.em.fresh(hint)
+            name = self.em.short_name()
             self.em.initializers[name] = numpy_helper.from_array(np.array(value), name)
             self._scalars[key] = name
         return self._scalars[key]
 
     def _scale(self, p: QParams, sign: int = 1) -> str:
-        return self._scalar(F32(sign * p.scale), "s")  # short names: every QLinear node
-        # lists six of them, a visible share of a small model's file
+        return self._scalar(F32(sign * p.scale))  # short names (em.short_name): every
+        # QLinear node lists six of them, a visible share of a small model's file
 
     def _zp(self, p: QParams) -> str:
         value = np.uint8(_file_zp(p)) if p.dtype == "int8" else np.int16(p.zp)
-        return self._scalar(value, "z")
+        return self._scalar(value)
 
     def _value(self, name: str) -> str:
         """A tensor read by an integer op: a quantized constant becomes an initializer."""
@@ -155,7 +155,6 @@ class Int8Lowering:
             p = self.params.get(t.name)
             src = self.em.resolve(t.name)
             if p is not None:
-                self.em.stem = t.name
                 self._qdq("DequantizeLinear", src, p, t.name)
             elif src != t.name:
                 self.em.add("Identity", [src], t.name)
@@ -214,9 +213,9 @@ class Int8Lowering:
         em = self.em
         w_scale = np.asarray(wt.scale, F32)
         w_q = em.derived(("int8", w), f"{w}.int8", lambda: quantize_weight(value, wt.scale).T)
-        w_zp = self._scalar(np.int8(0), "wz")  # symmetric weights: one scalar zero point
+        w_zp = self._scalar(np.int8(0))  # symmetric weights: one scalar zero point
         if not bias:
-            ws = em.derived(("scale", w), f"{w}.scale", lambda: w_scale)
+            ws = self._weight_scale(w, w_scale)
             ins = [x, self._scale(xp), self._zp(xp), w_q, ws, w_zp, self._scale(yp), self._zp(yp)]
             em.add("QLinearMatMul", ins, out)
             return
@@ -224,14 +223,24 @@ class Int8Lowering:
         acc = em.add("MatMulInteger", [x, w_q, self._zp(xp), w_zp])
         acc = em.add("Cast", [em.add("Add", [acc, b_int])], to=TensorProto.FLOAT)
         # y = round(acc x_s w_s[n] / y_s) + y_zp: a per-channel Mul, then a per-tensor
-        # QuantizeLinear (per-axis QuantizeLinear runs a scalar loop: 13-23 us at N=1024)
-        step = em.derived(
-            ("requant", w, xp.scale, yp.scale),
-            f"{node.outputs[0]}.requant",
-            lambda: (F32(xp.scale) * w_scale / F32(yp.scale)).astype(F32),
-        )
+        # QuantizeLinear (per-axis QuantizeLinear runs a scalar loop: 13-23 us at N=1024).
+        # The multiplier is x_s * w_s / y_s in float32, computed from the scales by nodes
+        # onnxruntime folds at load: the file holds w_s in 2 bytes (quantize/int8.py keeps
+        # them float16 values), not a 4-byte multiplier per channel (issue 16)
+        ws = self._weight_scale(w, w_scale)
+        step = em.add("Div", [em.add("Mul", [self._scale(xp), ws]), self._scale(yp)])
         one = QParams("int8", 1.0, yp.zp)
         em.add("QuantizeLinear", [em.add("Mul", [acc, step]), self._scale(one), self._zp(one)], out)
+
+    def _weight_scale(self, w: str, scale: np.ndarray) -> str:
+        """The float32 [N] weight scales of `w`: a float16 initializer widened by Cast when
+        float16 holds every one exactly (the plan's are so, quantize/int8.py), else float32."""
+        with np.errstate(over="ignore"):
+            half = scale.astype(np.float16)
+        if not np.array_equal(half.astype(F32), scale):
+            return self.em.derived(("scale", w), f"{w}.scale", lambda: scale)
+        stored = self.em.derived(("scale16", w), f"{w}.scale", lambda: half)
+        return self.em.add("Cast", [stored], to=TensorProto.FLOAT)
 
     def _embedding(self, node: Node, out: str) -> None:
         # an embedding with a per-row int8 table, as the spec's Int8Executor._gather: Gather

@@ -75,8 +75,10 @@ def write_program(program: Program) -> bytes:
     b = flatbuffers.Builder(1024)
     buffers, tensors = _write_tensors(b, program.tensors)
     codes = list(dict.fromkeys((op.code, op.version) for op in program.operators))
+    shared: dict[Options, int] = {}  # equal options tables, written once
     operators = [
-        _write_operator(b, op, codes.index((op.code, op.version))) for op in program.operators
+        _write_operator(b, op, codes.index((op.code, op.version)), shared)
+        for op in program.operators
     ]
     subgraph = _write_subgraph(b, program, tensors, operators)
     signature = _write_signature(b, program)
@@ -160,10 +162,16 @@ def _write_quantization(b: flatbuffers.Builder, q: QuantDef, shared: dict[object
     return tflite.QuantizationParametersEnd(b)
 
 
-def _write_operator(b: flatbuffers.Builder, op: OperatorDef, opcode_index: int) -> int:
+def _write_operator(
+    b: flatbuffers.Builder, op: OperatorDef, opcode_index: int, shared: dict[Options, int]
+) -> int:
     inputs = _int_vector(b, tflite.OperatorStartInputsVector, op.inputs)
     outputs = _int_vector(b, tflite.OperatorStartOutputsVector, op.outputs)
-    options = _write_options(b, op.options) if op.options else None
+    options = None
+    if op.options:  # a flatbuffer may point at one table from many (schema: Operator)
+        if op.options not in shared:
+            shared[op.options] = _write_options(b, op.options)
+        options = shared[op.options]
     tflite.OperatorStart(b)
     tflite.OperatorAddOpcodeIndex(b, opcode_index)
     tflite.OperatorAddInputs(b, inputs)

@@ -56,16 +56,45 @@ def test_every_backend_equals_the_int8_spec_on_the_zoo(name):
             assert max(steps.values(), default=0.0) <= 2, (name, backend, steps)
 
 
-def test_gru_int8_onnx_drops_the_zero_hidden_side_r_z_biases():
+def test_gru_int8_onnx_writes_biases_and_scales_short_and_onnxruntime_folds_them(tmp_path):
     import onnx
+    import onnxruntime as ort
     from models import rnn_with_head
     from onnx import numpy_helper
 
     g = capture(rnn_with_head("gru", 64, 1, 8), torch.zeros(1, 1, 8)).graph
     rng = np.random.default_rng(0)
     plan = plan_int8(g, calibrate(g, [rng.standard_normal((50, 1, 1, 8)) for _ in range(4)]))
-    model = onnx.load_from_string(emit_onnx(g, plan))
-    int32 = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == 6]
-    # gates_x's bias [192] is whole; gates_h's holds only n's 64 entries, padded at load
-    assert sorted(len(b) for b in int32 if b.ndim == 1) == [8, 64, 192]
+    data = emit_onnx(g, plan)
+    model = onnx.load_from_string(data)
+    inits = [numpy_helper.to_array(t) for t in model.graph.initializer]
+    # int16 biases: gates_x's [192] whole; gates_h's only n's 64 entries, padded at load
+    assert sorted(len(b) for b in inits if b.dtype == np.int16) == [8, 64, 192]
+    assert not [b for b in inits if b.dtype == np.int32]
     assert sum(n.op_type == "Pad" for n in model.graph.node) == 1
+    # per-channel weight scales in float16, no float32 multiplier per channel
+    assert sorted(len(s) for s in inits if s.dtype == np.float16) == [8, 192, 192]
+    assert all(s.ndim == 0 for s in inits if s.dtype == np.float32)
+    # onnxruntime folds the widening, the padding and the multipliers into constants
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    assert not {"Pad", "Div"} & set(ops), ops
+    assert ops.count("Cast") == 3, ops  # only the int32 sums of the three linears, per step
+
+
+def test_int8_weight_scales_are_float16_values():
+    from rnnedge.quantize.int8_dynamic import half_exact, weight_scales
+    from rnnedge.runtime.quant.plan import quantize_weight
+
+    rng = np.random.default_rng(3)
+    w = (rng.standard_normal((200, 9)) * 10 ** rng.uniform(-2, 2, (200, 1))).astype(np.float32)
+    base = np.asarray(weight_scales(w), np.float32)
+    s = np.asarray(half_exact(tuple(base)), np.float32)
+    assert np.array_equal(s.astype(np.float16).astype(np.float32), s)  # 2 bytes hold each
+    assert (np.abs(s / base - 1) <= 2**-11).all()  # the nearest: as fine a grid
+    # every row's largest weight is still +-127 (|w| / s <= 127.06 rounds to 127)
+    assert (np.abs(quantize_weight(w, tuple(s)).astype(int)).max(axis=1) == 127).all()
+    # outside float16's normal range a scale stays the float32 it was
+    assert half_exact((1e-6, 1e6, 2.0**-14)) == (float(np.float32(1e-6)), 1e6, 2.0**-14)
