@@ -33,6 +33,7 @@ from rnnedge.quantize.fidelity import (
     fake_quant_outputs,
     float_outputs,
     int8_outputs,
+    representable,
 )
 from rnnedge.quantize.int8 import activation_groups, plan_int8
 from rnnedge.quantize.mixed_rules import structural_floats
@@ -117,9 +118,7 @@ def plan_within_budget(
     }
     refs = {k: float_outputs(graph, v, judged) for k, v in splits.items() if v}
     plan = plan_int8(graph, ranges)
-    before = {
-        k: compare(k, int8_outputs(graph, plan, splits[k], judged), r) for k, r in refs.items()
-    }
+    before = _measured(graph, plan, splits, refs, judged)
     misses = [m for f in before.values() for m in budget.misses(f)]
     if not misses:
         return Mixed(plan=plan, kept={}, before=before, after=before, met=True)
@@ -134,14 +133,23 @@ def plan_within_budget(
     judge = _judge(graph, ranges, search, ref, budget, judged)
     kept = _search(graph, ranges, plan, search, judge, say, judged)
     plan = plan_int8(graph, ranges, keep_float=kept)
-    after = {
-        k: compare(k, int8_outputs(graph, plan, splits[k], judged), r) for k, r in refs.items()
-    }
+    after = _measured(graph, plan, splits, refs, judged)
     met = not any(budget.misses(f) for f in after.values())
     return Mixed(plan=plan, kept=kept, before=before, after=after, met=met)
 
 
 Judge = Callable[[dict[str, str]], bool]
+
+
+def _measured(
+    graph: Graph, plan: QuantPlan, splits: dict, refs: dict[str, Streams], judged: Judged
+) -> dict[str, Fidelity]:
+    """split -> the plan's fidelity, with the share of each int8 output's values clipped."""
+    out = {}
+    for k, ref in refs.items():
+        held = representable(plan, ref)
+        out[k] = compare(k, int8_outputs(graph, plan, splits[k], judged), ref, held)
+    return out
 
 
 def _judge(
