@@ -5,19 +5,21 @@ against float on the calibration sequences and a held-out split (quantize/fideli
 real integer kernels, state carried). Within the budget, that plan is the answer. Otherwise:
   1. the tensors the graph's structure marks (stacked states, accumulators and their decays:
      quantize/mixed_rules.py) are left float;
-  2. every remaining int8 group is ranked by sensitivity: the float graph with only that group
-     rounded to its int8 grid, its error against float;
-  3. the most sensitive groups are left float one by one until the budget holds;
+  2. every remaining int8 group is ranked once by sensitivity: the float graph with only that
+     group rounded to its int8 grid, its error against float on the first RANK_STEPS steps;
+  3. a bisection on the ranked list finds the fewest most sensitive groups whose keeping float
+     holds the budget (log2(groups) + 1 plans measured; one by one took a plan per group);
   4. each group step 3 kept float is tried back in int8 (last first): it stays int8 if the
      budget still holds, so the fewest stay float (step 1's never go back).
-Steps 2-4 judge plans on calibration data at SEARCH_MARGIN of the budget, so that held-out
-data, judged at the full budget, has room.
+Steps 3-4 judge plans on calibration data at SEARCH_MARGIN of the budget, so that held-out
+data, judged at the full budget, has room. Each step says what it found (progress lines).
 strict=True refuses instead (ExportError with the numbers). A group (tensors tied by shape ops
 or a state pair) moves as one: it shares one set of parameters.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -41,6 +43,7 @@ from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.quant.plan import QuantPlan, Ranges
 
 SEARCH_STEPS = 1200  # steps of calibration data each candidate plan is judged on
+RANK_STEPS = 300  # steps each group is ranked on (one fake-quant pass per group)
 MEASURE_STEPS = 4000  # steps per split in the final record
 MAX_TRIES = 24  # plans measured in the greedy and pruning passes, at most
 SEARCH_MARGIN = 0.75  # the search's error budget, as a fraction of the user's
@@ -185,23 +188,21 @@ def _search(
     rules = set(keep)  # stacked states, accumulators and decays stay float: never pruned
     tries = 1
     holds = judge(keep) if keep else False
+    if keep:
+        say(f"  {len(keep)} tensor group(s) float by structure: budget {_word(holds)}")
     if not holds:
         taken = {tied[k] for k in keep}
-        for root, err, cost in _ranked(graph, ranges, plan, seqs, groups, taken, judged):
-            if tries >= MAX_TRIES:
-                break
-            why = (
-                f"sensitivity: int8 on it alone costs {err:.2f}% of the output range"
-                if np.isfinite(err)
-                else "sensitivity: int8 on it alone makes the output NaN or Inf"
-            )
-            keep[groups[root][0]] = why + (f" (keeps {cost} weights float)" if cost else "")
-            tries += 1
-            if judge(keep):
-                holds = True
-                break
-    if not holds:
-        return keep
+        t0 = time.perf_counter()
+        ranked = _ranked(graph, ranges, plan, _cap(seqs, RANK_STEPS), groups, taken, judged)
+        say(
+            f"  ranked {len(ranked)} int8 tensor groups by sensitivity in "
+            f"{time.perf_counter() - t0:.0f} s (each alone, on {RANK_STEPS} steps)"
+        )
+        top, n = fewest_float(ranked, keep, groups, judge, say)
+        tries += n
+        if top is None:
+            return {**keep, **_kept(ranked, groups)}
+        keep = {**keep, **_kept(ranked[:top], groups)}
     for t in [t for t in keep if t not in rules][::-1]:  # fewest: back to int8 if it holds
         if tries >= MAX_TRIES:
             break
@@ -209,7 +210,50 @@ def _search(
         tries += 1
         if judge(trial):
             keep = trial
+            say(f"  {t} back to int8: the budget still holds")
     return keep
+
+
+def fewest_float(
+    ranked: list[tuple[str, float, int]],
+    keep: dict[str, str],
+    groups: dict,
+    judge: Judge,
+    say: Progress,
+) -> tuple[int | None, int]:
+    """(the fewest leading groups of `ranked` that, kept float with `keep`, hold the budget,
+    or None when all of them do not; the plans tried): a bisection, log2(groups) + 1 tries
+    (kept float, a group only makes int8 better, as far as the ranking tells)."""
+    if not judge({**keep, **_kept(ranked, groups)}):
+        say(f"  the budget misses even with all {len(ranked)} groups float")
+        return None, 1
+    lo, hi, tries = 0, len(ranked), 1  # lo misses (the caller judged it), hi holds
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        tries += 1
+        if judge({**keep, **_kept(ranked[:mid], groups)}):
+            hi = mid
+        else:
+            lo = mid
+        say(f"  the {mid} most sensitive group(s) float: budget {_word(hi == mid)}")
+    return hi, tries
+
+
+def _kept(ranked: list[tuple[str, float, int]], groups: dict) -> dict[str, str]:
+    """A group's first member -> why, for the ranked groups (kept float by sensitivity)."""
+    out = {}
+    for root, err, cost in ranked:
+        why = (
+            f"sensitivity: int8 on it alone costs {err:.2f}% of the output range"
+            if np.isfinite(err)
+            else "sensitivity: int8 on it alone makes the output NaN or Inf"
+        )
+        out[groups[root][0]] = why + (f" (keeps {cost} weights float)" if cost else "")
+    return out
+
+
+def _word(holds: bool) -> str:
+    return "holds" if holds else "misses"
 
 
 def _ranked(
