@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import math
 
-from rnnedge.quantize.mixed import fewest_float
+import numpy as np
+import torch
+
+from rnnedge.export.capture.program import capture
+from rnnedge.quantize.calibrate import calibrate
+from rnnedge.quantize.int8 import plan_int8
+from rnnedge.quantize.mixed import fewest_float, float_weights
 
 GROUPS = 40
 
@@ -45,3 +51,28 @@ def test_the_structural_floats_come_along_and_a_miss_with_all_float_is_said():
     assert fewest_float(ranked, rules, groups, judge, lines.append) == (None, 1)
     assert seen[0]["state"] == "accumulator" and len(seen[0]) == 9
     assert "misses even with all 8 groups float" in lines[0]
+
+
+class Embedded(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.table, self.out = torch.nn.Embedding(50, 8), torch.nn.Linear(8, 50)
+
+    def forward(self, ids: torch.Tensor, h: torch.Tensor):
+        h = 0.5 * h + self.table(ids)
+        return self.out(h), h
+
+
+def test_a_gather_kept_float_counts_its_table_as_float_weights():
+    # the ranking puts groups that keep no weight float first: an embedding's output kept
+    # float keeps its table float, and was ranked as if it cost nothing
+    torch.manual_seed(0)
+    example = (torch.zeros(1, 1, dtype=torch.int64), torch.zeros(1, 1, 8))
+    graph = capture(Embedded().eval(), example).graph
+    rng = np.random.default_rng(0)
+    ranges = calibrate(graph, [rng.integers(0, 50, (20, 1, 1)) for _ in range(2)])
+    base = plan_int8(graph, ranges)
+    (gather,) = [n for n in graph.nodes if n.op == "gather"]
+    kept = plan_int8(graph, ranges, keep_float={gather.outputs[0]: ""})
+    assert kept.weight(gather.outputs[0]) is None
+    assert float_weights(graph, kept) - float_weights(graph, base) == 50 * 8
