@@ -47,6 +47,8 @@ def _line(f: Fidelity) -> str:
         if o.agreement is not None:
             text += f", {o.decision} agrees {100 * o.agreement:.2f}%"
         text += f", drift {o.drift:.2f}x" + (" (drifting)" if o.drifting else "")
+        if o.clipped_pct:  # float values beyond the int8 output's grid: clipped in int8
+            text += f", clipped {o.clipped_pct:.3g}% of values"
         parts.append(text)
     return "; ".join(parts)
 

@@ -40,6 +40,9 @@ class OutputFidelity:
     decision: str  # "argmax" | "threshold 0.5" | "" (no decision read off this output)
     drift: float  # late-quarter mean error / early-quarter mean error
     drifting: bool
+    # % of the float output's values beyond what its int8 grid holds (clipped in int8), or
+    # None when the output is not int8 (an LM head's int8 logits: quantize/islands.py)
+    clipped_pct: float | None = None
 
     def to_json(self) -> dict:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -154,9 +157,14 @@ def _streams(graph: Graph, sequences: list[np.ndarray], step, judged: Judged) ->
     return out
 
 
-def compare(split: str, got: Streams, ref: Streams) -> Fidelity:
-    """The fidelity of `got` (int8) against `ref` (float), output by output."""
-    outputs = tuple(_output(name, got[name], ref[name]) for name in ref)
+Held = Mapping[str, tuple[float, float]]  # int8 output -> the float range its grid holds
+
+
+def compare(split: str, got: Streams, ref: Streams, held: Held | None = None) -> Fidelity:
+    """The fidelity of `got` (int8) against `ref` (float), output by output; `held`: the
+    range each int8 output's grid holds (representable), to count the float values clipped."""
+    held = held or {}
+    outputs = tuple(_output(name, got[name], ref[name], held.get(name)) for name in ref)
     seqs = next(iter(ref.values()), [])
     return Fidelity(
         split=split,
@@ -166,7 +174,20 @@ def compare(split: str, got: Streams, ref: Streams) -> Fidelity:
     )
 
 
-def _output(name: str, got: list[np.ndarray], ref: list[np.ndarray]) -> OutputFidelity:
+def representable(plan: QuantPlan, names: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """name -> the float range the int8 grid of each of `names` holds (only int8 ones)."""
+    out = {}
+    for name in names:
+        p = plan.activation(name)
+        if p is not None and p.dtype == "int8":
+            s, zp = p.scale[0], p.zero_point[0]
+            out[name] = (s * (-128 - zp), s * (127 - zp))
+    return out
+
+
+def _output(
+    name: str, got: list[np.ndarray], ref: list[np.ndarray], held: tuple[float, float] | None
+) -> OutputFidelity:
     flat_ref = np.concatenate([r.reshape(len(r), -1) for r in ref])
     flat_got = np.concatenate([g.reshape(len(g), -1) for g in got])
     span = max(float(flat_ref.max() - flat_ref.min()), 1e-12)
@@ -183,6 +204,9 @@ def _output(name: str, got: list[np.ndarray], ref: list[np.ndarray]) -> OutputFi
         decision=decision,
         drift=float(min(drift, 1e6)),
         drifting=bool(late > DRIFT_RATIO * early and late - early > DRIFT_FLOOR * span),
+        clipped_pct=None
+        if held is None
+        else 100 * float(((flat_ref < held[0]) | (flat_ref > held[1])).mean()),
     )
 
 

@@ -27,11 +27,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from rnnedge.errors import InputError
+from rnnedge.quantize import islands
 from rnnedge.quantize.bounds import Interval, bounded_states
 from rnnedge.quantize.calibrate import SENTINEL
 from rnnedge.quantize.int8_dynamic import half_exact, weight_scales
 from rnnedge.quantize.int8_gather import table_entry
-from rnnedge.quantize.islands import islands_ending_at_linears, operand_reason
 from rnnedge.quantize.stacked import StackSplit, stack_splits
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
 from rnnedge.runtime.quant.plan import (
@@ -82,10 +82,13 @@ def plan_int8(
     members: dict[str, list[str]] = {}
     for name, root in groups.items():
         members.setdefault(root, []).append(name)
+    heads = islands.island_heads(graph, producer, INT_OPS)
     acts: dict[str, TensorQuant] = {}
     for names in members.values():
         for name in names:
-            acts[name] = _act(name, names, graph, ranges, producer, floats, bounded, cells, cell)
+            p = _act(name, names, graph, ranges, producer, floats, bounded, cells, cell)
+            wide = name in heads and p.source == "calibrated" and p.dtype == "int8"
+            acts[name] = _calibrated(name, names, ranges, islands.HEAD_HEADROOM) if wide else p
     tensors = [acts[n] for n in _activation_order(graph)]
     tensors += _constants(graph, producer, acts)
     return QuantPlan(scheme="int8", tensors=tuple(tensors))
@@ -154,7 +157,7 @@ def _float_tensors(
         if node.op not in INT_OPS:
             why[groups[out]] = (out, f"op {node.op!r} has no int8 kernel in this scheme")
             soft.add(groups[out])
-        elif reason := operand_reason(graph, node):
+        elif reason := islands.operand_reason(graph, node):
             why[groups[out]] = (out, reason)
     # no int8 scale holds a stand-in for -inf next to real values; this reason wins over an
     # op's (RWKV's max state comes from `maximum`), which would hide why it can never be int8
@@ -163,7 +166,9 @@ def _float_tensors(
             reason = f"state {st.input!r} starts at +-{SENTINEL:g} (a stand-in for infinity)"
             why[groups[st.input]] = (st.input, reason)
             hard.add(groups[st.input])
-    for root in islands_ending_at_linears(graph, groups, soft - hard, set(why), INT_OPS, ranges):
+    for root in islands.islands_ending_at_linears(
+        graph, groups, soft - hard, set(why), INT_OPS, ranges
+    ):
         del why[root]
     changed = True
     while changed:
@@ -252,23 +257,24 @@ def _act(
         return _fixed(name, FIXED_OUTPUTS["sigmoid"])
     if ops == {"tanh"} and not _reads_cell(names, producer, cells):
         return _fixed(name, FIXED_OUTPUTS["tanh"])
-    lo, hi = _union(names, ranges)
-    if any(t.name in names for t in graph.outputs):
-        lo, hi = _headroom(lo, hi)
-    scale, zp = asymmetric(lo, hi)
+    pad = OUTPUT_HEADROOM if any(t.name in names for t in graph.outputs) else 0.0
+    return _calibrated(name, names, ranges, pad)
+
+
+def _calibrated(name: str, names: list[str], ranges: Ranges, pad: float) -> TensorQuant:
+    scale, zp = asymmetric(*_headroom(*_union(names, ranges), pad))
     return TensorQuant(
         tensor=name, dtype="int8", scale=(scale,), zero_point=(zp,), source="calibrated"
     )
 
 
-def _headroom(lo: float, hi: float) -> Interval:
+def _headroom(lo: float, hi: float, pad: float = OUTPUT_HEADROOM) -> Interval:
     """A graph output clipped at the calibrated range is an error the user sees as it is, with
     no later op to squash it: held-out data routinely runs a few percent past the range seen in
     calibration (GRU 256x1: the clipped output was 3.2% of its range in error, 1.3% with 5%
     headroom; the worst of 18 GRU/LSTM/RNN models went from 3.2% to 2.6%). 10% more width on
     an output costs 10% of its resolution."""
-    pad = OUTPUT_HEADROOM * (hi - lo)
-    return lo - pad, hi + pad
+    return lo - pad * (hi - lo), hi + pad * (hi - lo)
 
 
 def _reads_cell(names: list[str], producer: dict[str, Node], cells: dict[str, set[str]]) -> bool:

@@ -10,7 +10,11 @@
                   an LSTM cell, an RWKV-style aa/bb/pp normaliser) integrates each step's
                   int8 rounding: the error grows along the stream. The state, the tensors
                   on its path and the decays that multiply it stay float.
-States proven to stay in [-1, 1] (GRU h: a convex mix of tanh and itself) are neither.
+Neither: states proven to stay in [-1, 1] (GRU h: a convex mix of tanh and itself), and shift
+registers, a state whose next value is only a slice / concat of itself and fresh inputs (a
+Mamba conv state, cat(state[..., 1:], x)): its values are rounded once on entry and only
+move, in the one group of parameters of what enters it (measured on a trained Mamba:
+docs/rwkv-mamba.md).
 """
 
 from __future__ import annotations
@@ -33,12 +37,35 @@ def structural_floats(graph: Graph, ranges: Ranges, plan: QuantPlan) -> dict[str
         p = plan.activation(s.input)
         if s.input in bounded or p is None or p.dtype == "float32":
             continue
+        if shift_register(graph, s.input, s.output):
+            continue
         why = _stacked(graph, s.output, ranges)
         if why:
             out.setdefault(s.input, why)
         for tensor, why in _accumulator(graph, s.input, s.output).items():
             out.setdefault(tensor, why)
     return out
+
+
+def shift_register(graph: Graph, state_in: str, state_out: str) -> bool:
+    """Whether the state's next value is made of itself by shape ops only (slice, concat,
+    reshape, transpose) plus fresh inputs: every op on a path from the state's input to its
+    output is a shape op, so no value of the state is computed again, only moved."""
+    forward = {state_in}
+    on_path = []
+    for node in graph.nodes:
+        if any(i in forward for i in node.inputs):
+            forward.add(node.outputs[0])
+            on_path.append(node)
+    if state_out not in forward:
+        return False
+    backward = {state_out}
+    for node in reversed(on_path):
+        if node.outputs[0] in backward:
+            if node.op not in SHAPE_OPS:
+                return False
+            backward.update(node.inputs)
+    return True
 
 
 def _stacked(graph: Graph, output: str, ranges: Ranges) -> str:

@@ -44,4 +44,7 @@ def _output(o: dict[str, Any]) -> str:
     if o.get("agreement") is not None:
         text += f", {o.get('decision')} agrees {100 * o['agreement']:.2f}%"
     drift = o.get("drift", 0.0)
-    return text + f", drift {drift:.2f}x" + (" (drifting)" if o.get("drifting") else "")
+    text += f", drift {drift:.2f}x" + (" (drifting)" if o.get("drifting") else "")
+    if o.get("clipped_pct"):  # float values beyond the int8 output's grid, clipped in int8
+        text += f", clipped {o['clipped_pct']:.3g}% of values"
+    return text

@@ -2,8 +2,9 @@
 QUANTIZE at its calibrated range, so the linear and its weights are int8 per channel. Before,
 the linear ran in float, weights and all ("op 'linear' reads x, which is not int8"): a
 transformers RWKV-4 kept its LM head (after ln_out) and every FFN value linear (after pow)
-float, and its int8 file was 49-65% of the float one. (A linear writing a graph output, as
-the LM head does, still keeps its island float: its output would be clipped int8.)"""
+float, and its int8 file was 49-65% of the float one. A linear writing a graph output (an LM
+head) is int8 too, its output at the calibrated range with headroom; the int8-vs-float check
+counts the float values that grid clips."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from rnnedge.export.capture.program import capture
 from rnnedge.export.pipeline import export_bundle
 from rnnedge.export.tflite import emit_tflite
 from rnnedge.quantize.calibrate import calibrate
-from rnnedge.quantize.fidelity import int8_outputs
+from rnnedge.quantize.fidelity import compare, float_outputs, int8_outputs, representable
 from rnnedge.quantize.int8 import plan_int8
+from rnnedge.quantize.islands import HEAD_HEADROOM
 from rnnedge.runtime.bundle import read_bundle
 from rnnedge.runtime.quant.plan import QuantPlan
 
@@ -28,8 +30,7 @@ F = 8
 
 class NormedHead(nn.Module):
     """GRU -> a squared-ReLU FFN (pow feeds its value linear) -> LayerNorm -> a wide linear
-    -> tanh -> out: the shape of an RWKV block's FFN and of a linear after a norm. (A linear
-    writing a graph output keeps the island float: quantize/islands.py.)"""
+    -> tanh -> out: the shape of an RWKV block's FFN and of a linear after a norm."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,12 +122,30 @@ class NormThenOutput(nn.Module):
         return self.out(self.norm(self.gru(x)[0]))
 
 
-def test_a_linear_writing_a_graph_output_keeps_its_island_float():
-    # its output would go int8, clipped at the calibrated range where it was float
+def test_a_linear_writing_a_graph_output_is_int8_and_clipping_is_measured():
+    # an LM head after its final norm: int8 weights, its output int8 at the calibrated range
+    # widened by the output headroom (it kept its island float, weights and all, before)
     _, calib = _model_and_data()
     torch.manual_seed(0)
     graph = capture(NormThenOutput().eval(), torch.zeros(1, 1, F)).graph
-    plan = plan_int8(graph, calibrate(graph, calib))
+    ranges = calibrate(graph, calib)
+    plan = plan_int8(graph, ranges)
     out = _linear_reading(graph, "layer_norm")
-    assert plan.weight(out.outputs[0]) is None
-    assert "which is not int8" in plan.activation(out.outputs[0]).why
+    assert plan.weight(out.outputs[0]) is not None
+    assert plan.activation(out.inputs[0]).dtype == "int8"
+    (lo, hi) = representable(plan, ["y"])["y"]
+    c_lo, c_hi = ranges.ranges["y"]
+    # more headroom than other outputs get (it was float): a quarter of the width each side
+    pad = HEAD_HEADROOM * (c_hi - c_lo)
+    assert lo <= c_lo - 0.98 * pad and hi >= c_hi + 0.98 * pad, (lo, hi, c_lo, c_hi)
+    # data beyond calibration (here: calibrated on 3 steps) is clipped in int8: the fidelity
+    # says how much, never silently
+    short = plan_int8(graph, calibrate(graph, [calib[0][:3]]))
+    (lo, hi) = representable(short, ["y"])["y"]
+    ref = float_outputs(graph, calib)
+    quiet = compare("c", int8_outputs(graph, plan, calib), float_outputs(graph, calib), {})
+    fid = compare("held", int8_outputs(graph, short, calib), ref, representable(short, ref))
+    flat = np.concatenate(ref["y"]).ravel()
+    want = 100 * float(((flat < lo) | (flat > hi)).mean())
+    assert quiet.outputs[0].clipped_pct is None  # not asked: not measured
+    assert fid.outputs[0].clipped_pct == pytest.approx(want) and want > 0, want
