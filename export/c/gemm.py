@@ -20,22 +20,44 @@ GEMM = r"""
 #define RN_NB 16
 #endif
 
-/* rows r < rr (a constant after inlining) of y[r][n0 .. n0 + RN_NB) = b + sum_k x[r][k] wt[k][n] */
-RN_INLINE void rn_gemm_tile(int rr, const float *const *x, float *const *y,
+/* y[r][n0 .. n0 + RN_NB) = b + sum_k x[r][k] wt[k][n] for rows r < 4, or r < 1 (one: each
+ * row's sums stay in registers, 4 rows share every weight load) */
+RN_INLINE void rn_gemm_tile(int four, const float *const *x, float *const *y,
     const float *restrict wt, const float *b, int kk, int ld, int n0)
 {
-    float acc[4][RN_NB];
-    for (int r = 0; r < rr; r++)
-        for (int c = 0; c < RN_NB; c++) acc[r][c] = b ? b[n0 + c] : 0.0f;
-    for (int k = 0; k < kk; k++) {
-        const float *wk = wt + (long)k * ld + n0;
-        for (int r = 0; r < rr; r++) {
-            const float xr = x[r][k];
-            for (int c = 0; c < RN_NB; c++) acc[r][c] = RN_MADD(acc[r][c], xr, wk[c]);
+    float a0[RN_NB], a1[RN_NB], a2[RN_NB], a3[RN_NB];
+    const float *x0 = x[0], *x1 = x[four ? 1 : 0], *x2 = x[four ? 2 : 0], *x3 = x[four ? 3 : 0];
+    float *restrict y0 = y[0] + n0;
+    if (b)
+        for (int c = 0; c < RN_NB; c++) a0[c] = b[n0 + c];
+    else
+        for (int c = 0; c < RN_NB; c++) a0[c] = 0.0f;
+    if (four) {
+        float *restrict y1 = y[1] + n0, *restrict y2 = y[2] + n0, *restrict y3 = y[3] + n0;
+        for (int c = 0; c < RN_NB; c++) a1[c] = a2[c] = a3[c] = a0[c];
+        for (int k = 0; k < kk; k++) {
+            const float *wk = wt + (long)k * ld + n0;
+            const float v0 = x0[k], v1 = x1[k], v2 = x2[k], v3 = x3[k];
+            for (int c = 0; c < RN_NB; c++) {
+                a0[c] = RN_MADD(a0[c], v0, wk[c]);
+                a1[c] = RN_MADD(a1[c], v1, wk[c]);
+                a2[c] = RN_MADD(a2[c], v2, wk[c]);
+                a3[c] = RN_MADD(a3[c], v3, wk[c]);
+            }
+        }
+        for (int c = 0; c < RN_NB; c++) {
+            y1[c] = a1[c];
+            y2[c] = a2[c];
+            y3[c] = a3[c];
+        }
+    } else {
+        for (int k = 0; k < kk; k++) {
+            const float *wk = wt + (long)k * ld + n0;
+            const float v0 = x0[k];
+            for (int c = 0; c < RN_NB; c++) a0[c] = RN_MADD(a0[c], v0, wk[c]);
         }
     }
-    for (int r = 0; r < rr; r++)
-        for (int c = 0; c < RN_NB; c++) y[r][n0 + c] = acc[r][c];
+    for (int c = 0; c < RN_NB; c++) y0[c] = a0[c];
 }
 
 /* y[r][n] = b[n] (0 without b) + sum_k x[r][k] wt[k * nn + n] for r < m, n < nn, each sum in
@@ -50,10 +72,10 @@ RN_INLINE void rn_gemm(const float *const *x, float *const *y, int m, const floa
         int r = 0;
         for (; r + 4 <= m; r += 4)
             for (int n0 = n1; n0 < n2; n0 += RN_NB)
-                rn_gemm_tile(4, x + r, y + r, wt, b, kk, nn, n0);
+                rn_gemm_tile(1, x + r, y + r, wt, b, kk, nn, n0);
         for (; r < m; r++)
             for (int n0 = n1; n0 < n2; n0 += RN_NB)
-                rn_gemm_tile(1, x + r, y + r, wt, b, kk, nn, n0);
+                rn_gemm_tile(0, x + r, y + r, wt, b, kk, nn, n0);
     }
     for (int r = 0; r < m; r++) { /* the last nn % RN_NB columns */
         float *yr = y[r];
