@@ -27,6 +27,7 @@ from rnnedge.export.c.int8 import dequantize_to_float, int8_kernel, quantize_to
 from rnnedge.export.c.int8_dynamic import linear_dynamic
 from rnnedge.export.c.simd import BLOCK_N, pack_int8
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
+from rnnedge.runtime.quant.int8 import quantize
 from rnnedge.runtime.quant.plan import QParams, QuantPlan, quantize_bias, quantize_weight
 
 S = "rn_s"  # the stream index of the batched step's loops
@@ -140,7 +141,7 @@ class BatchProgram:
         q = self.params(name)
         if node.op == "linear" and index == 1:
             return Tensor("", value.shape, q)
-        t = self.em.const_tensor(value if q is None else quantize_weight(value, q), q, name)
+        t = self.em.const_tensor(value if q is None else quantize(value, q), q, name)
         self.tensors[name] = t
         return t
 
