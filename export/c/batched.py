@@ -189,7 +189,7 @@ def linear_float(em: BatchEmitter, node: Node, ins: list[Tensor], shape: tuple[i
     wt = em.const(np.ascontiguousarray(w.T), "float", "w^T [K][N]")
     bias = ins[2].var if len(ins) == 3 else "(const float *)0"
     nblk = max(32, L2_BLOCK // (4 * max(k_in, 1)) // 32 * 32)
-    xp, yp = em.temps(*(em.batch * rows * PTR,) * 2)
+    xp, yp, tp = em.temps(em.batch * rows * PTR, em.batch * rows * PTR, 16 * max(k_in, 1))
     em.line("{")
     em.line(f"    const float **rn_x = (const float **)(void *){xp};")
     em.line(f"    float **rn_y = (float **)(void *){yp};")
@@ -198,7 +198,10 @@ def linear_float(em: BatchEmitter, node: Node, ins: list[Tensor], shape: tuple[i
         f"    for (int {S} = 0; {S} < rn_n; {S}++) for (int m = 0; m < {rows}; m++) "
         f"rn_y[{S} * {rows} + m] = {y.var} + m * {n_out};"
     )
-    em.line(f"    rn_gemm(rn_x, rn_y, rn_n * {rows}, {wt}, {bias}, {k_in}, {n_out}, {nblk});")
+    em.line(f"    float *rn_xt = (float *)(void *){tp};")
+    em.line(
+        f"    rn_gemm(rn_x, rn_y, rn_n * {rows}, {wt}, {bias}, {k_in}, {n_out}, {nblk}, rn_xt);"
+    )
     em.line("}")
     return y
 

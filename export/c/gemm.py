@@ -20,13 +20,13 @@ GEMM = r"""
 #define RN_NB 16
 #endif
 
-/* y[r][n0 .. n0 + RN_NB) = b + sum_k x[r][k] wt[k][n] for rows r < 4, or r < 1 (one: each
- * row's sums stay in registers, 4 rows share every weight load) */
-RN_INLINE void rn_gemm_tile(int four, const float *const *x, float *const *y,
+/* y[r][n0 .. n0 + RN_NB) = b + sum_k x[r][k] wt[k][n] for rows r < 4 (four: x[r][k] is
+ * xt[4 k + r], the tile's rows interleaved) or one row (x[0][k] = xt[k]); each row's sums stay
+ * in registers, and 4 rows share every weight load */
+RN_INLINE void rn_gemm_tile(int four, const float *restrict xt, float *const *y,
     const float *restrict wt, const float *b, int kk, int ld, int n0)
 {
     float a0[RN_NB], a1[RN_NB], a2[RN_NB], a3[RN_NB];
-    const float *x0 = x[0], *x1 = x[four ? 1 : 0], *x2 = x[four ? 2 : 0], *x3 = x[four ? 3 : 0];
     float *restrict y0 = y[0] + n0;
     if (b)
         for (int c = 0; c < RN_NB; c++) a0[c] = b[n0 + c];
@@ -37,7 +37,7 @@ RN_INLINE void rn_gemm_tile(int four, const float *const *x, float *const *y,
         for (int c = 0; c < RN_NB; c++) a1[c] = a2[c] = a3[c] = a0[c];
         for (int k = 0; k < kk; k++) {
             const float *wk = wt + (long)k * ld + n0;
-            const float v0 = x0[k], v1 = x1[k], v2 = x2[k], v3 = x3[k];
+            const float v0 = xt[4 * k], v1 = xt[4 * k + 1], v2 = xt[4 * k + 2], v3 = xt[4 * k + 3];
             for (int c = 0; c < RN_NB; c++) {
                 a0[c] = RN_MADD(a0[c], v0, wk[c]);
                 a1[c] = RN_MADD(a1[c], v1, wk[c]);
@@ -45,15 +45,13 @@ RN_INLINE void rn_gemm_tile(int four, const float *const *x, float *const *y,
                 a3[c] = RN_MADD(a3[c], v3, wk[c]);
             }
         }
-        for (int c = 0; c < RN_NB; c++) {
-            y1[c] = a1[c];
-            y2[c] = a2[c];
-            y3[c] = a3[c];
-        }
+        for (int c = 0; c < RN_NB; c++) y1[c] = a1[c]; /* a loop per row: they vectorise */
+        for (int c = 0; c < RN_NB; c++) y2[c] = a2[c];
+        for (int c = 0; c < RN_NB; c++) y3[c] = a3[c];
     } else {
         for (int k = 0; k < kk; k++) {
             const float *wk = wt + (long)k * ld + n0;
-            const float v0 = x0[k];
+            const float v0 = xt[k];
             for (int c = 0; c < RN_NB; c++) a0[c] = RN_MADD(a0[c], v0, wk[c]);
         }
     }
@@ -62,20 +60,24 @@ RN_INLINE void rn_gemm_tile(int four, const float *const *x, float *const *y,
 
 /* y[r][n] = b[n] (0 without b) + sum_k x[r][k] wt[k * nn + n] for r < m, n < nn, each sum in
  * k order with RN_MADD: row for row what rn_gemv computes. Columns go in blocks of nblk (a
- * multiple of RN_NB) whose weights stay in L2 while all m rows pass over them. */
+ * multiple of RN_NB) whose weights stay in L2 while all m rows pass over them; xt: 4 kk
+ * floats of scratch */
 RN_INLINE void rn_gemm(const float *const *x, float *const *y, int m, const float *restrict wt,
-    const float *b, int kk, int nn, int nblk)
+    const float *b, int kk, int nn, int nblk, float *restrict xt)
 {
     const int full = nn - nn % RN_NB;
     for (int n1 = 0; n1 < full; n1 += nblk) {
         const int n2 = n1 + nblk < full ? n1 + nblk : full;
         int r = 0;
-        for (; r + 4 <= m; r += 4)
+        for (; r + 4 <= m; r += 4) {
+            for (int k = 0; k < kk; k++)
+                for (int i = 0; i < 4; i++) xt[4 * k + i] = x[r + i][k];
             for (int n0 = n1; n0 < n2; n0 += RN_NB)
-                rn_gemm_tile(1, x + r, y + r, wt, b, kk, nn, n0);
+                rn_gemm_tile(1, xt, y + r, wt, b, kk, nn, n0);
+        }
         for (; r < m; r++)
             for (int n0 = n1; n0 < n2; n0 += RN_NB)
-                rn_gemm_tile(0, x + r, y + r, wt, b, kk, nn, n0);
+                rn_gemm_tile(0, x[r], y + r, wt, b, kk, nn, n0);
     }
     for (int r = 0; r < m; r++) { /* the last nn % RN_NB columns */
         float *yr = y[r];
