@@ -170,10 +170,11 @@ def _report(stats: dict[str, LatencyStats], hidden: int, streams: int, isa: str)
             lines.append(
                 f"  native {p} {streams} streams per stream-step / one step: {ratio:.3f} [<= 0.1]"
             )
-        loop = stats.get(f"native {p} C loop x1000")
+        single = stats.get(f"native {p} bound call")
+        empty = stats.get(f"native {p} empty call")
         bound = stats.get(f"native {p} {streams} streams, bound call")
-        if loop and bound:
-            ratio = bound.p50 / streams / (loop.p50 / C_LOOP_STREAMS)
+        if single and empty and bound:  # the C alone: bound call minus the empty call's cost
+            ratio = (bound.p50 - empty.p50) / streams / (single.p50 - empty.p50)
             lines.append(f"  native {p} C alone: {streams} streams batched / one step: {ratio:.3f}")
     return "\n".join(lines)
 
