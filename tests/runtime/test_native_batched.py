@@ -7,8 +7,10 @@ numpy float spec, over 300 steps with the state carried and streams whose inputs
 from __future__ import annotations
 
 import ctypes
+import platform
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +179,20 @@ def test_every_model_batched_equals_single_streams(tmp_path, kind, name) -> None
         for t, got, one, _ in _run_batched_and_singles(path, precision, 5, 50):
             for i in range(5):
                 assert np.array_equal(got[i], one[i]), f"{name} {precision} step {t} #{i}"
+
+
+CPU_INFO = Path("/proc/cpuinfo")
+CPU_FLAGS = CPU_INFO.read_text().split() if platform.machine() == "x86_64" else []
+
+
+@pytest.mark.slow  # two more builds; the default run tests the build's own kernel
+@pytest.mark.parametrize("flags", ["-O2 -march=x86-64", "-O3 -march=x86-64-v3"])
+def test_each_x86_kernel_batched_equals_single(bundle, monkeypatch, tmp_path, flags) -> None:
+    # the plain C and AVX2 tiles (2 rows per weight load, 7 streams: tiles and remainders)
+    if not CPU_FLAGS or ("v3" in flags and "avx2" not in CPU_FLAGS):
+        pytest.skip("needs an x86 CPU that runs these flags")
+    monkeypatch.setenv("RNNEDGE_CFLAGS", flags)
+    monkeypatch.setenv("RNNEDGE_CACHE_DIR", str(tmp_path))
+    for precision in ("int8", "float"):
+        for t, got, one, _ in _run_batched_and_singles(bundle("lstm"), precision, 7, 50):
+            assert all(np.array_equal(a, b) for a, b in zip(got, one)), f"{precision} step {t}"
