@@ -10,7 +10,9 @@ median of `--rounds` interleaved rounds. Rows:
   native runner step          the runner alone: copy x in, one ctypes call, copy y out
   native bound call           the bare ctypes call on buffers bound once (no copies)
   native empty call           rnnedge_step_n(0, ...): the cost of a ctypes call, no work
-  native C loop per step      rnnedge_step_n over 1,000 streams / 1,000: the C alone
+  native C loop per step      rnnedge_step_each over 1,000 streams / 1,000: the C alone
+  native 64 streams, bound    rnnedge_step_n over 64 streams (batched: each node once for all
+                              of them, the linears as matrix-matrix products), no copies
   raw litert                  interpreter set_tensor + invoke + get_tensor, straight-line
   raw onnxruntime             session.run with a feed dict
   pytorch eager               nn.GRU at T = 1 + head, state fed back
@@ -55,14 +57,15 @@ def _litert_straight(model: Model, x: np.ndarray) -> Callable[[], object]:
     return call
 
 
-def _native_calls(model: Model, x: np.ndarray) -> dict[str, Callable[[], object]]:
+def _native_calls(model: Model, x: np.ndarray, streams: int) -> dict[str, Callable[[], object]]:
     runner = model.backend.runner()
     runner.step(x)
     return {
         "runner step": lambda: runner.step(x),
         "bound call": runner.bound_call(),
         "empty call": runner.empty_call(),
-        "C loop x1000": model.backend.runner(C_LOOP_STREAMS).bound_call(),
+        "C loop x1000": model.backend.runner(C_LOOP_STREAMS).each_call(),
+        f"{streams} streams, bound call": model.backend.runner(streams).bound_call(),
     }
 
 
@@ -92,7 +95,7 @@ def _calls(path: Path, model, streams: int) -> dict[str, Callable[[], object]]:
             s1, s2 = m.stream(), m.stream(checked=False)
             calls[f"native {precision} stream step (checked)"] = lambda s=s1: s.step(x)
             calls[f"native {precision} stream step (unchecked)"] = lambda s=s2: s.step(x)
-            for k, c in _native_calls(m, x).items():
+            for k, c in _native_calls(m, x, streams).items():
                 calls[f"native {precision} {k}"] = c
             many = m.streams(streams)
             xs = np.zeros((streams, 1, FEATURES), np.float32)
@@ -146,7 +149,7 @@ def _report(stats: dict[str, LatencyStats], hidden: int, streams: int, isa: str)
     for name, s in stats.items():
         div = C_LOOP_STREAMS if "x1000" in name else 1
         note = f"  = {s.p50 / div:.3f} us per step" if div > 1 else ""
-        if "streams, one call" in name:
+        if "streams, one call" in name or "streams, bound call" in name:
             note = f"  = {s.p50 / streams:.3f} us per stream-step"
         lines.append(f"{name:50s} {s.p50:8.2f} {s.p90:8.2f} {s.p99:8.2f}{note}")
     lines += ["", "ratios of p50 (issue 18's targets in brackets):"]
@@ -167,6 +170,12 @@ def _report(stats: dict[str, LatencyStats], hidden: int, streams: int, isa: str)
             lines.append(
                 f"  native {p} {streams} streams per stream-step / one step: {ratio:.3f} [<= 0.1]"
             )
+        single = stats.get(f"native {p} bound call")
+        empty = stats.get(f"native {p} empty call")
+        bound = stats.get(f"native {p} {streams} streams, bound call")
+        if single and empty and bound:  # the C alone: bound call minus the empty call's cost
+            ratio = (bound.p50 - empty.p50) / streams / (single.p50 - empty.p50)
+            lines.append(f"  native {p} C alone: {streams} streams batched / one step: {ratio:.3f}")
     return "\n".join(lines)
 
 

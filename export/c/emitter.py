@@ -61,6 +61,7 @@ class CEmitter:
         self.body: list[str] = []  # the step function's statements
         self.workspace = 0  # bytes
         self._count = 0
+        self._named: dict[tuple, str] = {}  # one array per distinct constant
 
     def fresh(self, prefix: str) -> str:
         self._count += 1
@@ -74,8 +75,11 @@ class CEmitter:
 
     def const(self, values: np.ndarray, ctype: str, what: str = "") -> str:
         """A static const array; returns its name."""
-        name = self.fresh("k")
         flat = np.asarray(values).ravel()
+        key = (ctype, flat.dtype.str, flat.tobytes())
+        if key in self._named:  # the batched step (batched.py) reads the single step's arrays
+            return self._named[key]
+        name = self._named[key] = self.fresh("k")
         items = [c_float(v) for v in flat] if ctype == "float" else [str(int(v)) for v in flat]
         if not items:
             items = ["0"]  # C forbids empty arrays

@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 
 from rnnedge.errors import ExportError, GraphError
+from rnnedge.export.c.batched import StepN, emit_step_n
 from rnnedge.export.c.emitter import CEmitter, Tensor, c_float, c_string
 from rnnedge.export.c.float_ops import FLOAT_KERNELS
+from rnnedge.export.c.gemm import GEMM
 from rnnedge.export.c.int8 import INT, int8_kernel, quantize_to
 from rnnedge.export.c.int8_dynamic import linear_dynamic
 from rnnedge.export.c.prelude import PRELUDE
@@ -46,10 +48,11 @@ def emit_c(graph: Graph, plan: QuantPlan | None = None) -> dict[str, bytes]:
     header_name = c_file_names(precision)[1]
     try:
         _Program(graph, plan, em).emit()
+        step_n = emit_step_n(graph, plan, em)
     except (ValueError, KeyError) as e:
         raise ExportError(f"C export ({precision}): {e}") from e
-    source = _source(graph, em, precision, header_name)
-    header = _header(graph, em, precision)
+    source = _source(graph, em, precision, header_name, step_n)
+    header = _header(graph, em, precision, step_n)
     c_name, h_name = c_file_names(precision)
     return {c_name: source.encode(), h_name: header.encode()}
 
@@ -150,21 +153,7 @@ def c_names(graph: Graph) -> list[str]:
     return out
 
 
-STEP_N = """int rnnedge_step_n(int n, const float *const *in, float *const *out, void *workspace)
-{{
-    const float *ip[{ni}]; float *op[{no}];
-    for (int s = 0; s < n; s++) {{
-        for (int i = 0; i < {n_in}; i++)
-            ip[i] = (const float *)((const char *)in[i]
-                + (long)s * rnnedge_input_sizes[i] * rnnedge_input_itemsize[i]);
-        for (int j = 0; j < {n_out}; j++) op[j] = out[j] + (long)s * rnnedge_output_sizes[j];
-        if (rnnedge_step(ip, op, workspace)) return 1;
-    }}
-    return 0;
-}}"""
-
-
-def _source(graph: Graph, em: CEmitter, precision: str, header: str) -> str:
+def _source(graph: Graph, em: CEmitter, precision: str, header: str, step_n: StepN) -> str:
     n_in, n_out = len(graph.inputs), len(graph.outputs)
     sizes_in = ", ".join(str(len_of(t.shape)) for t in graph.inputs) or "0"
     sizes_out = ", ".join(str(len_of(t.shape)) for t in graph.outputs) or "0"
@@ -176,12 +165,14 @@ def _source(graph: Graph, em: CEmitter, precision: str, header: str) -> str:
         f'#include "{header}"',
         PRELUDE,
         GEMV,
+        GEMM,
         "const int rnnedge_input_sizes[] = {" + sizes_in + "};",
         "const int rnnedge_output_sizes[] = {" + sizes_out + "};",
         "const int rnnedge_input_itemsize[] = {" + items_in + "};",
         f"const long rnnedge_workspace_bytes = {em.workspace};",
         "",
         *em.used_decls(),
+        *step_n.decls,
         "int rnnedge_step(const float *const *in, float *const *out, void *workspace)",
         "{",
         "    unsigned char *ws = (unsigned char *)workspace;",
@@ -190,7 +181,7 @@ def _source(graph: Graph, em: CEmitter, precision: str, header: str) -> str:
         "    return 0;",
         "}",
         "",
-        STEP_N.format(n_in=n_in, n_out=n_out, ni=max(n_in, 1), no=max(n_out, 1)),
+        step_n.source,
         "",
         f"int rnnedge_step_io({', '.join([*params, 'void *workspace'])})",
         "{",
@@ -203,7 +194,7 @@ def _source(graph: Graph, em: CEmitter, precision: str, header: str) -> str:
     return "\n".join(parts)
 
 
-def _header(graph: Graph, em: CEmitter, precision: str) -> str:
+def _header(graph: Graph, em: CEmitter, precision: str, step_n: StepN) -> str:
     n_in, n_out = len(graph.inputs), len(graph.outputs)
     names = c_names(graph)
     params = [f"const float *{n}" for n in names[:n_in]] + [f"float *{n}" for n in names[n_in:]]
@@ -236,8 +227,7 @@ def _header(graph: Graph, em: CEmitter, precision: str) -> str:
         "extern const int rnnedge_input_itemsize[]; /* bytes per item: 8 for int64 ids */",
         "/* one step: returns 0 (1: a token id outside its table) */",
         "int rnnedge_step(const float *const *in, float *const *out, void *workspace);",
-        "/* n streams, each tensor holding the n streams one after another */",
-        "int rnnedge_step_n(int n, const float *const *in, float *const *out, void *workspace);",
+        *step_n.header,
         "/* one step, by name */",
         f"int rnnedge_step_io({', '.join([*params, 'void *workspace'])});",
         "#endif",

@@ -70,6 +70,13 @@ class NativeBackend:
         for fn in (self.c_step, self.c_step_n):
             fn.restype = ctypes.c_int
         self.workspace_bytes = ctypes.c_long.in_dll(lib, "rnnedge_workspace_bytes").value
+        # the batched rnnedge_step_n's (export/c/batched.py); C from before it looped the step
+        try:
+            n_bytes = ctypes.c_long.in_dll(lib, "rnnedge_workspace_n_bytes").value
+        except ValueError:
+            n_bytes = 0
+        self.workspace_n_bytes = max(n_bytes, self.workspace_bytes)
+        self.c_step_each = getattr(lib, "rnnedge_step_each", None)
         self.graph = bundle.graph
         sizes = (ctypes.c_int * len(bundle.graph.inputs)).in_dll(lib, "rnnedge_input_sizes")
         if list(sizes) != [int(np.prod(t.shape)) for t in bundle.graph.inputs]:
@@ -96,6 +103,7 @@ class NativeRunner:
     def __init__(self, backend: NativeBackend, streams: int) -> None:
         g: Graph = backend.graph
         self._n = streams
+        self._backend = backend
         self._step, self._step_n = backend.c_step, backend.c_step_n
         self._in_spec = g.inputs[0]
         self._state_specs = [g.spec(s.input) for s in g.states]
@@ -107,7 +115,8 @@ class NativeRunner:
             [np.zeros((n, *s.shape), np.float32) for s in self._state_specs] for _ in range(2)
         ]
         self._ys = [np.zeros((n, *t.shape), np.float32) for t in self._out_specs]
-        raw = np.zeros(backend.workspace_bytes + 64, np.uint8)
+        ws_bytes = backend.workspace_bytes if n == 1 else backend.workspace_n_bytes
+        raw = np.zeros(ws_bytes + 64, np.uint8)
         offset = -raw.ctypes.data % 64
         self._ws_buf = raw  # keeps the workspace alive
         self._ws = ctypes.c_void_p(raw.ctypes.data + offset)
@@ -153,6 +162,12 @@ class NativeRunner:
         if self._n == 1:
             return lambda: self._step(ins, outs, self._ws)
         return lambda: self._step_n(self._n_c, ins, outs, self._ws)
+
+    def each_call(self) -> Callable[[], object]:
+        """rnnedge_step_each: the n streams as n single steps in one C loop (benches)."""
+        ins, outs = self._bound[0]
+        each = self._backend.c_step_each
+        return lambda: each(self._n_c, ins, outs, self._ws)
 
     def empty_call(self) -> Callable[[], object]:
         """rnnedge_step_n(0, ...): a ctypes call with the same arguments that does no work."""
