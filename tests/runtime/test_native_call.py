@@ -170,6 +170,8 @@ def test_checked_stream_still_checks_on_the_extension(zoo_int8_bundle, monkeypat
     wide = np.repeat(x, 2, axis=2)[:, :, ::2]
     assert not wide.flags.c_contiguous
     assert np.array_equal(s.step(wide), want)
-    u = model.stream(checked=False)
-    with pytest.raises(BackendError, match="the model takes float32"):
-        u.step(x.astype(np.float64))
+    for m in (model, _load(path, "int8", "ctypes", monkeypatch)):  # unchecked: no conversion
+        with pytest.raises(BackendError, match="the model takes float32"):
+            m.stream(checked=False).step(x.astype(np.float64))
+    with pytest.raises(InputError, match="contains NaN or Inf"):
+        _load(path, "int8", "ctypes", monkeypatch).stream().step(bad)
