@@ -125,6 +125,9 @@ class Stream:
         self._runner = model.backend.runner()
         self._runner.set_state(self._initial)
         self._runner_step = self._runner.step
+        # a runner that steps a whole Stream.step in one C call (native with its extension)
+        fast = getattr(self._runner, "fast_step", None)
+        self._fast = fast(self._check if checked else None) if fast else None
         self._single = len(self._out_specs) == 1
         self._what = model.backend.label
         self._model = model
@@ -137,6 +140,8 @@ class Stream:
     def step(self, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         """One time step: x shaped like the export example. Returns the output (a tuple when
         the model has several) and keeps the new state."""
+        if self._fast is not None:
+            return self._fast(x)
         try:
             outs = self._runner_step(self._check(x) if self._checked else x)
         except RnnedgeError:

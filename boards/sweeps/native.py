@@ -6,8 +6,11 @@
 Model: GRU(40 -> H) + Linear(H -> 10), batch 1, one step per call, state fed back (issue 18's
 setting). p50 / p90 / p99 in microseconds over `--steps` timed calls after warm-up, one thread,
 median of `--rounds` interleaved rounds. Rows:
-  native stream step          Stream.step (checked / unchecked) on the native backend
-  native runner step          the runner alone: copy x in, one ctypes call, copy y out
+  native stream step          Stream.step (checked / unchecked) on the native backend, through
+                              its call extension (native_call.py), and unchecked through ctypes
+  native runner step          the runner alone (Runner.step: the extension, list of outputs)
+  native empty step           the extension's Stepper on a C step that does nothing: the whole
+                              call path (checks, copy in, call, output copies), no arithmetic
   native bound call           the bare ctypes call on buffers bound once (no copies)
   native empty call           rnnedge_step_n(0, ...): the cost of a ctypes call, no work
   native C loop per step      rnnedge_step_each over 1,000 streams / 1,000: the C alone
@@ -22,6 +25,7 @@ Needs torch (to export and for the PyTorch peer).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -60,8 +64,10 @@ def _litert_straight(model: Model, x: np.ndarray) -> Callable[[], object]:
 def _native_calls(model: Model, x: np.ndarray, streams: int) -> dict[str, Callable[[], object]]:
     runner = model.backend.runner()
     runner.step(x)
+    empty = runner.empty_step()
     return {
         "runner step": lambda: runner.step(x),
+        **({"empty step (extension)": lambda: empty(x)} if empty else {}),
         "bound call": runner.bound_call(),
         "empty call": runner.empty_call(),
         "C loop x1000": model.backend.runner(C_LOOP_STREAMS).each_call(),
@@ -95,6 +101,12 @@ def _calls(path: Path, model, streams: int) -> dict[str, Callable[[], object]]:
             s1, s2 = m.stream(), m.stream(checked=False)
             calls[f"native {precision} stream step (checked)"] = lambda s=s1: s.step(x)
             calls[f"native {precision} stream step (unchecked)"] = lambda s=s2: s.step(x)
+            os.environ["RNNEDGE_NATIVE_CALL"] = "ctypes"
+            try:
+                s3 = load(path, backend="native", precision=precision).stream(checked=False)
+            finally:
+                del os.environ["RNNEDGE_NATIVE_CALL"]
+            calls[f"native {precision} stream step (unchecked, ctypes)"] = lambda s=s3: s.step(x)
             for k, c in _native_calls(m, x, streams).items():
                 calls[f"native {precision} {k}"] = c
             many = m.streams(streams)
@@ -164,7 +176,11 @@ def _report(stats: dict[str, LatencyStats], hidden: int, streams: int, isa: str)
                 f"  native {p} unchecked / raw litert {p}: {nat.p50 / raw.p50:.3f} [{target}]"
             )
         if nat:
-            lines.append(f"  native {p} unchecked: {nat.p50:.2f} us [prototype {ISSUE[p]} us]")
+            target = " [<= 1.2 us]" if p == "int8" and hidden == 128 else ""
+            lines.append(
+                f"  native {p} unchecked: {nat.p50:.2f} us{target} [prototype {ISSUE[p]} us]"
+            )
+            lines += _bounds(stats, p, nat)
         if one and many:
             ratio = many.p50 / streams / one.p50
             lines.append(
@@ -177,6 +193,19 @@ def _report(stats: dict[str, LatencyStats], hidden: int, streams: int, isa: str)
             ratio = (bound.p50 - empty.p50) / streams / (single.p50 - empty.p50)
             lines.append(f"  native {p} C alone: {streams} streams batched / one step: {ratio:.3f}")
     return "\n".join(lines)
+
+
+def _bounds(stats: dict[str, LatencyStats], p: str, nat: LatencyStats) -> list[str]:
+    """The unchecked step split into C alone, the call path and the Python around it."""
+    bound, empty = stats.get(f"native {p} bound call"), stats.get(f"native {p} empty call")
+    path = stats.get(f"native {p} empty step (extension)")
+    if not (bound and empty and path):
+        return []
+    c = bound.p50 - empty.p50
+    return [
+        f"    = C {c:.2f} (bound - empty ctypes call) + call path {path.p50:.2f} (empty step)"
+        f" + Stream.step's Python {nat.p50 - c - path.p50:.2f} us"
+    ]
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from rnnedge.export.c.emitter import CEmitter, Tensor, c_float
 from rnnedge.export.c.float_ops import FLOAT_KERNELS, concat, move, reshape
+from rnnedge.export.c.fused import lut_s8, quantize32
 from rnnedge.export.c.nn_ops import gather_rows
 from rnnedge.export.c.simd import BLOCK_K, BLOCK_N, pack_int8
 from rnnedge.runtime.graph import Node
@@ -39,8 +40,7 @@ def dequantize_to_float(em: CEmitter, t: Tensor) -> Tensor:
 
 
 def quantize_to(em: CEmitter, t: Tensor, q: QParams) -> Tensor:
-    s = c_float(q.scale)
-    return em.elementwise([t], t.shape, q, f"rq_quantize(a0, {s}, {q.zp}, {q.lo}, {q.hi})")
+    return quantize32(em, t, q)  # the int64 rq_quantize's integers, vectorised (fused.py)
 
 
 def requant(em: CEmitter, t: Tensor, to: QParams) -> Tensor:
@@ -188,6 +188,9 @@ def lut(fn: Callable[[np.ndarray], np.ndarray]) -> IntKernel:
         p = ins[0].q
         table = lookup_table(fn, p.scale, p.zp, out.scale, out.zp, p.dtype, out.dtype)
         k = em.const(table, Tensor("", (), out).ctype, f"{node.op} table")
+        fast = lut_s8(em, ins[0], out, k)  # int8 -> int8: 64 lookups an instruction
+        if fast is not None:
+            return fast
         return em.elementwise(ins, ins[0].shape, out, f"{k}[a0 - ({p.lo})]", "int32_t")
 
     return kernel

@@ -15,6 +15,7 @@ from rnnedge.errors import ExportError, GraphError
 from rnnedge.export.c.batched import StepN, emit_step_n
 from rnnedge.export.c.emitter import CEmitter, Tensor, c_float, c_string
 from rnnedge.export.c.float_ops import FLOAT_KERNELS
+from rnnedge.export.c.fused import FUSED
 from rnnedge.export.c.gemm import GEMM
 from rnnedge.export.c.int8 import INT, int8_kernel, quantize_to
 from rnnedge.export.c.int8_dynamic import linear_dynamic
@@ -84,9 +85,11 @@ class _Program:
         em = self.em
         for i, t in enumerate(self.graph.inputs):
             em.comment(f"input {i}: {t.name} {list(t.shape)}")
-            raw = Tensor(f"in[{i}]", t.shape)
-            if t.dtype in INDEX_DTYPES:  # token ids: the caller passes them as they are
-                raw = Tensor(f"((const {t.dtype}_t *)in[{i}])", t.shape)
+            # a local copy of the pointer: int8 stores may alias in[] (char types alias
+            # anything), and a loop that reloads in[i] per element does not vectorise
+            ctype = f"{t.dtype}_t" if t.dtype in INDEX_DTYPES else "float"
+            em.line(f"const {ctype} *const in_{i} = (const {ctype} *)in[{i}];")
+            raw = Tensor(f"in_{i}", t.shape)
             q = self.params(t.name)
             self.tensors[t.name] = raw if q is None else quantize_to(em, raw, q)
         for node in self.graph.nodes:
@@ -166,6 +169,7 @@ def _source(graph: Graph, em: CEmitter, precision: str, header: str, step_n: Ste
         PRELUDE,
         GEMV,
         GEMM,
+        FUSED,
         "const int rnnedge_input_sizes[] = {" + sizes_in + "};",
         "const int rnnedge_output_sizes[] = {" + sizes_out + "};",
         "const int rnnedge_input_itemsize[] = {" + items_in + "};",

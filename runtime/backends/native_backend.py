@@ -1,5 +1,7 @@
 """The native backend: the bundle's generated C step (export/c/), compiled once with the
-system compiler (native_build.py) and called through ctypes with every buffer bound once.
+system compiler (native_build.py) and called with every buffer bound once: one stream through
+the call extension (native_call.py: checks, copies and the call in one C function), or ctypes
+when the extension cannot be built (`call_reason` says why) and for n streams.
 
 A runner owns its buffers: the input, two sets of state buffers that swap roles every step
 (no state copy), the data outputs and its own workspace, so runners on different threads
@@ -19,16 +21,19 @@ import numpy as np
 
 from rnnedge.errors import BackendError
 from rnnedge.runtime.backends.native_build import build
+from rnnedge.runtime.backends.native_call import call_path
 from rnnedge.runtime.backends.probe import probe
 from rnnedge.runtime.backends.runner import batch_shape
 from rnnedge.runtime.bundle import Bundle
-from rnnedge.runtime.graph import Graph, TensorSpec
+from rnnedge.runtime.graph import INDEX_DTYPES, Graph, TensorSpec
 
 PRECISIONS = ("float", "int8", "int8-dynamic")
 _LIBS: dict[Path, ctypes.CDLL] = {}
 _LOCK = threading.Lock()
 # what the C's nonzero return means (a checked stream refuses such an id before the call)
 _BAD_ID = "native failed a step: a token id is outside its embedding table"
+# a library this big (its weights) steps for tens of us: the call releases the GIL for it
+NOGIL_BYTES = 1 << 20
 
 
 def c_files(precision: str) -> tuple[str, str]:
@@ -62,6 +67,10 @@ class NativeBackend:
                 "`rnnedge export --target c` names it)"
             )
         self.library = build(bundle.files[c_name], bundle.files[h_name], c_name, h_name)
+        self.call = call_path()
+        # "extension", or "ctypes" and the reason (no Python.h, ...): said, never printed
+        self.call_name, self.call_reason = self.call.name, self.call.reason
+        self.label = f"native ({c_name}, {self.call_name})"
         lib = _load(self.library)
         self.c_step = lib.rnnedge_step
         self.c_step_n = lib.rnnedge_step_n
@@ -102,6 +111,7 @@ def _pointers(arrays: list[np.ndarray]) -> ctypes.Array:
 class NativeRunner:
     def __init__(self, backend: NativeBackend, streams: int) -> None:
         g: Graph = backend.graph
+        self._backend = backend
         self._n = streams
         self._backend = backend
         self._step, self._step_n = backend.c_step, backend.c_step_n
@@ -128,18 +138,69 @@ class NativeRunner:
         self._n_c = ctypes.c_int(n)
         self._x0 = self._x[0]  # a view: np.copyto into it is the cheapest copy in
         self._y0 = self._ys[0][0] if len(self._ys) == 1 else None
+        # one stream with the call extension: the Stepper owns the parity from here on
+        self._stepper = self._make_stepper() if n == 1 else None
 
     def call(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
         """One step of one stream on caller buffers (contiguous, the inputs' dtypes)."""
         if self._step(_pointers(ins), _pointers(outs), self._ws):
             raise BackendError(_BAD_ID)
 
+    def refuse_input(self, x: object) -> None:
+        """An unchecked input the bound buffer cannot take as it is: a one-line error."""
+        x = np.asarray(x)
+        raise BackendError(
+            f"native failed a step: the input is {x.dtype} {list(x.shape)}, the model "
+            f"takes {self._x.dtype} {list(self._x_shape)}"
+        )
+
+    @staticmethod
+    def refuse_step(rc: int) -> None:
+        raise BackendError(_BAD_ID)  # rc 1: a token id outside its table
+
+    def fast_step(self, check: Callable[[object], np.ndarray] | None) -> Callable | None:
+        """x -> the output (a tuple when several) in one C call, for a Stream: `check` (the
+        Stream's input check) runs in C for finite float32 input of the right shape, in
+        Python otherwise. Without the extension, a closure around the ctypes call."""
+        st = self._stepper
+        if st is None:
+            return self._ctypes_step(check) if self._n == 1 else None
+        if check is None:
+            return st.step
+        if self._in_spec.dtype in INDEX_DTYPES:  # ids: the range check is Python's
+            step = st.step
+            return lambda x: step(check(x))
+        st.check = check
+        return st.checked_step
+
+    def _ctypes_step(self, check: Callable[[object], np.ndarray] | None) -> Callable:
+        """fast_step without the extension: the same work as step(), with every lookup the
+        call can skip bound once in a closure (the Python around a ctypes call is ~1 us)."""
+        step, ws, bound, copyto = self._step, self._ws, self._bound, np.copyto
+        x0, dtype, shape = self._x0, self._x.dtype, self._x_shape
+        ys = tuple(y[0] for y in self._ys)
+        y0 = ys[0] if len(ys) == 1 else None
+
+        def fast(x: object) -> np.ndarray | tuple[np.ndarray, ...]:
+            if check is not None:
+                x = check(x)
+            elif type(x) is not np.ndarray or x.dtype != dtype or x.shape != shape:
+                self.refuse_input(x)
+            copyto(x0, x)
+            ins, outs = bound[self._p]
+            if step(ins, outs, ws):
+                raise BackendError(_BAD_ID)
+            self._p ^= 1
+            return y0.copy() if y0 is not None else tuple(y.copy() for y in ys)
+
+        return fast
+
     def step(self, x: np.ndarray) -> list[np.ndarray]:
+        if self._stepper is not None:
+            out = self._stepper.step(x)
+            return [out] if self._y0 is not None else list(out)
         if x.dtype != self._x.dtype or x.shape != self._x_shape:  # an unchecked input
-            raise BackendError(
-                f"native failed a step: the input is {x.dtype} {list(x.shape)}, the model "
-                f"takes {self._x.dtype} {list(self._x_shape)}"
-            )
+            self.refuse_input(x)
         if self._n == 1:
             np.copyto(self._x0, x)
             ins, outs = self._bound[self._p]
@@ -175,14 +236,45 @@ class NativeRunner:
         zero = ctypes.c_int(0)
         return lambda: self._step_n(zero, ins, outs, self._ws)
 
+    def empty_step(self) -> Callable | None:
+        """Stepper.step on a C step that does nothing (same checks, copies and outputs):
+        the extension's call path alone, what benches time; None under ctypes."""
+        module = self._backend.call.module
+        if module is None or self._n != 1:
+            return None
+        return self._make_stepper(module.noop_address()).step
+
+    def _make_stepper(self, step: int | None = None) -> object | None:
+        """The extension's Stepper on this one-stream runner's bound buffers (None: ctypes).
+        `step`: the address of another function with rnnedge_step's signature (a no-op)."""
+        module = self._backend.call.module
+        if module is None:
+            return None
+        if step is None:
+            step = ctypes.cast(self._step, ctypes.c_void_p).value
+        (i0, o0), (i1, o1) = self._bound
+        return module.Stepper(
+            step,
+            *(ctypes.addressof(a) for a in (i0, o0, i1, o1)),
+            self._ws.value,
+            self._x0,
+            tuple(y[0] for y in self._ys),
+            self.refuse_input,
+            self.refuse_step,
+            self._backend.library.stat().st_size > NOGIL_BYTES,  # a long step frees the GIL
+        )
+
+    def _parity(self) -> int:
+        return self._p if self._stepper is None else self._stepper.parity
+
     def get_state(self) -> list[np.ndarray]:
         return [
             from_streams(s, spec, self._n)
-            for s, spec in zip(self._states[self._p], self._state_specs)
+            for s, spec in zip(self._states[self._parity()], self._state_specs)
         ]
 
     def set_state(self, states: list[np.ndarray]) -> None:
-        for buf, s, spec in zip(self._states[self._p], states, self._state_specs):
+        for buf, s, spec in zip(self._states[self._parity()], states, self._state_specs):
             buf[...] = to_streams(s, spec, self._n)
 
 

@@ -75,23 +75,36 @@ def build(source: bytes, header: bytes, c_name: str, h_name: str) -> Path:
         )
     ).hexdigest()[:32]
     lib = cache_dir() / f"{key}.so"
-    if lib.is_file():
-        return lib
+    if not lib.is_file():
+        compile_shared(cc, opts, source, c_name, lib, {h_name: header})
+    return lib
+
+
+def compile_shared(
+    cc: str,
+    opts: tuple[str, ...],
+    source: bytes,
+    c_name: str,
+    dest: Path,
+    extra: dict[str, bytes] | None = None,
+) -> None:
+    """Compiles `source` (with `extra` files, e.g. its header, beside it) to the shared
+    library `dest`, in a private directory moved into place whole."""
     try:
-        lib.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".build-", dir=lib.parent))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".build-", dir=dest.parent))
     except OSError as e:
         raise BackendError(
-            f"native backend: cannot write the build cache {lib.parent} ({e})"
+            f"native backend: cannot write the build cache {dest.parent} ({e})"
         ) from e
     try:
         (work / c_name).write_bytes(source)
-        (work / h_name).write_bytes(header)
+        for name, data in (extra or {}).items():
+            (work / name).write_bytes(data)
         _compile(cc, opts, work, c_name)
-        os.replace(work / "model.so", lib)  # atomic: a concurrent build finds a whole file
+        os.replace(work / "model.so", dest)  # atomic: a concurrent build finds a whole file
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return lib
 
 
 def _compile(cc: str, opts: tuple[str, ...], work: Path, c_name: str) -> None:
