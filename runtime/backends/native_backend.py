@@ -139,7 +139,7 @@ class NativeRunner:
         self._x0 = self._x[0]  # a view: np.copyto into it is the cheapest copy in
         self._y0 = self._ys[0][0] if len(self._ys) == 1 else None
         # one stream with the call extension: the Stepper owns the parity from here on
-        self._stepper = self._make_stepper() if n == 1 else None
+        self._stepper = self._make_stepper() if n == 1 and self._ys else None  # no data out: ctypes
 
     def call(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
         """One step of one stream on caller buffers (contiguous, the inputs' dtypes)."""
