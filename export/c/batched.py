@@ -23,12 +23,18 @@ import numpy as np
 
 from rnnedge.export.c.emitter import ALIGN, BYTES, CEmitter, Tensor, c_float
 from rnnedge.export.c.float_ops import FLOAT_KERNELS
-from rnnedge.export.c.int8 import dequantize_to_float, int8_kernel, quantize_to
+from rnnedge.export.c.int8 import (
+    dequantize_to_float,
+    int8_kernel,
+    linear_s8,
+    quantize_to,
+    requantize_lines,
+)
 from rnnedge.export.c.int8_dynamic import linear_dynamic
-from rnnedge.export.c.simd import BLOCK_N, pack_int8
+from rnnedge.export.c.simd import BLOCK_N
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
 from rnnedge.runtime.quant.int8 import quantize
-from rnnedge.runtime.quant.plan import QParams, QuantPlan, quantize_bias, quantize_weight
+from rnnedge.runtime.quant.plan import QParams, QuantPlan
 
 S = "rn_s"  # the stream index of the batched step's loops
 MAX_BATCH = 64
@@ -208,34 +214,13 @@ def linear_float(em: BatchEmitter, node: Node, ins: list[Tensor], shape: tuple[i
 
 def linear_int8(em: BatchEmitter, node: Node, x: Tensor, out: QParams, plan: QuantPlan) -> Tensor:
     # int8.linear over every stream's rows at once: the same constants, sums, requantization
-    w_t = plan.weight(node.outputs[0])
-    if w_t is None or w_t.tensor != node.inputs[1]:
-        raise ValueError(f"quant.json: no int8 weight for linear {node.outputs[0]!r}")
-    if x.q.dtype != "int8":
-        raise ValueError(f"linear {node.outputs[0]!r}: an int8 kernel needs an int8 input")
-    w = em.constants[w_t.tensor]
-    n_out, k_in = w.shape
-    rows = x.size // max(k_in, 1)
-    w_q = quantize_weight(w, w_t.scale)
-    bias = np.zeros(n_out, np.int64)
-    if len(node.inputs) == 3:
-        b_t = plan.bias(node.inputs[2])
-        if b_t is None:
-            raise ValueError(f"quant.json: no int32 bias for linear {node.outputs[0]!r}")
-        bias = quantize_bias(em.constants[node.inputs[2]], b_t.scale)
-    w_scale = np.asarray(w_t.scale, np.float64).astype(np.float32).astype(np.float64)
-    f32 = np.float32
-    scale = (float(f32(x.q.scale)) * w_scale / float(f32(out.scale))).astype(f32)
-    packed, nb, k4 = pack_int8(w_q)
-    rows_w = np.zeros(nb * BLOCK_N, np.int64)
-    rows_w[:n_out] = w_q.astype(np.int64).sum(axis=1)
-    wq, rk = em.const(packed, "int8_t"), em.const(rows_w, "int32_t")
-    bk, sk = em.const(bias, "int32_t"), em.const(scale, "float")
+    lin = linear_s8(em.constants, node, x, out, plan)
+    rows, n_out, k_in, nb, k4 = lin.rows, lin.n_out, lin.k_in, lin.nb, lin.k4
+    wq, rk = em.const(lin.packed, "int8_t"), em.const(lin.row_sums, "int32_t")
+    bk, sk = em.const(lin.bias, "int32_t"), em.const(lin.scale, "float")
     y = em.scratch((rows, n_out), out)
     m_all = em.batch * rows
     tp, ap = em.temps(m_all * 2 * k4 * 4, m_all * BLOCK_N * nb * 4)
-    lo, hi = c_float(out.lo - out.zp), c_float(out.hi - out.zp)
-    wide = "int64_t" if int(np.abs(bias).max(initial=0)) + 255 * 128 * k_in >= 2**31 else "int32_t"
     row = f"({S} * {rows} + m)"
     em.line("{")
     em.line(f"    int32_t *rn_t = (int32_t *)(void *){tp}, *rn_acc = (int32_t *)(void *){ap};")
@@ -248,12 +233,8 @@ def linear_int8(em: BatchEmitter, node: Node, x: Tensor, out: QParams, plan: Qua
     em.line(f"    for (int {S} = 0; {S} < rn_n; {S}++) for (int m = 0; m < {rows}; m++) {{")
     em.line(f"        const int32_t *acc = rn_acc + (long){row} * {BLOCK_N * nb};")
     em.line(f"        {y.ctype} *yr = {y.var} + m * {n_out};")
-    em.line(f"        for (int n = 0; n < {n_out}; n++) {{")
-    em.line(f"            const float v = (float)(({wide})acc[n] + {bk}[n]) * {sk}[n];")
-    em.line(f"            const float r0 = rintf(v), r1 = r0 > {lo} ? r0 : {lo};")
-    em.line(f"            const float r = r1 < {hi} ? r1 : {hi};")
-    em.line(f"            yr[n] = ({y.ctype})((int32_t)r + {out.zp});")
-    em.line("        }")
+    for line in requantize_lines("acc", bk, sk, "yr", y.ctype, lin, out):
+        em.line("        " + line)
     em.line("    }")
     em.line("}")
     return Tensor(y.var, (*x.shape[:-1], n_out), out)

@@ -12,6 +12,7 @@ and numpy read the same numbers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -70,33 +71,75 @@ def int8_kernel(
     return INT[node.op](em, node, ins, out)
 
 
-def linear(em: CEmitter, node: Node, ins: list[Tensor], out: QParams, plan: QuantPlan) -> Tensor:
+@dataclass(frozen=True)
+class LinearS8:
+    """An int8 linear's constants as the spec rounds them, packed for rq_gemv_s8 / rq_gemm_s8."""
+
+    n_out: int
+    k_in: int
+    rows: int  # rows of x per stream
+    nb: int  # blocks of BLOCK_N outputs
+    k4: int  # quads of k
+    packed: np.ndarray
+    row_sums: np.ndarray
+    bias: np.ndarray
+    scale: np.ndarray
+    wide: str  # the C type of acc + bias: int32 unless its bound passes 2^31
+
+
+def linear_s8(constants: dict, node: Node, x: Tensor, out: QParams, plan: QuantPlan) -> LinearS8:
     # acc[n] = sum_k (x[k] - x_zp) w_q[n, k] (int32) + b_q[n]; y = rint(acc * s[n]) + y_zp
-    x = ins[0]
     w_t = plan.weight(node.outputs[0])
     if w_t is None or w_t.tensor != node.inputs[1]:
         raise ValueError(f"quant.json: no int8 weight for linear {node.outputs[0]!r}")
-    w = em.constants[w_t.tensor]
+    if x.q.dtype != "int8":
+        raise ValueError(f"linear {node.outputs[0]!r}: an int8 kernel needs an int8 input")
+    w = constants[w_t.tensor]
     n_out, k_in = w.shape
-    rows = x.size // max(k_in, 1)
     w_q = quantize_weight(w, w_t.scale)
     bias = np.zeros(n_out, np.int64)
     if len(node.inputs) == 3:
         b_t = plan.bias(node.inputs[2])
         if b_t is None:
             raise ValueError(f"quant.json: no int32 bias for linear {node.outputs[0]!r}")
-        bias = quantize_bias(em.constants[node.inputs[2]], b_t.scale)
+        bias = quantize_bias(constants[node.inputs[2]], b_t.scale)
     w_scale = np.asarray(w_t.scale, np.float64).astype(F32).astype(np.float64)
     scale = (float(F32(x.q.scale)) * w_scale / float(F32(out.scale))).astype(F32)
-    if x.q.dtype != "int8":
-        raise ValueError(f"linear {node.outputs[0]!r}: an int8 kernel needs an int8 input")
     packed, nb, k4 = pack_int8(w_q)
-    wq = em.const(packed, "int8_t", "w_q packed [N/16][K/4][16][4] (export/c/simd.py)")
-    rows_w = np.zeros(nb * BLOCK_N, np.int64)
-    rows_w[:n_out] = w_q.astype(np.int64).sum(axis=1)
-    rk = em.const(rows_w, "int32_t", "row sums of w_q")
-    bk = em.const(bias, "int32_t", "b_q")
-    sk = em.const(scale, "float", "requantization scale")
+    row_sums = np.zeros(nb * BLOCK_N, np.int64)
+    row_sums[:n_out] = w_q.astype(np.int64).sum(axis=1)
+    bound = int(np.abs(bias).max(initial=0)) + 255 * 128 * k_in
+    wide = "int64_t" if bound >= 2**31 else "int32_t"
+    rows = x.size // max(k_in, 1)
+    return LinearS8(n_out, k_in, rows, nb, k4, packed, row_sums, bias, scale, wide)
+
+
+def requantize_lines(
+    acc: str, bias: str, scale: str, y: str, ctype: str, lin: LinearS8, out: QParams
+) -> list[str]:
+    """y[n] = clamp(rint((acc[n] + b[n]) * s[n]) + zp), n < n_out: in a loop of its own, so it
+    vectorises. The clamp is taken as clamp(rint(v), lo - zp, hi - zp) + zp in float, exact
+    for these small integers; acc + b is the spec's int64 sum, in int32 where it cannot
+    overflow (it then vectorises without AVX-512's int64 -> float conversion)."""
+    lo, hi = c_float(out.lo - out.zp), c_float(out.hi - out.zp)
+    return [
+        f"for (int n = 0; n < {lin.n_out}; n++) {{",
+        f"    const float v = (float)(({lin.wide}){acc}[n] + {bias}[n]) * {scale}[n];",
+        f"    const float r0 = rintf(v), r1 = r0 > {lo} ? r0 : {lo};",
+        f"    const float r = r1 < {hi} ? r1 : {hi};",
+        f"    ({y})[n] = ({ctype})((int32_t)r + {out.zp});",
+        "}",
+    ]
+
+
+def linear(em: CEmitter, node: Node, ins: list[Tensor], out: QParams, plan: QuantPlan) -> Tensor:
+    x = ins[0]
+    lin = linear_s8(em.constants, node, x, out, plan)
+    rows, n_out, k_in, nb, k4 = lin.rows, lin.n_out, lin.k_in, lin.nb, lin.k4
+    wq = em.const(lin.packed, "int8_t", "w_q packed [N/16][K/4][16][4] (export/c/simd.py)")
+    rk = em.const(lin.row_sums, "int32_t", "row sums of w_q")
+    bk = em.const(lin.bias, "int32_t", "b_q")
+    sk = em.const(lin.scale, "float", "requantization scale")
     y = em.scratch((rows, n_out), out)
     acc = em.scratch((nb * BLOCK_N,), ctype="int32_t")
     tmp = em.scratch((2 * k4,), ctype="int32_t")
@@ -109,18 +152,8 @@ def linear(em: CEmitter, node: Node, ins: list[Tensor], out: QParams, plan: Quan
         em.line(f"    for (int k = 0; k < {k_in}; k++) {xp}[k] = {x.var}[m * {k_in} + k];")
     xrow = xp if xp != x.var else f"{x.var} + m * {k_in}"
     em.line(f"    rq_gemv_s8({xrow}, {x.q.zp}, {wq}, {rk}, {nb}, {k4}, {acc.var}, {tmp.var});")
-    # a loop of its own, so it vectorises: clamp(rint(v) + zp, lo, hi) is computed as
-    # clamp(rint(v), lo - zp, hi - zp) + zp in float, exact for these small integers; the
-    # sum acc + b is the spec's int64 one, taken in int32 where it cannot overflow (it then
-    # vectorises without AVX-512's int64 -> float conversion)
-    lo, hi = c_float(out.lo - out.zp), c_float(out.hi - out.zp)
-    wide = "int64_t" if int(np.abs(bias).max(initial=0)) + 255 * 128 * k_in >= 2**31 else "int32_t"
-    em.line(f"    for (int n = 0; n < {n_out}; n++) {{")
-    em.line(f"        const float v = (float)(({wide}){acc.var}[n] + {bk}[n]) * {sk}[n];")
-    em.line(f"        const float r0 = rintf(v), r1 = r0 > {lo} ? r0 : {lo};")
-    em.line(f"        const float r = r1 < {hi} ? r1 : {hi};")
-    em.line(f"        {y.var}[m * {n_out} + n] = ({y.ctype})((int32_t)r + {out.zp});")
-    em.line("    }")
+    for line in requantize_lines(acc.var, bk, sk, f"{y.var} + m * {n_out}", y.ctype, lin, out):
+        em.line("    " + line)
     em.line("}")
     return Tensor(y.var, (*x.shape[:-1], n_out), out)
 
