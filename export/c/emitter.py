@@ -88,7 +88,7 @@ class CEmitter:
         self.decls.append(
             (
                 name,
-                f"{head}static const {ctype} {name}[{len(items)}] = {{\n    "
+                f"{head}static const {ctype} {name}[{len(items)}] RN_ALIGNED = {{\n    "
                 + ",\n    ".join(rows)
                 + "\n};\n",
             )

@@ -16,6 +16,14 @@ PRELUDE = r"""
 #define RN_INLINE static inline
 #endif
 
+/* weights start on a cache line: a 64-byte vector load of a 32-byte aligned array spans two
+ * lines (measured: the float GRU 40 -> 128 step took 6.4 instead of 3.9 us with AVX-512) */
+#if defined(__GNUC__)
+#define RN_ALIGNED __attribute__((aligned(64)))
+#else
+#define RN_ALIGNED
+#endif
+
 /* clamp an int64 to [lo, hi] */
 RN_INLINE int64_t rq_clamp(int64_t v, int64_t lo, int64_t hi)
 {

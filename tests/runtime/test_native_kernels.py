@@ -174,3 +174,22 @@ def test_every_kernel_compiles_warning_free(bundles, tmp_path, march) -> None:
             text=True,
         )
         assert out.returncode == 0 and not out.stderr, f"{cc} {march}:\n{out.stderr}"
+
+
+@pytest.mark.parametrize("name", ["model.c", "model.int8.c"])
+def test_every_constant_array_starts_on_a_cache_line(bundles, name) -> None:
+    # a 64-byte vector load of a 32-byte aligned weight array spans two cache lines: the
+    # float GRU 40 -> 128 step measured 6.4 instead of 3.9 us when the arrays fell that way
+    if shutil.which("nm") is None:
+        pytest.skip("nm (binutils) lists the library's symbols")
+    src = Path(bundles["gru"]) / name
+    header = src.with_suffix(".h")
+    lib = native_build.build(src.read_bytes(), header.read_bytes(), src.name, header.name)
+    out = subprocess.run(["nm", "-S", str(lib)], capture_output=True, text=True, check=True)
+    arrays = {
+        parts[3]: int(parts[0], 16)
+        for parts in (line.split() for line in out.stdout.splitlines())
+        if len(parts) == 4 and parts[2] in "rR" and parts[3].startswith("k")
+    }
+    assert len(arrays) >= 3
+    assert {k: a % 64 for k, a in arrays.items() if a % 64} == {}
