@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from rnnedge.errors import ExportError
 from rnnedge.export.aliasing import check_distinct
+from rnnedge.export.bundle_start import checked_task, golden_inputs, graph_manifest
 from rnnedge.export.capture.program import Captured, capture
 from rnnedge.export.chunk import add_chunk, chunk_gate
 from rnnedge.export.config import ExportConfig, config_from, finite_golden
@@ -25,14 +24,8 @@ from rnnedge.export.quantized import add_int8
 from rnnedge.export.sequence_gate import gate_over_time
 from rnnedge.quantize.calibrate import check_sequences
 from rnnedge.runtime.bundle import Bundle, write_bundle
-from rnnedge.runtime.graph import Graph
-from rnnedge.runtime.inputs import sample_input
-from rnnedge.runtime.manifest import DEFAULT_BUDGETS, FLOAT_MODEL_FILES, Manifest, Task, state_specs
+from rnnedge.runtime.manifest import Manifest
 from rnnedge.runtime.npzio import write_npz
-from rnnedge.version import __version__
-
-GOLDEN_SEQUENCES = 3
-GOLDEN_STEPS = 64
 
 Files = dict[str, bytes]
 
@@ -56,11 +49,11 @@ def export_bundle(
     files = float_files(cap.graph, cfg.say)
     calib = None if cfg.calibration is None else check_sequences(cap.graph, cfg.calibration)
     cfg.say("recording golden vectors with PyTorch")
-    sequences = _golden_inputs(cap.graph, cfg.golden if cfg.golden is not None else _first(calib))
+    sequences = golden_inputs(cap.graph, cfg.golden, calib)
     data = gate_over_time(model, example, cap.graph, sequences, cfg.say)
     files["golden.npz"] = write_npz(finite_golden(golden_vectors(cap, sequences, data)))
-    manifest = _manifest(cap.graph, files={}, task=_checked_task(cfg.task, cap.graph))
-    manifest = dataclasses.replace(manifest, unbatched_why=cap.unbatched_why)
+    task = checked_task(cfg.task, cap.graph)
+    manifest = graph_manifest(cap.graph, task=task, unbatched_why=cap.unbatched_why)
     if cfg.quantize != "none":
         manifest, files = add_int8(
             cfg.quantize,
@@ -105,41 +98,6 @@ def _gates(bundle: Bundle, cfg: ExportConfig) -> Manifest:
         bundle = dataclasses.replace(bundle, manifest=manifest)
         manifest = int8_parity(bundle, manifest, cfg.quantize, cfg.say)
     return manifest
-
-
-def _checked_task(task: Task | None, graph: Graph) -> Task | None:
-    names = [o.name for o in graph.data_outputs]
-    if task is not None and task.output is not None and task.output not in names:
-        raise ExportError(f"task output {task.output!r} is not a model output (outputs: {names})")
-    return task
-
-
-def _manifest(graph: Graph, files: dict[str, str], task: Task | None = None) -> Manifest:
-    return Manifest(
-        producer=f"rnnedge {__version__}",
-        inputs=graph.inputs,
-        outputs=graph.outputs,
-        states=state_specs(graph),
-        models=FLOAT_MODEL_FILES,
-        files=files,
-        parity={},
-        # float: 1e-5 abs, relative where |ref| > 1 (int8 adds its own measured budget)
-        budgets={p: dict(b) for p, b in DEFAULT_BUDGETS.items()},
-        task=task,
-    )
-
-
-def _first(calib: list[np.ndarray] | None) -> list[np.ndarray] | None:
-    return None if calib is None else calib[:GOLDEN_SEQUENCES]
-
-
-def _golden_inputs(graph: Graph, golden: Iterable[np.ndarray] | None) -> list[np.ndarray]:
-    if golden is None:
-        rng = np.random.default_rng(0)  # fixed seed: the same model gives the same bundle
-        # N(0, 1), or token ids for an integer input (runtime/inputs.py)
-        x = graph.inputs[0]
-        return [sample_input(graph, x, rng, (GOLDEN_STEPS,)) for _ in range(GOLDEN_SEQUENCES)]
-    return check_sequences(graph, golden, "golden")
 
 
 def golden_vectors(

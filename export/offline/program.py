@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from rnnedge.errors import ExportError, UnsupportedModelError
+from rnnedge.export.bundle_start import checked_task, golden_inputs, graph_manifest
 from rnnedge.export.config import ExportConfig
 from rnnedge.export.float_files import float_files, graph_json
 from rnnedge.export.offline.gates import offline_gates
@@ -31,18 +32,15 @@ from rnnedge.runtime.bundle import Bundle, sha256, write_bundle
 from rnnedge.runtime.check.offline import golden_arrays
 from rnnedge.runtime.executor import Executor
 from rnnedge.runtime.graph import Graph
-from rnnedge.runtime.manifest import DEFAULT_BUDGETS, FLOAT_MODEL_FILES, Manifest, state_specs
+from rnnedge.runtime.manifest import Manifest
 from rnnedge.runtime.npzio import write_npz
 from rnnedge.runtime.offline import run_program
 from rnnedge.runtime.stages import StageSpec
-from rnnedge.version import __version__
 
 # errors add up along the chain of stages (a 2-layer bidirectional model has five): 1% per stage
 # kept a trained tagger's output within 3% at T=300 where the streaming default, 2%, gave 4.2%
 STAGE_BUDGET = Int8Budget(max_err_pct=1.0)
 
-GOLDEN_SEQUENCES = 3
-GOLDEN_STEPS = 64
 
 Files = dict[str, bytes]
 
@@ -64,7 +62,7 @@ def export_offline(
     cfg.say(f"offline program: {' -> '.join(f'{p.name} {p.direction}' for p in plans)}")
     ref = sequence_model(model, example, graph)
     x_name = graph.inputs[0].name
-    golden = _golden_inputs(graph, cfg)
+    golden = golden_inputs(graph, cfg.golden, cfg.calibration)
     cfg.say("recording golden vectors with PyTorch over whole sequences")
     files: Files = {
         "graph.json": graph_json(graph),
@@ -76,7 +74,8 @@ def export_offline(
     scheme = None
     for p in plans:
         cfg.say(f"stage {p.name} ({p.direction}): {len(p.graph.nodes)} ops")
-        manifest, stage_files = _stage_manifest(p.graph), float_files(p.graph)
+        manifest = graph_manifest(p.graph, unbatched_why="a stage of an offline program")
+        stage_files = float_files(p.graph)
         if cfg.quantize != "none":
             manifest, stage_files = add_int8(
                 cfg.quantize,
@@ -133,46 +132,12 @@ def _stage_inputs(program, x_name: str, seqs, stage: str) -> list[np.ndarray] | 
     return out
 
 
-def _golden_inputs(graph: Graph, cfg: ExportConfig) -> list[np.ndarray]:
-    given = cfg.golden or (cfg.calibration[:GOLDEN_SEQUENCES] if cfg.calibration else None)
-    if given:
-        return check_sequences(graph, given, "golden")
-    rng = np.random.default_rng(0)  # fixed seed: the same model gives the same bundle
-    shape = graph.inputs[0].shape
-    return [
-        rng.standard_normal((GOLDEN_STEPS, *shape)).astype(np.float32)
-        for _ in range(GOLDEN_SEQUENCES)
-    ]
-
-
-def _stage_manifest(graph: Graph) -> Manifest:
-    return Manifest(
-        producer=f"rnnedge {__version__}",
-        inputs=graph.inputs,
-        outputs=graph.outputs,
-        states=state_specs(graph),
-        models=FLOAT_MODEL_FILES,
-        files={},
-        unbatched_why="a stage of an offline program",
-    )
-
-
 def _manifest(graph: Graph, plans: list[StagePlan], cfg: ExportConfig, scheme) -> Manifest:
-    if cfg.task is not None and cfg.task.output not in (
-        None,
-        *(t.name for t in graph.data_outputs),
-    ):
-        raise ExportError(f"task output {cfg.task.output!r} is not a model output")
-    return Manifest(
-        producer=f"rnnedge {__version__}",
-        inputs=graph.inputs,
-        outputs=graph.outputs,
-        states=state_specs(graph),
+    return graph_manifest(
+        graph,
         models=(),  # every model file belongs to a stage
-        files={},
         int8_scheme=scheme,
-        budgets={p: dict(b) for p, b in DEFAULT_BUDGETS.items()},
-        task=cfg.task,
+        task=checked_task(cfg.task, graph),
         unbatched_why="an offline program runs whole sequences (model.run), not streams",
         stages=tuple(_spec(p) for p in plans),
     )
