@@ -22,6 +22,7 @@ import numpy as np
 from rnnedge.errors import BackendError
 from rnnedge.runtime.backends.native_build import build
 from rnnedge.runtime.backends.native_call import call_path
+from rnnedge.runtime.backends.native_layout import check_layout
 from rnnedge.runtime.backends.probe import probe
 from rnnedge.runtime.backends.runner import batch_shape
 from rnnedge.runtime.bundle import Bundle
@@ -66,6 +67,7 @@ class NativeBackend:
                 "rnnedge, or the model has an op without a C kernel: "
                 "`rnnedge export --target c` names it)"
             )
+        check_layout(bundle.files[c_name], bundle.graph, f"{bundle.path}/{c_name}")
         self.library = build(bundle.files[c_name], bundle.files[h_name], c_name, h_name)
         self.call = call_path()
         # "extension", or "ctypes" and the reason (no Python.h, ...): said, never printed
@@ -87,9 +89,6 @@ class NativeBackend:
         self.workspace_n_bytes = max(n_bytes, self.workspace_bytes)
         self.c_step_each = getattr(lib, "rnnedge_step_each", None)
         self.graph = bundle.graph
-        sizes = (ctypes.c_int * len(bundle.graph.inputs)).in_dll(lib, "rnnedge_input_sizes")
-        if list(sizes) != [int(np.prod(t.shape)) for t in bundle.graph.inputs]:
-            raise BackendError(f"{bundle.path}: {c_name} does not match the manifest's inputs")
         probe(self.run, bundle, self.label)
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:

@@ -25,7 +25,8 @@ from fuzz_bundle import BIG, DEEP, dumps, fixed_manifest, outcome, write_bundle_
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnedge.errors import BundleError
+import rnnedge
+from rnnedge.errors import BundleError, RnnedgeError
 from rnnedge.runtime import available_backends, read_bundle
 from rnnedge.runtime.npzio import read_npz
 
@@ -307,3 +308,30 @@ def test_a_duplicated_state_pair_steps_or_is_refused(base, work) -> None:
     files = {**files, "graph.json": dumps(graph)}
     write_bundle_dir(work, files, fixed_manifest(manifest, files))
     assert outcome(work, available_backends()) in ("ok", "refused")
+
+
+@pytest.mark.parametrize(
+    ("section", "index", "field", "value"),
+    [
+        ("outputs", 0, "shape", [1, 1, 1]),  # y smaller than the C writes: a heap overflow
+        ("outputs", 0, "shape", [1, 1, 64]),  # larger: zeros the C never writes, a wrong y
+    ],
+)
+def test_native_refuses_a_manifest_its_c_was_not_generated_for(
+    base, work, section, index, field, value
+) -> None:
+    # found by fuzz_io_both: a self-consistent manifest + graph.json with a model.c of other
+    # sizes made the native step write past the runner's buffers (a segfault)
+    if "native" not in available_backends():
+        pytest.fail("the native backend is not available: no C compiler?")
+    _, files, manifest, graph = base
+    manifest, graph = copy.deepcopy(manifest), copy.deepcopy(graph)
+    for doc in (manifest, graph):
+        doc[section][index][field] = value
+    if section == "inputs" and index == 0:
+        manifest["step_input"][field] = value
+    files = {**files, "graph.json": dumps(graph)}
+    write_bundle_dir(work, files, fixed_manifest(manifest, files))
+    with pytest.raises(RnnedgeError, match=r"the C's outputs hold \[4, 16\] values"):
+        x = np.zeros(manifest["step_input"]["shape"], np.float32)
+        rnnedge.load(work, backend="native").stream().step(x)
