@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import textwrap
+import warnings
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +39,31 @@ def litert_invoke(interp, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]
         interp.set_tensor(d["index"], feeds[d["name"]])
     interp.invoke()
     return {d["name"]: interp.get_tensor(d["index"]) for d in interp.get_output_details()}
+
+
+def zoo_int8_exporter(tmp_path_factory, steps: int, count: int) -> Callable[[str], Path]:
+    """get(name) -> the path of zoo model `name` (tests/models.py) exported with int8, once per
+    name, calibrated on `count` seeded random sequences of `steps` steps (for a module-scoped
+    fixture: the native tests share it)."""
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            from models import build
+
+            from rnnedge.export.pipeline import export_bundle
+
+            model, example = build(name)
+            shape = tuple((example[0] if isinstance(example, tuple) else example).shape)
+            rng = np.random.default_rng(0)
+            calib = [rng.standard_normal((steps, *shape)).astype(np.float32) for _ in range(count)]
+            out = tmp_path_factory.mktemp("zoo_int8") / f"{name}.rnnedge"
+            with warnings.catch_warnings():  # golden data beyond calibration: expected
+                warnings.simplefilter("ignore")
+                cache[name] = export_bundle(model, example, out, quantize="int8", calibration=calib)
+        return cache[name]
+
+    return get
 
 
 def random_state(graph, rng: np.random.Generator) -> list[np.ndarray]:

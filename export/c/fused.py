@@ -5,9 +5,9 @@
   `out[i] = table[in[i] + 128]` scalar; with AVX-512 VBMI, `vpermi2b` looks up 64 bytes at a
   time in two 128-byte halves of the table, bit 7 of the index picking the half.
 - `rq_quantize32`: QUANTIZE (float -> int8/int16) with the spec's round-half-away, in int32:
-  the value saturated at +-2^30 before the conversion (far outside every int8/int16 range, so
-  the clamp gives what the int64 rq_quantize gives; NaN goes to zp in both), which vectorises
-  where the int64 conversion does not.
+  the rounded value clamped in float to the output range (minus zp) before the conversion
+  (what the int64 rq_quantize's clamp gives, inf and NaN included), which vectorises where
+  the int64 conversion does not.
 """
 
 from __future__ import annotations
@@ -41,13 +41,17 @@ RN_INLINE void rq_lut_s8(const int8_t *x, int8_t *y, int n, const int8_t *table)
     for (; i < n; i++) y[i] = table[x[i] + 128];
 }
 
-/* rq_quantize in int32 (round half away from zero, saturated at +-2^30 first) */
+/* rq_quantize in int32 (round half away from zero): the rounded value is clamped in float to
+ * [lo - zp, hi - zp] (exact: small integers) before the conversion, so +-inf and values
+ * beyond int32 saturate as the int64 clamp does, and NaN goes to zp as there; one clamp and
+ * a sign copy instead of a select chain and two clamps (GCC's vector code halves) */
 RN_INLINE int32_t rq_quantize32(float x, float scale, int32_t zp, int32_t lo, int32_t hi)
 {
     const float v = x / scale, a = floorf(fabsf(v) + 0.5f);
-    float r = v > 0 ? a : (v < 0 ? -a : 0.0f);
-    r = r > -1073741824.0f ? r : -1073741824.0f;
-    return rq_clamp32((int32_t)(r < 1073741824.0f ? r : 1073741824.0f) + zp, lo, hi);
+    const float flo = (float)(lo - zp), fhi = (float)(hi - zp);
+    float r = v == v ? copysignf(a, v) : 0.0f;
+    r = r > flo ? r : flo;
+    return (int32_t)(r < fhi ? r : fhi) + zp;
 }
 """
 

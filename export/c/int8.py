@@ -44,6 +44,12 @@ def quantize_to(em: CEmitter, t: Tensor, q: QParams) -> Tensor:
     return quantize32(em, t, q)  # the int64 rq_quantize's integers, vectorised (fused.py)
 
 
+def rint_to(v: str, out: QParams) -> str:
+    """clamp(rint(v) + zp) to `out`'s range as one rq_rint_clamp32 (prelude.py)."""
+    lo, hi = c_float(out.lo - out.zp), c_float(out.hi - out.zp)
+    return f"rq_rint_clamp32({v}, {lo}, {hi}, {out.zp})"
+
+
 def requant(em: CEmitter, t: Tensor, to: QParams) -> Tensor:
     """Integers at t.q -> integers at `to` (int8.py _requant); nothing when they agree."""
     p = t.q
@@ -151,9 +157,17 @@ def linear(em: CEmitter, node: Node, ins: list[Tensor], out: QParams, plan: Quan
     if xp != x.var:
         em.line(f"    for (int k = 0; k < {k_in}; k++) {xp}[k] = {x.var}[m * {k_in} + k];")
     xrow = xp if xp != x.var else f"{x.var} + m * {k_in}"
-    em.line(f"    rq_gemv_s8({xrow}, {x.q.zp}, {wq}, {rk}, {nb}, {k4}, {acc.var}, {tmp.var});")
-    for line in requantize_lines(acc.var, bk, sk, f"{y.var} + m * {n_out}", y.ctype, lin, out):
-        em.line("    " + line)
+    if lin.wide == "int32_t" and y.ctype == "int8_t":  # requantized in the kernel (simd.py)
+        lo, hi = c_float(out.lo - out.zp), c_float(out.hi - out.zp)
+        em.line(
+            f"    rq_linear_s8({xrow}, {x.q.zp}, {wq}, {rk}, {nb}, {k4}, {bk}, {sk}, {lo}, {hi},"
+            f" {out.zp}, {n_out}, {y.var} + m * {n_out}, {acc.var}, {tmp.var});"
+        )
+    else:
+        em.line(f"    rq_gemv_s8({xrow}, {x.q.zp}, {wq}, {rk}, {nb}, {k4}, {acc.var}, {tmp.var});")
+        yrow = f"{y.var} + m * {n_out}"
+        for line in requantize_lines(acc.var, bk, sk, yrow, y.ctype, lin, out):
+            em.line("    " + line)
     em.line("}")
     return Tensor(y.var, (*x.shape[:-1], n_out), out)
 
@@ -191,9 +205,8 @@ def add_sub(sign: int) -> IntKernel:
         # fp32 requantization, as XNNPACK; every value fits int32
         ra, rb = (c_float(F32(F32(p.scale) / F32(out.scale))) for p in (a, b))
         t = f"((float)(a1 - {b.zp}) * {rb})"
-        v = f"rq_rint32((float)(a0 - {a.zp}) * {ra} + {c_float(sign)} * {t})"
-        expr = f"rq_clamp32({v} + {out.zp}, {out.lo}, {out.hi})"
-        return em.elementwise(ins, shape, out, expr, "int32_t")
+        v = f"(float)(a0 - {a.zp}) * {ra} + {c_float(sign)} * {t}"
+        return em.elementwise(ins, shape, out, rint_to(v, out), "int32_t")
 
     return kernel
 
@@ -211,9 +224,9 @@ def mul(em: CEmitter, node: Node, ins: list[Tensor], out: QParams) -> Tensor:
         v = f"rq_rint((float){prod} * {c_float(real)})"
         return em.elementwise(ins, shape, out, f"rq_clamp({v} + {out.zp}, {out.lo}, {out.hi})")
     # int8 operands: |prod| <= 255 * 255, so int32 throughout
-    v = f"rq_rint32((float){prod} * {c_float(real)})"
-    expr = f"rq_clamp32({v} + {out.zp}, {out.lo}, {out.hi})"
-    return em.elementwise(ins, shape, out, expr, "int32_t")
+    return em.elementwise(
+        ins, shape, out, rint_to(f"(float){prod} * {c_float(real)}", out), "int32_t"
+    )
 
 
 def lut(fn: Callable[[np.ndarray], np.ndarray]) -> IntKernel:

@@ -33,6 +33,7 @@ def pack_int8(w_q: np.ndarray) -> tuple[np.ndarray, int, int]:
 GEMV = r"""
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
 #include <immintrin.h>
+#define RQ_VNNI 1
 #define RQ_GEMV_ISA "avx512vnni"
 #elif defined(__AVX2__)
 #include <immintrin.h>
@@ -43,7 +44,95 @@ GEMV = r"""
 #else
 #define RQ_GEMV_ISA "c"
 #endif
+#ifndef RQ_VNNI
+#define RQ_VNNI 0
+#endif
 const char rnnedge_gemv_isa[] = RQ_GEMV_ISA;
+
+#if RQ_VNNI
+/* where the 16 sums of a block go: stored as int32 (q == 0) or requantized into int8 */
+typedef struct {
+    const int32_t *bias;
+    const float *scale;
+    float lo, hi; /* the output range minus its zero point */
+    int zp, n; /* output zero point, outputs */
+    int8_t *y;
+} rq_out_s8;
+
+/* block b's sums s (minus (128 + zp) x its row sums) to acc, or (q) requantized into q->y as
+ * requantize_lines (export/c/int8.py) does: rint((s + bias) * scale) clamped, + zp. The int32
+ * to float conversion, the product and rint (roundscale, nearest even) are the same IEEE
+ * operations as the C loop, so the integers are the same */
+RN_INLINE void rq_vnni_out(__m512i s, int b, const int32_t *rowsum, __m512i off, int32_t *acc,
+    const rq_out_s8 *q)
+{
+    s = _mm512_sub_epi32(s, _mm512_mullo_epi32(off,
+        _mm512_loadu_si512((const void *)(rowsum + 16 * b))));
+    if (!q) {
+        _mm512_storeu_si512((void *)(acc + 16 * b), s);
+        return;
+    }
+    {
+        const int left = q->n - 16 * b;
+        const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        __m512 v = _mm512_cvtepi32_ps(_mm512_add_epi32(s,
+            _mm512_maskz_loadu_epi32(m, (const void *)(q->bias + 16 * b))));
+        v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, (const void *)(q->scale + 16 * b)));
+        v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(q->lo)), _mm512_set1_ps(q->hi));
+        _mm512_mask_cvtepi32_storeu_epi8((void *)(q->y + 16 * b), m,
+            _mm512_add_epi32(_mm512_cvttps_epi32(v), _mm512_set1_epi32(q->zp)));
+    }
+}
+
+/* vpdpbusd on uint8 (x + 128) four to an int32, minus (128 + zp) x the row sums: four blocks
+ * (64 outputs) a pass, so one x broadcast feeds four independent chains (vpdpbusd's latency
+ * is 5 cycles); the blocks left over one at a time, their k split over four chains */
+RN_INLINE void rq_vnni_s8(const int8_t *x, int zp, const int8_t *w, const int32_t *rowsum,
+    int nb, int k4, int32_t *acc, int32_t *tmp, const rq_out_s8 *q)
+{
+    const __m512i off = _mm512_set1_epi32(128 + zp);
+    const long bs = (long)k4 * 64; /* bytes per block */
+    const int nb4 = nb - nb % 4, k44 = k4 - k4 % 4; /* (GCC warns on j + 4 <= k4 forms) */
+    uint8_t *xu = (uint8_t *)tmp;
+    for (int i = 0; i < 4 * k4; i++) xu[i] = (uint8_t)(x[i] ^ 0x80); /* little-endian */
+    for (int b = 0; b < nb4; b += 4) {
+        const int8_t *w0 = w + b * bs;
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+        for (int j = 0; j < k4; j++) {
+            const __m512i xv = _mm512_set1_epi32(tmp[j]);
+            const int8_t *wj = w0 + 64 * j;
+            s0 = _mm512_dpbusd_epi32(s0, xv, _mm512_loadu_si512((const void *)wj));
+            s1 = _mm512_dpbusd_epi32(s1, xv, _mm512_loadu_si512((const void *)(wj + bs)));
+            s2 = _mm512_dpbusd_epi32(s2, xv, _mm512_loadu_si512((const void *)(wj + 2 * bs)));
+            s3 = _mm512_dpbusd_epi32(s3, xv, _mm512_loadu_si512((const void *)(wj + 3 * bs)));
+        }
+        rq_vnni_out(s0, b, rowsum, off, acc, q);
+        rq_vnni_out(s1, b + 1, rowsum, off, acc, q);
+        rq_vnni_out(s2, b + 2, rowsum, off, acc, q);
+        rq_vnni_out(s3, b + 3, rowsum, off, acc, q);
+    }
+    for (int b = nb4; b < nb; b++) {
+        const int8_t *wb = w + b * bs;
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+        for (int j = 0; j < k44; j += 4) {
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(tmp[j]),
+                _mm512_loadu_si512((const void *)(wb + 64 * j)));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(tmp[j + 1]),
+                _mm512_loadu_si512((const void *)(wb + 64 * j + 64)));
+            s2 = _mm512_dpbusd_epi32(s2, _mm512_set1_epi32(tmp[j + 2]),
+                _mm512_loadu_si512((const void *)(wb + 64 * j + 128)));
+            s3 = _mm512_dpbusd_epi32(s3, _mm512_set1_epi32(tmp[j + 3]),
+                _mm512_loadu_si512((const void *)(wb + 64 * j + 192)));
+        }
+        for (int j = k44; j < k4; j++)
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(tmp[j]),
+                _mm512_loadu_si512((const void *)(wb + 64 * j)));
+        s0 = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
+        rq_vnni_out(s0, b, rowsum, off, acc, q);
+    }
+}
+#endif
 
 /* acc[n] = sum_k (x[k] - zp) w[n][k] for n < 16 nb, w packed [nb][k4][16][4] (export/c/
  * simd.py), x holding k4 * 4 values (the padding's weights are 0); rowsum[n] = sum_k w[n][k];
@@ -51,31 +140,8 @@ const char rnnedge_gemv_isa[] = RQ_GEMV_ISA;
 RN_INLINE void rq_gemv_s8(const int8_t *x, int zp, const int8_t *w, const int32_t *rowsum,
     int nb, int k4, int32_t *acc, int32_t *tmp)
 {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
-    /* x + 128 as uint8, four to an int32; sum (x + 128) w - (128 + zp) rowsum */
-    for (int j = 0; j < k4; j++)
-        tmp[j] = (int32_t)((uint32_t)(uint8_t)(x[4 * j] ^ 0x80)
-            | (uint32_t)(uint8_t)(x[4 * j + 1] ^ 0x80) << 8
-            | (uint32_t)(uint8_t)(x[4 * j + 2] ^ 0x80) << 16
-            | (uint32_t)(uint8_t)(x[4 * j + 3] ^ 0x80) << 24);
-    for (int b = 0; b < nb; b++) {
-        const int8_t *wb = w + (long)b * k4 * 64;
-        __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-        int j = 0;
-        for (; j + 1 < k4; j += 2) { /* two chains: vpdpbusd's latency */
-            s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(tmp[j]),
-                _mm512_loadu_si512((const void *)(wb + 64 * j)));
-            s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(tmp[j + 1]),
-                _mm512_loadu_si512((const void *)(wb + 64 * j + 64)));
-        }
-        if (j < k4)
-            s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(tmp[j]),
-                _mm512_loadu_si512((const void *)(wb + 64 * j)));
-        s0 = _mm512_add_epi32(s0, s1);
-        s0 = _mm512_sub_epi32(s0, _mm512_mullo_epi32(_mm512_set1_epi32(128 + zp),
-            _mm512_loadu_si512((const void *)(rowsum + 16 * b))));
-        _mm512_storeu_si512((void *)(acc + 16 * b), s0);
-    }
+#if RQ_VNNI
+    rq_vnni_s8(x, zp, w, rowsum, nb, k4, acc, tmp, 0);
 #elif defined(__AVX2__)
     /* (x - zp) as int16, four to an int64 lane; vpmaddwd sums pairs, one hadd at the end */
     for (int j = 0; j < k4; j++) {
@@ -143,6 +209,28 @@ RN_INLINE void rq_gemv_s8(const int8_t *x, int zp, const int8_t *w, const int32_
                 for (int t = 0; t < 4; t++)
                     s[l] += (int32_t)xs[4 * j + t] * (int32_t)wb[64 * j + 4 * l + t];
         for (int l = 0; l < 16; l++) acc[16 * b + l] = s[l];
+    }
+#endif
+}
+
+/* y[n] = clamp(rint((acc[n] + bias[n]) * scale[n]), lo, hi) + zp for n < n_out, acc being
+ * rq_gemv_s8's sums: an int8 linear whose acc + bias fits int32 (export/c/int8.py), the
+ * requantization in the VNNI kernel's epilogue (the sums never leave the registers), else
+ * the loop of requantize_lines after rq_gemv_s8 */
+RN_INLINE void rq_linear_s8(const int8_t *x, int zp, const int8_t *w, const int32_t *rowsum,
+    int nb, int k4, const int32_t *bias, const float *scale, float lo, float hi, int yzp,
+    int n_out, int8_t *y, int32_t *acc, int32_t *tmp)
+{
+#if RQ_VNNI
+    const rq_out_s8 q = {bias, scale, lo, hi, yzp, n_out, y};
+    rq_vnni_s8(x, zp, w, rowsum, nb, k4, acc, tmp, &q);
+#else
+    rq_gemv_s8(x, zp, w, rowsum, nb, k4, acc, tmp);
+    for (int n = 0; n < n_out; n++) {
+        const float v = (float)(acc[n] + bias[n]) * scale[n];
+        const float r0 = rintf(v), r1 = r0 > lo ? r0 : lo;
+        const float r = r1 < hi ? r1 : hi;
+        y[n] = (int8_t)((int32_t)r + yzp);
     }
 #endif
 }

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import assert_close
+from helpers import assert_close, zoo_int8_exporter
 from models import ZOO, build
 from op_models import MODELS as OP_MODELS
 from op_models import VOCAB
@@ -35,27 +35,9 @@ STEPS = 300
 FAST = ["gru", "lstm_2layer", "front_end", "math_head"]
 
 
-def _step_shape(example) -> tuple[int, ...]:
-    return tuple((example[0] if isinstance(example, tuple) else example).shape)
-
-
 @pytest.fixture(scope="module")
 def int8_bundle(tmp_path_factory):
-    cache: dict[str, object] = {}
-
-    def get(name: str):
-        if name not in cache:
-            model, example = build(name)
-            rng = np.random.default_rng(0)
-            shape = _step_shape(example)
-            calib = [rng.standard_normal((100, *shape)).astype(np.float32) for _ in range(8)]
-            out = tmp_path_factory.mktemp("native") / f"{name}.rnnedge"
-            with warnings.catch_warnings():  # golden data beyond calibration: expected
-                warnings.simplefilter("ignore")
-                cache[name] = export_bundle(model, example, out, quantize="int8", calibration=calib)
-        return cache[name]
-
-    return get
+    return zoo_int8_exporter(tmp_path_factory, steps=100, count=8)
 
 
 def _outputs(y, stream) -> list[np.ndarray]:

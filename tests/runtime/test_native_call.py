@@ -7,15 +7,12 @@ stream still checks; an output the user kept is never changed by a later step.""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
-from models import build
+from helpers import zoo_int8_exporter
 
 import rnnedge
 from rnnedge.errors import BackendError, InputError
-from rnnedge.export.pipeline import export_bundle
 from rnnedge.runtime.backends import native_build, native_call
 
 pytestmark = pytest.mark.skipif(native_build.compiler() is None, reason="needs a C compiler")
@@ -31,21 +28,7 @@ def _default_call_path(monkeypatch):
 @pytest.fixture(scope="module")
 def zoo_int8_bundle(tmp_path_factory):
     """zoo_int8_bundle(name) -> the path of a zoo model exported with int8, once."""
-    cache: dict[str, object] = {}
-
-    def get(name: str):
-        if name not in cache:
-            model, example = build(name)
-            x0 = example[0] if isinstance(example, tuple) else example
-            rng = np.random.default_rng(0)
-            calib = [rng.standard_normal((60, *x0.shape)).astype(np.float32) for _ in range(4)]
-            out = tmp_path_factory.mktemp("call") / f"{name}.rnnedge"
-            with warnings.catch_warnings():  # golden data beyond calibration: expected
-                warnings.simplefilter("ignore")
-                cache[name] = export_bundle(model, example, out, quantize="int8", calibration=calib)
-        return cache[name]
-
-    return get
+    return zoo_int8_exporter(tmp_path_factory, steps=60, count=4)
 
 
 def _load(path, precision: str, call: str, monkeypatch) -> rnnedge.Model:

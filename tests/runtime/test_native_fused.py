@@ -15,7 +15,7 @@ import pytest
 
 from rnnedge.export.c.fused import FUSED
 from rnnedge.export.c.prelude import PRELUDE
-from rnnedge.export.c.simd import GEMV
+from rnnedge.export.c.simd import BLOCK_N, GEMV, pack_int8
 from rnnedge.runtime.backends import native_build
 
 pytestmark = pytest.mark.skipif(native_build.compiler() is None, reason="needs a C compiler")
@@ -26,6 +26,13 @@ void q64(const float *x, int32_t *y, int n, float s, int zp, int lo, int hi)
 { for (int i = 0; i < n; i++) y[i] = (int32_t)rq_quantize(x[i], s, zp, lo, hi); }
 void q32(const float *x, int32_t *y, int n, float s, int zp, int lo, int hi)
 { for (int i = 0; i < n; i++) y[i] = rq_quantize32(x[i], s, zp, lo, hi); }
+void lin(const int8_t *x, int zp, const int8_t *w, const int32_t *rs, int nb, int k4,
+    const int32_t *b, const float *s, float lo, float hi, int yzp, int n, int8_t *y,
+    int32_t *acc, int32_t *tmp)
+{ rq_linear_s8(x, zp, w, rs, nb, k4, b, s, lo, hi, yzp, n, y, acc, tmp); }
+void gemv(const int8_t *x, int zp, const int8_t *w, const int32_t *rs, int nb, int k4,
+    int32_t *acc, int32_t *tmp)
+{ rq_gemv_s8(x, zp, w, rs, nb, k4, acc, tmp); }
 """
 MARCHES = ["-march=native"] + (["-march=x86-64-v3"] if platform.machine() == "x86_64" else [])
 
@@ -70,3 +77,31 @@ def test_quantize32_equals_the_int64_quantize(lib, lo, hi, zp) -> None:
     lib.q64(_p(x), _p(a), *args)
     lib.q32(_p(x), _p(b), *args)
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("n,k", [(384, 40), (70, 128), (10, 13), (16, 4)])
+def test_linear_requantizes_the_exact_sums_as_the_spec(lib, n, k) -> None:
+    # y = clamp(rint(float32(acc + b) * s), lo, hi) + zp; acc = sum (x - x_zp) w, exact
+    rng = np.random.default_rng(n + k)
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    packed, nb, k4 = pack_int8(w)
+    rows = np.zeros(nb * BLOCK_N, np.int32)
+    rows[:n] = w.astype(np.int32).sum(axis=1)
+    bias = rng.integers(-5000, 5000, n).astype(np.int32)
+    # halves of 1 / 2 ** j give rint's ties; the wide ones saturate both ends
+    scale = (rng.choice([0.5, 0.25, 2.0**-7, 2.0**-11, 0.1], n)).astype(np.float32)
+    x_zp, y_zp, lo, hi = -3, 5, -128 - 5, 127 - 5
+    acc, tmp = np.empty(nb * BLOCK_N, np.int32), np.empty(2 * k4, np.int32)
+    for trial in range(20):
+        x = np.zeros(4 * k4, np.int8)
+        x[:k] = rng.integers(-128, 128, k)
+        y = np.empty(n, np.int8)
+        args = (_p(x), x_zp, _p(packed), _p(rows), nb, k4)
+        lib.lin(*args, _p(bias), _p(scale), ctypes.c_float(lo), ctypes.c_float(hi), y_zp, n,
+                _p(y), _p(acc), _p(tmp))  # fmt: skip
+        sums = (x[:k].astype(np.int64) - x_zp) @ w.T.astype(np.int64)
+        v = (sums + bias).astype(np.float32) * scale
+        want = np.clip(np.rint(v), lo, hi).astype(np.int32) + y_zp
+        assert np.array_equal(y.astype(np.int32), want), trial
+        lib.gemv(*args, _p(acc), _p(tmp))
+        assert np.array_equal(acc[:n], sums)
