@@ -128,6 +128,8 @@ class Stream:
         # a runner that steps a whole Stream.step in one C call (native with its extension)
         fast = getattr(self._runner, "fast_step", None)
         self._fast = fast(self._check if checked else None) if fast else None
+        if self._fast is not None:  # step() is the C call itself: no Python frame around it
+            self.step = self._fast  # type: ignore[method-assign]
         self._single = len(self._out_specs) == 1
         self._what = model.backend.label
         self._model = model
