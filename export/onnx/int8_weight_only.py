@@ -15,17 +15,30 @@ float MatMul's speed (57.9 vs 72.8 us median of 15 interleaved runs, loaded mach
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from onnx import TensorProto
 
 from rnnedge.export.onnx.float_ops import unsupported
 from rnnedge.runtime.graph import Node
-from rnnedge.runtime.quant.plan import quantize_weight
+from rnnedge.runtime.quant.plan import QParams, QuantPlan, quantize_weight
 
 if TYPE_CHECKING:
-    from rnnedge.export.onnx.int8 import Int8Lowering
+    from rnnedge.export.onnx.emitter import OnnxEmitter
+
+
+class Int8Lowering(Protocol):
+    """What this lowering reads of int8.py's Int8Lowering (which calls it)."""
+
+    em: OnnxEmitter
+    plan: QuantPlan
+    params: dict[str, QParams | None]
+
+    def weight_scale(self, w: str, scale: np.ndarray) -> str: ...
+    def dequantized(self, name: str) -> str: ...
+    def qdq(self, op: str, x: str, p: QParams, out: str | None = None) -> str: ...
+
 
 F32 = np.float32
 
