@@ -51,7 +51,9 @@ def weight_only_linear(low: Int8Lowering, node: Node, out: str) -> None:
     t, value = low.plan.weight(node.outputs[0]), em.const(w)
     if t is None or t.tensor != w or value is None or value.ndim != 2 or len(t.scale) != len(value):
         raise unsupported(node, f"quant.json has no int8 weight for {w!r}")
-    w_q = em.derived(("int8T", w), f"{w}.int8T", lambda: quantize_weight(value, t.scale).T)
+    w_q = em.derived(
+        ("int8", w), f"{w}.int8", lambda: quantize_weight(value, t.scale).T
+    )  # as int8.py
     scale = low.weight_scale(w, np.asarray(t.scale, F32))
     w_f = em.add("Mul", [em.add("Cast", [w_q], to=TensorProto.FLOAT), scale])
     yp = low.params[node.outputs[0]]
