@@ -91,7 +91,7 @@ def test_the_search_keeps_linears_float_and_their_weights_stay_int8(bundle):
     inits = [numpy_helper.to_array(i) for i in model.graph.initializer]
     assert all(a.dtype != np.float32 or a.size <= V for a in inits)
     assert sum(a.dtype == np.int8 and a.ndim == 2 for a in inits) == 4  # 3 linears, the table
-    # TFLite: every matrix is a per-channel int8 constant (float-kept ones behind DEQUANTIZE)
+    # TFLite: every matrix is an int8 constant (float-kept linears' behind DEQUANTIZE)
     m = tflite.Model.GetRootAsModel(b.files["model.int8.tflite"], 0)
     sub = m.Subgraphs(0)
     consts = [sub.Tensors(i) for i in range(sub.TensorsLength())]
@@ -99,7 +99,8 @@ def test_the_search_keeps_linears_float_and_their_weights_stay_int8(bundle):
     kinds = tflite.TensorType
     assert not [t for t in consts if t.Type() == kinds.FLOAT32 and t.ShapeAsNumpy().prod() > V]
     matrices = [t for t in consts if t.Type() == kinds.INT8 and len(t.ShapeAsNumpy()) == 2]
-    assert len(matrices) == 4 and all(t.Quantization().ScaleLength() > 1 for t in matrices)
+    per_channel = [t for t in matrices if t.Quantization() and t.Quantization().ScaleLength() > 1]
+    assert len(matrices) == 4 and len(per_channel) == 3  # the table's scales: a float column
     operators = [sub.Operators(i) for i in range(sub.OperatorsLength())]
     codes = {m.OperatorCodes(op.OpcodeIndex()).BuiltinCode() for op in operators}
     assert tflite.BuiltinOperator.DEQUANTIZE in codes
@@ -127,6 +128,19 @@ def test_every_backend_streams_like_pytorch_and_the_spec(bundle):
         spec = got if spec is None else spec  # numpy first: the spec
         rel = np.abs(got - spec).max() / np.abs(spec).max()
         assert rel <= 1e-6, (backend, rel)
+
+
+def test_streams_run_each_stream_as_one_stream_does(bundle):
+    # the batched native step runs weight-only linears stream by stream (export/c/batched.py)
+    _, _, b = bundle
+    xs = np.random.default_rng(7).integers(0, V, (2, 60, 1, 1))
+    for backend in [k for k in BACKENDS if k in available_backends()]:
+        m = rnnedge.load(b.path, backend=backend, precision="int8")
+        many = m.streams(2)
+        got = np.stack([np.asarray(many.step(xs[:, t, 0])).reshape(2, -1) for t in range(60)], 1)
+        for i in range(2):
+            alone = np.asarray(m.stream().run(xs[i])).reshape(60, -1)
+            assert np.abs(got[i] - alone).max() <= 1e-6 * np.abs(alone).max(), backend
 
 
 def test_litert_runs_the_per_channel_dequantize_with_and_without_xnnpack(bundle):
