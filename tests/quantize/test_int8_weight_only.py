@@ -11,6 +11,8 @@ the most sensitive matrices float (decided by measurement, the budget still hold
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import onnx
 import pytest
@@ -20,6 +22,7 @@ from onnx import numpy_helper
 from torch import nn
 
 import rnnedge
+from rnnedge.export.c.main_c import write_c_project
 from rnnedge.export.capture.program import capture
 from rnnedge.export.pipeline import export_bundle
 from rnnedge.quantize.calibrate import calibrate
@@ -206,3 +209,46 @@ def test_the_spec_computes_the_float_linear_on_w_q_times_s():
     y = Int8Executor(g, plan).run({x_name: x})[node.outputs[0]]
     want = x @ exact.astype(np.float32).T + g.constants[node.inputs[2]]
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+
+
+class GruHead(nn.Module):
+    """GRU -> LayerNorm -> head: a float-input model for the C self-check (main.c feeds float
+    inputs); a tight budget keeps the norm's output, so the head runs weight-only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru, self.norm, self.head = (
+            nn.GRU(4, 16, batch_first=True),
+            nn.LayerNorm(16),
+            nn.Linear(16, 8),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.gru(x)[0]))
+
+
+def test_the_c_self_check_holds_weight_only_outputs_to_1e_6(tmp_path):
+    # main.int8.c held every int8 output to the spec exactly; a float output (a weight-only
+    # head) differs by the C's summation order, ~3e-7 relative: the self-check failed it
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((80, 1, 1, 4)).astype(np.float32) for _ in range(4)]
+    tight = {"max_err_pct": 0.5}
+    path = export_bundle(GruHead().eval(), torch.zeros(1, 1, 4), tmp_path / "g.rnnedge",
+                         quantize="int8", calibration=calib, int8_budget=tight)  # fmt: skip
+    b = read_bundle(path)
+    assert "y" in weight_only(b.graph, read_plan(b.files, "g"))
+    out = tmp_path / "c"
+    write_c_project(path, out)
+    exe = str(out / "a.out")
+    build = ["cc", "-O2", "model.int8.c", "main.int8.c", "-lm", "-o", exe]
+    subprocess.run(build, cwd=out, check=True)
+    run = subprocess.run([exe], capture_output=True, text=True)
+    assert run.returncode == 0 and "limit 1e-06" in run.stdout, run.stdout
+    # and it can fail: one int8 weight of the head changed
+    src = (out / "model.int8.c").read_text()
+    at = src.rindex("/* w_q^T [K][N]")
+    at = src.index("{", at) + 1
+    (out / "model.int8.c").write_text(src[:at] + "9 + " + src[at:])
+    subprocess.run(build, cwd=out, check=True)
+    assert subprocess.run([exe], capture_output=True).returncode == 1
