@@ -22,15 +22,14 @@ input and output parameters, and an int8 state is fed straight back into the nex
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
 from rnnedge.errors import InputError
-from rnnedge.quantize import islands
+from rnnedge.quantize import islands, weight_only
 from rnnedge.quantize.bounds import Interval, bounded_states
 from rnnedge.quantize.calibrate import SENTINEL
-from rnnedge.quantize.int8_dynamic import half_exact, weight_scales
 from rnnedge.quantize.int8_gather import table_entry
 from rnnedge.quantize.stacked import StackSplit, stack_splits
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
@@ -61,12 +60,14 @@ def plan_int8(
     cell: str = "float",
     h: str = "calibrated",
     keep_float: Mapping[str, str] | None = None,
+    float_weights: Collection[str] | None = (),
 ) -> QuantPlan:
     """`cell`: the LSTM cell state in "float" or "int16". `h`: a bounded state (GRU / LSTM h)
     at its calibrated range ("calibrated"; still one set for the state's input and output) or
     at the fixed 1/128 ("fixed"). An RNN-tanh h is a TANH output: 1/128 either way. The
     defaults are export's, each chosen by measurement (docs/int8.md). `keep_float`: tensor ->
-    why, activations to leave float with everything tied to them (quantize/mixed.py)."""
+    why, activations to leave float with everything tied to them (quantize/mixed.py).
+    A float linear / gather keeps its matrix int8 unless `float_weights` (None: all) names it."""
     if cell not in CELLS:
         raise InputError(f"cell {cell!r} must be one of {CELLS}")
     if h not in HS:
@@ -90,7 +91,7 @@ def plan_int8(
             wide = name in heads and p.source == "calibrated" and p.dtype == "int8"
             acts[name] = _calibrated(name, names, ranges, islands.HEAD_HEADROOM) if wide else p
     tensors = [acts[n] for n in _activation_order(graph)]
-    tensors += _constants(graph, producer, acts)
+    tensors += _constants(graph, producer, acts, float_weights)
     return QuantPlan(scheme="int8", tensors=tuple(tensors))
 
 
@@ -356,37 +357,32 @@ def pow2_scale(peak: float) -> float:
 
 
 def _constants(
-    graph: Graph, producer: dict[str, Node], acts: dict[str, TensorQuant]
+    graph: Graph, producer: dict[str, Node], acts: dict[str, TensorQuant], float_weights
 ) -> list[TensorQuant]:
     out: list[TensorQuant] = []
     for node in graph.nodes:
         dest = acts[node.outputs[0]]
-        if node.op == "linear" and dest.dtype != "float32":
-            out += _linear(graph, node, acts[node.inputs[0]])
+        if dest.dtype == "float32":  # nothing integer, but a matrix may be (weight-only)
+            out += weight_only.entries(graph, node, float_weights)
             continue
-        if node.op == "gather" and dest.dtype != "float32":
-            out.append(table_entry(graph, node))
+        if node.op in ("linear", "gather"):
+            linear = node.op == "linear"
+            out += (
+                _linear(graph, node, acts[node.inputs[0]]) if linear else [table_entry(graph, node)]
+            )
             continue
-        for i in node.inputs:
-            if i in graph.constants and dest.dtype != "float32" and node.op in INT_OPS:
-                v = graph.constants[i]
-                scale, zp = asymmetric(float(v.min()), float(v.max()))
-                out.append(
-                    TensorQuant(tensor=i, dtype="int8", node=node.outputs[0], scale=(scale,),
-                                zero_point=(zp,), source="constant")
-                )  # fmt: skip
+        for i in (i for i in node.inputs if i in graph.constants and node.op in INT_OPS):
+            scale, zp = asymmetric(float(graph.constants[i].min()), float(graph.constants[i].max()))
+            out.append(
+                TensorQuant(tensor=i, dtype="int8", node=node.outputs[0], scale=(scale,),
+                            zero_point=(zp,), source="constant")
+            )  # fmt: skip
     return out
 
 
 def _linear(graph: Graph, node: Node, x: TensorQuant) -> list[TensorQuant]:
-    w = graph.constants[node.inputs[1]]
-    w_scale = half_exact(weight_scales(w))  # a file may store them in 2 bytes
-    out = [
-        TensorQuant(
-            tensor=node.inputs[1], dtype="int8", node=node.outputs[0], axis=0, scale=w_scale,
-            zero_point=(0,) * len(w_scale), source="weight",
-        )
-    ]  # fmt: skip
+    out = [weight_only.linear_weight(graph, node)]  # scales float16 values: 2 bytes in a file
+    w_scale = out[0].scale
     if len(node.inputs) == 3:
         # TFLite: bias scale = input scale * filter scale (float32 product), zero point 0
         xs = np.float32(x.scale[0])

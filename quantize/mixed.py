@@ -20,8 +20,8 @@ or a state pair) moves as one: it shares one set of parameters.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from rnnedge.quantize.fidelity import (
 )
 from rnnedge.quantize.int8 import activation_groups, plan_int8
 from rnnedge.quantize.mixed_rules import structural_floats
+from rnnedge.quantize.weight_only import rank_weights
 from rnnedge.runtime.graph import Graph
 from rnnedge.runtime.quant.plan import QuantPlan, Ranges
 
@@ -134,14 +135,21 @@ def plan_within_budget(
     search = _cap(calibration, SEARCH_STEPS)
     ref = float_outputs(graph, search, judged)
     judge = _judge(graph, ranges, search, ref, budget, judged)
-    kept = _search(graph, ranges, plan, search, judge, say, judged)
-    plan = plan_int8(graph, ranges, keep_float=kept)
+    kept, holds = _search(graph, ranges, plan, search, judge, say, judged)
+    weights = frozenset()
+    if not holds:
+        weights = _float_weights(graph, ranges, kept, search, judge, say, judged)
+    plan = plan_int8(graph, ranges, keep_float=kept, float_weights=weights)
     after = _measured(graph, plan, splits, refs, judged)
     met = not any(budget.misses(f) for f in after.values())
     return Mixed(plan=plan, kept=kept, before=before, after=after, met=met)
 
 
-Judge = Callable[[dict[str, str]], bool]
+class Judge(Protocol):
+    """Whether the plan keeping `keep` float (and the matrices of `weights` float: weight-only
+    int8 is the default for the others, quantize/weight_only.py) holds the search's budget."""
+
+    def __call__(self, keep: dict[str, str], weights: frozenset[str] = frozenset()) -> bool: ...
 
 
 def _measured(
@@ -163,8 +171,8 @@ def _judge(
     # RWKV-style recurrence: 1.9% on the search steps, 2.8% held out)
     budget = replace(budget, max_err_pct=SEARCH_MARGIN * budget.max_err_pct)
 
-    def holds(keep: dict[str, str]) -> bool:
-        plan = plan_int8(graph, ranges, keep_float=keep)
+    def holds(keep: dict[str, str], weights: frozenset[str] = frozenset()) -> bool:
+        plan = plan_int8(graph, ranges, keep_float=keep, float_weights=weights)
         return not budget.misses(compare("search", int8_outputs(graph, plan, seqs, judged), ref))
 
     return holds
@@ -178,7 +186,8 @@ def _search(
     judge: Judge,
     say: Progress,
     judged: Judged,
-) -> dict[str, str]:
+) -> tuple[dict[str, str], bool]:
+    """(the tensors to keep float, whether that plan holds the search's budget)."""
     tied = activation_groups(graph)
     groups = _int8_groups(tied, plan)
     keep: dict[str, str] = {}
@@ -201,8 +210,8 @@ def _search(
         top, n = fewest_float(ranked, keep, groups, judge, say)
         tries += n
         if top is None:
-            return {**keep, **_kept(ranked, groups)}
-        keep = {**keep, **_kept(ranked[:top], groups)}
+            return {**keep, **_kept(ranked, groups)}, False
+        keep, holds = {**keep, **_kept(ranked[:top], groups)}, True
     for t in [t for t in keep if t not in rules][::-1]:  # fewest: back to int8 if it holds
         if tries >= MAX_TRIES:
             break
@@ -211,7 +220,36 @@ def _search(
         back = judge(trial)
         keep = trial if back else keep
         say(f"  {t} back to int8: budget {_word(back)}" + ("" if back else " (stays float)"))
-    return keep
+    return keep, holds
+
+
+def _float_weights(
+    graph: Graph,
+    ranges: Ranges,
+    keep: dict[str, str],
+    seqs: list,
+    judge: Judge,
+    say: Progress,
+    judged: Judged,
+) -> frozenset[str]:
+    """The weight-only int8 matrices (quantize/weight_only.py) to keep float when the budget
+    misses with every activation group the search could keep float: ranked by their rounding
+    alone (the float graph with only that matrix rounded), then a bisection for the fewest
+    most sensitive. None when keeping them all float does not hold it either: the budget
+    misses anyway, and the int8 matrices keep the file small."""
+    plan = plan_int8(graph, ranges, keep_float=keep)
+    ranked = rank_weights(graph, plan, _cap(seqs, RANK_STEPS), judged)
+    if not ranked or not judge(keep, frozenset(ranked)):
+        say(f"  weight-only int8 kept on {len(ranked)} float linear(s)/table(s): float weights "
+            "would not hold the budget either")  # fmt: skip
+        return frozenset()
+    lo, hi = 0, len(ranked)  # lo misses (the search's last plan), hi holds
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        hi, lo = (mid, lo) if judge(keep, frozenset(ranked[:mid])) else (hi, mid)
+    say(f"  {hi} of {len(ranked)} weight-only int8 matrices kept float to hold the budget: "
+        + ", ".join(ranked[:hi]))  # fmt: skip
+    return frozenset(ranked[:hi])
 
 
 def fewest_float(

@@ -162,6 +162,9 @@ class BatchProgram:
                 return linear_float(em, node, ins, shape)
             if out is not None and ins[0].q is not None:  # int8.int8_kernel's choice
                 return linear_int8(em, node, ins[0], out, plan)
+            if plan.weight(node.outputs[0]) is not None:  # weight-only int8, stream by stream
+                with self.each():
+                    return int8_kernel(em, node, ins, shape, plan)
             with self.each():  # a float island: dequantize, the float product, quantize
                 ins = [t if t.q is None else dequantize_to_float(em, t) for t in ins]
             y = linear_float(em, node, ins, shape)

@@ -19,6 +19,7 @@ import numpy as np
 from rnnedge.export.c.emitter import CEmitter, Tensor, c_float
 from rnnedge.export.c.float_ops import FLOAT_KERNELS, concat, move, reshape
 from rnnedge.export.c.fused import lut_s8, quantize32
+from rnnedge.export.c.int8_weight_only import linear_weight_only
 from rnnedge.export.c.nn_ops import gather_rows
 from rnnedge.export.c.simd import BLOCK_K, BLOCK_N, pack_int8
 from rnnedge.runtime.graph import Node
@@ -68,6 +69,8 @@ def int8_kernel(
         return gather_int8(em, node, ins, shape, plan)
     if node.op == "linear" and out is not None and ins[0].q is not None:
         return linear(em, node, ins, out, plan)
+    if node.op == "linear" and plan.weight(node.outputs[0]) is not None:
+        return linear_weight_only(em, node, ins, shape, plan)
     if out is None or node.op not in INT or any(t.q is None for t in ins):
         floats = [t if t.q is None else dequantize_to_float(em, t) for t in ins]
         y = FLOAT_KERNELS[node.op](em, node, floats, shape)

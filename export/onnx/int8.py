@@ -46,6 +46,7 @@ from onnx import TensorProto, numpy_helper
 
 from rnnedge.export.onnx.float_ops import LOWERINGS, Lowering, unsupported
 from rnnedge.export.onnx.int8_bias import bias_input
+from rnnedge.export.onnx.int8_weight_only import weight_only_linear
 from rnnedge.runtime.graph import Graph, Node
 from rnnedge.runtime.ops import sigmoid
 from rnnedge.runtime.quant.fixed import lookup_table, requantize_fn
@@ -136,7 +137,7 @@ class Int8Lowering:
             return self.em.derived(("q", name, p), hint, lambda: _encoded(value, p))
         return name
 
-    def _qdq(self, op: str, x: str, p: QParams, out: str | None = None) -> str:
+    def qdq(self, op: str, x: str, p: QParams, out: str | None = None) -> str:
         domain = {"domain": MS} if p.dtype == "int16" else {}  # int16: com.microsoft's Q/DQ
         return self.em.add(op, [x, self._scale(p), self._zp(p)], out, **domain)
 
@@ -147,7 +148,7 @@ class Int8Lowering:
             p = self.params[t.name]
             if p is not None:
                 self.em.begin(Node(op="quantize", inputs=(), outputs=(t.name,)))
-                self.em.alias(t.name, self._qdq("QuantizeLinear", t.name, p))
+                self.em.alias(t.name, self.qdq("QuantizeLinear", t.name, p))
 
     def leave(self) -> None:
         self.em.source = ""
@@ -155,7 +156,7 @@ class Int8Lowering:
             p = self.params.get(t.name)
             src = self.em.resolve(t.name)
             if p is not None:
-                self._qdq("DequantizeLinear", src, p, t.name)
+                self.qdq("DequantizeLinear", src, p, t.name)
             elif src != t.name:
                 self.em.add("Identity", [src], t.name)
 
@@ -172,6 +173,8 @@ class Int8Lowering:
             self._emit(node, self._embedding)
         elif node.op == "linear" and _int8(out, ins[0]):
             self._emit(node, self._linear)
+        elif node.op == "linear" and self.plan.weight(node.outputs[0]) is not None:
+            self._emit(node, lambda node, out: weight_only_linear(self, node, out))
         elif out is None or any(p is None for p in ins) or not self._integer(node, ins, out):
             self._emit(node, self._float_island)
         elif node.op in SHAPE_OPS:
@@ -215,7 +218,7 @@ class Int8Lowering:
         w_q = em.derived(("int8", w), f"{w}.int8", lambda: quantize_weight(value, wt.scale).T)
         w_zp = self._scalar(np.int8(0))  # symmetric weights: one scalar zero point
         if not bias:
-            ws = self._weight_scale(w, w_scale)
+            ws = self.weight_scale(w, w_scale)
             ins = [x, self._scale(xp), self._zp(xp), w_q, ws, w_zp, self._scale(yp), self._zp(yp)]
             em.add("QLinearMatMul", ins, out)
             return
@@ -227,12 +230,12 @@ class Int8Lowering:
         # The multiplier is x_s * w_s / y_s in float32, computed from the scales by nodes
         # onnxruntime folds at load: the file holds w_s in 2 bytes (quantize/int8.py keeps
         # them float16 values), not a 4-byte multiplier per channel (issue 16)
-        ws = self._weight_scale(w, w_scale)
+        ws = self.weight_scale(w, w_scale)
         step = em.add("Div", [em.add("Mul", [self._scale(xp), ws]), self._scale(yp)])
         one = QParams("int8", 1.0, yp.zp)
         em.add("QuantizeLinear", [em.add("Mul", [acc, step]), self._scale(one), self._zp(one)], out)
 
-    def _weight_scale(self, w: str, scale: np.ndarray) -> str:
+    def weight_scale(self, w: str, scale: np.ndarray) -> str:
         """The float32 [N] weight scales of `w`: a float16 initializer widened by Cast when
         float16 holds every one exactly (the plan's are so, quantize/int8.py), else float32."""
         with np.errstate(over="ignore"):
@@ -249,14 +252,14 @@ class Int8Lowering:
         t, value, em = self.plan.weight(node.outputs[0]), self.em.const(table), self.em
         if t is None or value is None or value.ndim != 2 or len(t.scale) != len(value):
             raise unsupported(node, f"quant.json has no int8 table for {table!r}")
-        assert yp is not None
         q = em.derived(("int8", table), f"{table}.int8", lambda: quantize_weight(value, t.scale))
         col = em.derived(
             ("rows", table), f"{table}.scale", lambda: np.asarray(t.scale, F32)[:, None]
         )
         rows = em.add("Cast", [em.add("Gather", [q, ids], axis=0)], to=TensorProto.FLOAT)
-        y = em.add("Mul", [rows, em.add("Gather", [col, ids], axis=0)])
-        self._qdq("QuantizeLinear", y, yp, out)
+        y = em.add("Mul", [rows, em.add("Gather", [col, ids], axis=0)], None if yp else out)
+        if yp is not None:  # else weight-only: the float rows are the output
+            self.qdq("QuantizeLinear", y, yp, out)
 
     def _bias(self, node: Node) -> np.ndarray:
         b_t = self.plan.bias(node.inputs[2])
@@ -310,7 +313,7 @@ class Int8Lowering:
 
     def _float_island(self, node: Node, out: str) -> None:
         """DequantizeLinear -> the float lowering -> QuantizeLinear (spec: Int8Executor._float)."""
-        ins = [self._dequantized(i) for i in node.inputs]
+        ins = [self.dequantized(i) for i in node.inputs]
         r = self.params[node.outputs[0]]
         if r is None:
             self._lower_as(node, ins, out)
@@ -318,9 +321,9 @@ class Int8Lowering:
         y = self.em.fresh(f"{node.outputs[0]}.f")
         self.em.shapes[y] = self.em.shape(node.outputs[0])
         self._lower_as(node, ins, y)
-        self._qdq("QuantizeLinear", y, r, out)
+        self.qdq("QuantizeLinear", y, r, out)
 
-    def _dequantized(self, name: str) -> str:
+    def dequantized(self, name: str) -> str:
         p = self.params_of(name)
         if p is None:
             return name
@@ -330,7 +333,7 @@ class Int8Lowering:
                 ("dq", name, p), f"{name}.dq", lambda: dequantize(quantize(value, p), p)
             )
         if name not in self._float:
-            self._float[name] = self._qdq("DequantizeLinear", name, p)
+            self._float[name] = self.qdq("DequantizeLinear", name, p)
             self.em.shapes[self._float[name]] = self.em.shape(name)
         return self._float[name]
 

@@ -86,8 +86,11 @@ class Emitter:
         t = TensorDef(self._fresh(hint), array.shape, INT8, array.tobytes(), quantization=quant)
         return self._add(t)
 
-    def const_quantized(self, hint: str, value: np.ndarray, dtype: int, quant: QuantDef) -> int:
-        """An integer constant (INT8 / INT16 / INT32, e.g. an int32 bias) with its parameters."""
+    def const_quantized(
+        self, hint: str, value: np.ndarray, dtype: int, quant: QuantDef | None
+    ) -> int:
+        """An integer constant (INT8 / INT16 / INT32, e.g. an int32 bias) with its parameters
+        (None: plain integers, no kernel reads parameters from it)."""
         np_type = {INT8: "<i1", INT16: "<i2", INT32: "<i4"}[dtype]
         array = np.asarray(value).astype(np_type)
         t = TensorDef(self._fresh(hint), array.shape, dtype, array.tobytes(), quantization=quant)

@@ -143,10 +143,12 @@ class Int8Lowering:
         """Dispatch as the spec's Int8Executor._compile does."""
         out = self.params[node.outputs[0]]
         ins = [self.plan.params(i) for i in node.inputs]  # activations and constants
-        if node.op == "gather" and out is not None and self.plan.weight(node.outputs[0]):
+        if node.op == "gather" and self.plan.weight(node.outputs[0]):
             self._gather(node, out)
         elif node.op == "linear" and out is not None and ins[0] is not None:
             self._linear(node, ins[0], out)
+        elif node.op == "linear" and self.plan.weight(node.outputs[0]):
+            self._weight_only(node, ins, out)
         elif out is None or any(p is None for p in ins):
             self._float(node, ins, out)
         elif node.op in BINARY:
@@ -228,18 +230,37 @@ class Int8Lowering:
         options = Options("FullyConnectedOptions", (("KeepNumDims", keep),))
         e.op(Op.FULLY_CONNECTED, [self._tensor(x_name, x), w_q, b], [self._out(node)], options)
 
-    def _gather(self, node: Node, out: QParams) -> None:
+    def _weight_only(self, node: Node, ins: list[QParams | None], out: QParams | None) -> None:
+        # weight-only int8 (quantize/weight_only.py), as the spec's Int8Executor._weight_only:
+        # the per-channel int8 weight through DEQUANTIZE (w_q * s, exact in float32) into the
+        # float FULLY_CONNECTED, a float island otherwise (docs/int8.md: LiteRT runs it)
+        e, (x, w_name, *bias) = self.e, node.inputs
+        w_t, w = self.plan.weight(node.outputs[0]), e.constant(w_name)
+        if w_t is None or w_t.tensor != w_name or w is None or w.ndim != 2:
+            raise fail(node, f"quant.json has no int8 weight for {w_name!r}")
+        scales = tuple(float(F32(s)) for s in w_t.scale)
+        quant = QuantDef(scales, (0,) * len(scales), 0)
+        w_q = e.const_quantized(f"{w_name}:int8", quantize_weight(w, w_t.scale), INT8, quant)
+        w_f = e.fresh(f"{w_name}:dq")
+        self.home[w_f] = w_f
+        e.op(Op.DEQUANTIZE, [w_q], [e.activation(w_f, w.shape, FLOAT32)])
+        renamed = dataclasses.replace(node, inputs=(x, w_f, *bias))
+        self._float(renamed, [ins[0], None, *ins[2:]], out)
+
+    def _gather(self, node: Node, out: QParams | None) -> None:
         # an embedding with a per-row int8 table, as the spec's Int8Executor._gather: GATHER
         # the int8 rows (gather.cc copies int8 as it is) and their scales by the ids, CAST +
-        # MUL in float32, QUANTIZE to the output
+        # MUL in float32, QUANTIZE to the output (none when weight-only: the rows are float).
+        # The table carries no quantization parameters: no kernel reads them (the scales are
+        # the float column), and a per-row float32 scale + int64 zero point cost 12 bytes a
+        # row (3 KB of a 256-token table; LiteRT builtin and XNNPACK run it alike)
         e, y = self.e, node.outputs[0]
         (table, ids), t = node.inputs, self.plan.weight(y)
         value = e.constant(table)
         if t is None or value is None or value.ndim != 2 or len(t.scale) != len(value):
             raise fail(node, f"quant.json has no int8 table for {table!r}")
         scales = tuple(float(F32(s)) for s in t.scale)
-        quant = QuantDef(scales, (0,) * len(scales), 0)
-        q = e.const_quantized(f"{table}:int8", quantize_weight(value, t.scale), INT8, quant)
+        q = e.const_quantized(f"{table}:int8", quantize_weight(value, t.scale), INT8, None)
         col = e.const_f32(f"{table}:scale", np.asarray(scales, F32)[:, None])
         shape, ids_t = e.shape(y), e.tensor(self.home[ids])
         options = Options("GatherOptions", (("Axis", 0), ("BatchDims", 0)))
@@ -249,6 +270,10 @@ class Int8Lowering:
         e.op(Op.CAST, [rows_q], [rows])
         row_scale = e.temp(f"{y}:row_scale", (*shape[:-1], 1))
         e.op(Op.GATHER, [col, ids_t], [row_scale], options)
+        if out is None:  # weight-only: the float rows are the output
+            self.home[y] = y
+            e.op(Op.MUL, [rows, row_scale], [e.tensor(y)])
+            return
         deq = e.temp(f"{y}:f", shape)
         e.op(Op.MUL, [rows, row_scale], [deq])
         e.op(Op.QUANTIZE, [deq], [self._out(node)])
@@ -302,8 +327,9 @@ def _version(op: OperatorDef, program: Program) -> int:
         return 3 if a == INT16 and y == INT16 else 2 if a == INT8 else 1
     if code == Op.QUANTIZE:
         return 2 if y == INT16 else 1
-    if code == Op.DEQUANTIZE:
-        return 3 if a == INT16 else 2 if a == INT8 else 1
+    if code == Op.DEQUANTIZE:  # 5: an int8 weight per channel (weight-only int8)
+        per_channel = len(ins[0].quantization.scale) > 1 if ins[0].quantization else False
+        return 3 if a == INT16 else (5 if per_channel else 2) if a == INT8 else 1
     if code == Op.RELU:
         return 3 if a == INT16 else 2 if a == INT8 else 1
     if code == Op.STRIDED_SLICE:

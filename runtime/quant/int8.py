@@ -24,6 +24,9 @@ plan says so, float32. Two families of kernels run the files, and they round dif
   relu     activations.cc ReluX: MBQM(x - x_zp, x_scale / y_scale) + y_zp, clamped at y_zp
   reshape, slice, transpose  the integers unchanged (one set of parameters in and out)
   concat   inputs whose parameters differ from the output's are requantized first
+A linear whose activations the plan keeps float but whose weight it stores int8 ("weight-only
+int8", quantize/weight_only.py) runs float with the weight w_q * s (exact in float32); an
+embedding's int8 rows are dequantized likewise, its output float or quantized.
 A node whose output the plan keeps float runs the float op on dequantized inputs; an integer
 output computed from a float input runs float and is quantized (a float island ending in
 QUANTIZE). Graph inputs are quantized and outputs dequantized at the boundary.
@@ -147,6 +150,8 @@ class Int8Executor:
             return self._gather(node, out)
         if node.op == "linear" and out is not None and ins[0] is not None:
             return self._linear(node, ins[0], out)
+        if node.op == "linear" and self.plan.weight(node.outputs[0]) is not None:
+            return self._weight_only(node, ins, out)
         if out is None or node.op not in _INT or any(p is None for p in ins):
             return self._float(node, ins, out)
         if node.op in ("add", "sub", "mul") and out.dtype == "int16":
@@ -170,6 +175,17 @@ class Int8Executor:
             return y if out is None else quantize(y, out)
 
         return kernel
+
+    def _weight_only(self, node: Node, ins: list[QParams | None], out: QParams | None) -> Kernel:
+        """Weight-only int8 (quantize/weight_only.py): the float linear, on the dequantized
+        input, with the weight w_q * s[n] (exact in float32); its output quantized if int8."""
+        t = self.plan.weight(node.outputs[0])
+        if t is None or t.tensor != node.inputs[1]:
+            raise GraphError(f"quant.json: no int8 weight for linear {node.outputs[0]!r}")
+        w = quantize_weight(self.graph.constants[t.tensor], t.scale).astype(F32)
+        w *= np.asarray(t.scale, F32)[:, None]
+        inner = self._float(node, ins, out)
+        return lambda x, _w, *bias: inner(x, w, *bias)
 
     def _input_params(self, node: Node, name: str) -> QParams | None:
         if name not in self.graph.constants:

@@ -4,6 +4,8 @@ char-level model's int8 perplexity and greedy generation (slow)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -107,12 +109,18 @@ def test_trained_char_mamba_int8_perplexity_and_greedy_text(tmp_path):
     ids, held_ids = encode(train, chars), encode(held, chars)
     step = mamba_step(model)
     calib = [ids[i * 400 : (i + 1) * 400].reshape(-1, 1, 1) for i in range(4)]
-    # an LM's budget: argmax agreement, and the logits' max error at 10% of their range (the
-    # default 2% sends the search to keep sensitive tensors float, layer 1's conv state and
-    # in_proj among them, for no perplexity gain: docs/rwkv-mamba.md)
-    budget = {"max_err_pct": 10.0, "min_agreement": 0.98}
+    # the default budget (2% of the logits' range): the search keeps sensitive groups float
+    # (layer 1's conv state among them), their linears keep int8 weights (weight-only int8)
+    t0 = time.perf_counter()
     path = rnnedge.export(step, step.example(), tmp_path / "c.rnnedge", quantize="int8",
-                          calibration=calib, int8_budget=budget)  # fmt: skip
+                          calibration=calib)  # fmt: skip
+    print(f"mamba int8 export: {time.perf_counter() - t0:.0f} s")
+    ratios = {k: _size(path, f"model.int8.{k}") / _size(path, f"model.{k}") for k in FORMATS}
+    print("int8 / float file size: " + ", ".join(f"{k} {v:.1%}" for k, v in ratios.items()))
+    # measured 2026-12-07: 32.3% / 40.2% / 44.2% (before weight-only int8: 76% / 79% / 80%);
+    # not 30%: the float parameters no int8 kernel reads (A, the conv kernels, D, biases:
+    # 5.6% of the float ONNX file) and the graph come on top of the int8 matrices' 22%
+    assert ratios["onnx"] <= 0.34 and ratios["tflite"] <= 0.42 and ratios["c"] <= 0.46, ratios
     with torch.no_grad():  # the whole held-out text in one call, as a user scores text
         ref = model(torch.from_numpy(held_ids[None])).logits[0].numpy()
     ppl_torch = perplexity(ref, held_ids)
@@ -131,6 +139,13 @@ def test_trained_char_mamba_int8_perplexity_and_greedy_text(tmp_path):
         assert texts["int8"][:50] == texts["float"][:50], backend
         same = next((i for i, (a, b) in enumerate(zip(*texts.values())) if a != b), 200)
         print(f"{backend}: int8 greedy text equals float for {same} of 200 tokens")
+
+
+FORMATS = ("onnx", "tflite", "c")
+
+
+def _size(path, name: str) -> int:
+    return (path / name).stat().st_size
 
 
 def greedy(stream, prompt: np.ndarray, n: int) -> list[int]:

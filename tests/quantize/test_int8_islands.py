@@ -70,11 +70,17 @@ def test_linears_after_layer_norm_and_pow_are_int8_and_the_file_shrinks():
         assert w is not None and w.dtype == "int8" and w.axis == 0, (op, w)
         assert plan.activation(lin.inputs[0]).dtype == "int8", op  # the island ends in QUANTIZE
         assert plan.activation(lin.outputs[0]).dtype == "int8", op
-    # mixed precision can still keep the island float: its linear goes float with it
+    # mixed precision can still keep the island float: its linear's activations go float
+    # with it, its weights stay int8 (weight-only, test_int8_weight_only.py) unless the plan
+    # keeps them float too (float_weights=None: every float linear's, as before weight-only)
     head = _linear_reading(graph, "layer_norm")
-    kept = plan_int8(graph, ranges, keep_float={head.inputs[0]: "mixed precision"})
+    keep = {head.inputs[0]: "mixed precision"}
+    kept = plan_int8(graph, ranges, keep_float=keep, float_weights=None)
     assert kept.weight(head.outputs[0]) is None
     assert kept.activation(head.outputs[0]).dtype == "float32"
+    weight_only = plan_int8(graph, ranges, keep_float=keep)
+    assert weight_only.weight(head.outputs[0]).dtype == "int8"
+    assert weight_only.activation(head.outputs[0]).dtype == "float32"
     # the head's weights int8 save 3 of their 4 float bytes each (less their scales)
     size = {"float": len(emit_tflite(graph)), "now": len(emit_tflite(graph, plan))}
     size["kept"] = len(emit_tflite(graph, kept))

@@ -65,7 +65,8 @@ class Embedded(torch.nn.Module):
 
 def test_a_gather_kept_float_counts_its_table_as_float_weights():
     # the ranking puts groups that keep no weight float first: an embedding's output kept
-    # float keeps its table float, and was ranked as if it cost nothing
+    # float keeps its table float (without weight-only int8), and was ranked as if it cost
+    # nothing; with weight-only int8 (the default) its table stays int8 and costs nothing
     torch.manual_seed(0)
     example = (torch.zeros(1, 1, dtype=torch.int64), torch.zeros(1, 1, 8))
     graph = capture(Embedded().eval(), example).graph
@@ -73,6 +74,11 @@ def test_a_gather_kept_float_counts_its_table_as_float_weights():
     ranges = calibrate(graph, [rng.integers(0, 50, (20, 1, 1)) for _ in range(2)])
     base = plan_int8(graph, ranges)
     (gather,) = [n for n in graph.nodes if n.op == "gather"]
-    kept = plan_int8(graph, ranges, keep_float={gather.outputs[0]: ""})
+    keep = {gather.outputs[0]: ""}
+    kept = plan_int8(graph, ranges, keep_float=keep, float_weights=None)
     assert kept.weight(gather.outputs[0]) is None
     assert float_weights(graph, kept) - float_weights(graph, base) == 50 * 8
+    weight_only = plan_int8(graph, ranges, keep_float=keep)
+    assert weight_only.activation(gather.outputs[0]).dtype == "float32"
+    assert weight_only.weight(gather.outputs[0]) is not None
+    assert float_weights(graph, weight_only) == float_weights(graph, base)

@@ -1,0 +1,49 @@
+"""Weight-only int8 in C (quantize/weight_only.py): a linear whose activations the plan keeps
+float, its weight int8 per output channel. The spec (runtime/quant/int8.py, _weight_only) runs
+the float linear with the weight w_q * s[n], exact in float32; so does this kernel, the product
+formed in the loop: y[n] = b[n] + sum_k x[k] (w_q[k][n] * s[n]), k in order, as the float
+linear (float_ops.linear) sums. Not bit for bit the numpy matmul (BLAS sums in its own order):
+within 1e-6 of it, relative to the output (tests/quantize/test_int8_weight_only.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnnedge.export.c.emitter import CEmitter, Tensor, c_float
+from rnnedge.export.c.fused import quantize32
+from rnnedge.runtime.graph import Node
+from rnnedge.runtime.quant.plan import QuantPlan, quantize_weight
+
+
+def _float(em: CEmitter, t: Tensor) -> Tensor:
+    q = t.q
+    if q is None:
+        return t
+    return em.elementwise([t], t.shape, None, f"{c_float(q.scale)} * (float)(a0 - {q.zp})")
+
+
+def linear_weight_only(
+    em: CEmitter, node: Node, ins: list[Tensor], shape: tuple[int, ...], plan: QuantPlan
+) -> Tensor:
+    t = plan.weight(node.outputs[0])
+    if t is None or t.tensor != node.inputs[1]:
+        raise ValueError(f"quant.json: no int8 weight for linear {node.outputs[0]!r}")
+    x = _float(em, ins[0])
+    w = np.asarray(em.constants[t.tensor], np.float32)
+    n_out, k_in = w.shape
+    rows = x.size // max(k_in, 1)
+    wq = em.const(np.ascontiguousarray(quantize_weight(w, t.scale).T), "int8_t", "w_q^T [K][N]")
+    sk = em.const(np.asarray(t.scale, np.float32), "float", "w scale [N]")
+    y = em.scratch(shape)
+    init = f"{_float(em, ins[2]).var}[n]" if len(ins) == 3 else "0.0f"
+    em.line(f"for (int m = 0; m < {rows}; m++) {{")
+    em.line(f"    float *yr = {y.var} + m * {n_out};")
+    em.line(f"    const float *xr = {x.var} + m * {k_in};")
+    em.line(f"    for (int n = 0; n < {n_out}; n++) yr[n] = {init};")
+    em.line(f"    for (int k = 0; k < {k_in}; k++) {{")
+    em.line(f"        const float xk = xr[k]; const int8_t *wk = {wq} + k * {n_out};")
+    em.line(f"        for (int n = 0; n < {n_out}; n++) yr[n] += xk * ((float)wk[n] * {sk}[n]);")
+    em.line("    }")
+    em.line("}")
+    out = plan.params(node.outputs[0])
+    return y if out is None else quantize32(em, y, out)
