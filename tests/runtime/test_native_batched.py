@@ -7,6 +7,7 @@ numpy float spec, over 300 steps with the state carried and streams whose inputs
 from __future__ import annotations
 
 import ctypes
+import itertools
 import platform
 import re
 import warnings
@@ -139,6 +140,37 @@ def test_one_stream_through_the_batched_c_equals_the_single_step(bundle, precisi
         assert lib.rnnedge_step_n(1, ins, outs, wsp) == 0
         state = y[1:]
         assert np.array_equal(y[0], single.step(x)), f"{precision} step {t}"
+
+
+@pytest.mark.parametrize("precision", ["int8", "float"])
+def test_streams_step_on_both_call_paths(bundle, monkeypatch, precision) -> None:
+    # streams(n).step is one call of the extension (or the ctypes closure): the same numbers,
+    # outputs the caller keeps (a later step never changes them), the Stream's input checks
+    path, n = bundle("gru"), 64
+    runs = {}
+    for call in ("extension", "ctypes"):
+        if call == "ctypes":
+            monkeypatch.setenv("RNNEDGE_NATIVE_CALL", "ctypes")
+        model = rnnedge.load(path, backend="native", precision=precision)
+        if call not in model.backend.label:
+            pytest.skip(f"no call extension here: {model.backend.call_reason}")
+        many, loose = model.streams(n), model.streams(n, checked=False)
+        xs = _inputs(np.random.default_rng(3), model.bundle.graph.inputs[0], 20, n)
+        ys = [many.step(x) for x in xs]
+        assert all(np.array_equal(a, loose.step(x)) for a, x in zip(ys, xs))
+        assert not any(np.shares_memory(a, b) for a, b in itertools.pairwise(ys))
+        bad = xs[0].copy()
+        bad[5, 0, 3] = np.nan
+        with pytest.raises(rnnedge.errors.InputError, match=r"finite|NaN|nan"):
+            many.step(bad)
+        with pytest.raises(rnnedge.errors.InputError):
+            many.step(xs[0][:3])
+        with pytest.raises(rnnedge.errors.BackendError):
+            loose.step(xs[0][:3])
+        assert np.array_equal(many.step(xs[0].astype(np.float64)), loose.step(xs[0]))
+        runs[call] = ys
+    for a, b in zip(runs["extension"], runs["ctypes"]):
+        assert np.array_equal(a, b)
 
 
 def test_the_batched_step_is_matrix_matrix(bundle) -> None:
