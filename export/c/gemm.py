@@ -151,6 +151,20 @@ RN_INLINE void rn_gemm(const float *const *x, float *const *y, int m, const floa
 /* one row's x (k values, zero padded to 4 k4) laid out as rq_gemv_s8's tmp (2 k4 int32) */
 RN_INLINE void rq_pack_s8(const int8_t *x, int k, int zp, int k4, int32_t *t)
 {
+#if ((defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)) \
+    || (defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD))) \
+    && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* 4 k per int32, k[0] in the low byte: one byte per k in k order, a loop that vectorises */
+    unsigned char *tb = (unsigned char *)t;
+#if defined(__aarch64__)
+    const unsigned char flip = 0; /* sdot: int8 x as it is */
+#else
+    const unsigned char flip = 0x80; /* vpdpbusd: uint8 x + 128 */
+#endif
+    for (int i = 0; i < k; i++) tb[i] = (unsigned char)((unsigned char)x[i] ^ flip);
+    for (int i = k; i < 4 * k4; i++) tb[i] = flip; /* padding: x = 0 (its weights are 0) */
+    (void)zp;
+#else
     for (int j = 0; j < k4; j++) {
         int8_t v[4];
         for (int i = 0; i < 4; i++) v[i] = 4 * j + i < k ? x[4 * j + i] : 0;
@@ -171,6 +185,7 @@ RN_INLINE void rq_pack_s8(const int8_t *x, int k, int zp, int k4, int32_t *t)
         for (int i = 0; i < 4; i++) ((int16_t *)t)[4 * j + i] = (int16_t)(v[i] - zp);
 #endif
     }
+#endif
 }
 
 /* rows r < rr of one 16-output block: acc[r * as + l] = sum_k (x_r[k] - zp) w[16 b + l][k], from
