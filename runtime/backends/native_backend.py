@@ -1,13 +1,15 @@
 """The native backend: the bundle's generated C step (export/c/), compiled once with the
 system compiler (native_build.py) and called with every buffer bound once: one stream through
 the call extension (native_call.py: checks, copies and the call in one C function), or ctypes
-when the extension cannot be built (`call_reason` says why) and for n streams.
+when the extension cannot be built (`call_reason` says why); n streams the same way, through
+rnnedge_step_n.
 
 A runner owns its buffers: the input, two sets of state buffers that swap roles every step
 (no state copy), the data outputs and its own workspace, so runners on different threads
 share only the read-only library. n streams run in one call (rnnedge_step_n); the C wants
-each tensor's streams one after another, so the runner moves the batch axis to the front and
-back (a copy of the input and outputs, not of the state).
+each tensor's streams one after another, which the caller's arrays stacked along the batch
+axis already are when no dim before that axis exceeds 1 (bound as views); otherwise the runner
+moves the batch axis to the front and back (a copy of the input and outputs, not the state).
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ from torch import nn
 import rnnedge
 from rnnedge.export.pipeline import export_bundle
 from rnnedge.runtime.backends import native_build
+from rnnedge.runtime.backends.native_backend import from_streams, stacks, to_streams
+from rnnedge.runtime.backends.runner import batch_shape
+from rnnedge.runtime.graph import TensorSpec
 
 pytestmark = pytest.mark.skipif(native_build.compiler() is None, reason="needs a C compiler")
 
@@ -171,6 +174,18 @@ def test_streams_step_on_both_call_paths(bundle, monkeypatch, precision) -> None
         runs[call] = ys
     for a, b in zip(runs["extension"], runs["ctypes"]):
         assert np.array_equal(a, b)
+
+
+def test_stacked_streams_are_bound_as_they_are_only_when_they_lie_one_after_another() -> None:
+    # (2, 1, 8) stacked along axis 1 interleaves the streams: the runner must copy, not bind
+    rng = np.random.default_rng(0)
+    for shape, axis, bound in (((1, 1, 8), 0, True), ((1, 1, 8), 1, True), ((2, 1, 8), 1, False)):
+        spec = TensorSpec(name="x", shape=shape, batch_axis=axis)
+        assert stacks(spec) is bound
+        batched = rng.standard_normal(batch_shape(spec, 5)).astype(np.float32)
+        c_layout = np.ascontiguousarray(to_streams(batched, spec, 5))  # the C's [n, *shape]
+        assert np.array_equal(c_layout.ravel(), batched.ravel()) is bound
+        assert np.array_equal(from_streams(c_layout, spec, 5), batched)
 
 
 def test_the_batched_step_is_matrix_matrix(bundle) -> None:
