@@ -250,6 +250,8 @@ class Streams:
         Returns the outputs stacked the same way (a tuple when the model has several)."""
         if not self._ids:
             raise InputError("streams: there are no streams to step (add() one first)")
+        if self._fast is not None:
+            return self._fast(x)
         try:
             outs = self._runner.step(self._check(x) if self._checked else x)
         except RnnedgeError:
@@ -322,6 +324,9 @@ class Streams:
         what = f"step input {self._x_spec.name!r}"
         graph = self._model.bundle.graph
         self._check = step_check(graph, self._x_spec, batch_shape(self._x_spec, n), what)
+        # a runner that steps all n streams in one C call (native: check, copy, call, copies)
+        fast = getattr(self._runner, "fast_step", None)
+        self._fast = fast(self._check if self._checked else None) if fast else None
 
     def _each(
         self, rows: list[np.ndarray] | None = None

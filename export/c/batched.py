@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnedge.export.c.emitter import ALIGN, BYTES, CEmitter, Tensor, c_float
+from rnnedge.export.c.emitter import ALIGN, BYTES, CEmitter, Tensor
 from rnnedge.export.c.float_ops import FLOAT_KERNELS
 from rnnedge.export.c.int8 import (
     dequantize_to_float,
@@ -32,8 +32,8 @@ from rnnedge.export.c.int8 import (
 )
 from rnnedge.export.c.int8_dynamic import linear_dynamic
 from rnnedge.export.c.simd import BLOCK_N
+from rnnedge.export.c.walk import GraphWalk, output_value
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
-from rnnedge.runtime.quant.int8 import quantize
 from rnnedge.runtime.quant.plan import QParams, QuantPlan
 
 S = "rn_s"  # the stream index of the batched step's loops
@@ -91,14 +91,10 @@ class BatchEmitter(CEmitter):
         return out
 
 
-class BatchProgram:
+class BatchProgram(GraphWalk):
     def __init__(self, graph: Graph, plan: QuantPlan | None, em: BatchEmitter) -> None:
-        self.graph, self.plan, self.em = graph, plan, em
-        self.tensors: dict[str, Tensor] = {}
+        super().__init__(graph, plan, em)
         self.scheme = "float" if plan is None else plan.scheme
-
-    def params(self, name: str) -> QParams | None:
-        return self.plan.params(name) if self.scheme == "int8" else None
 
     @contextmanager
     def each(self) -> Iterator[None]:
@@ -132,27 +128,12 @@ class BatchProgram:
             self.tensors[node.outputs[0]] = Tensor(out.var, tuple(want), out.q)
         for j, t in enumerate(self.graph.outputs):
             src = self.tensors[t.name]
-            value = f"{src.var}[i]"
-            if src.q is not None:
-                value = f"{c_float(src.q.scale)} * (float)({value} - {src.q.zp})"
             dst = f"(out[{j}] + {S} * {src.size})"
             with self.each():
-                em.line(f"for (int i = 0; i < {src.size}; i++) {dst}[i] = {value};")
-
-    def _input(self, node: Node, index: int) -> Tensor:
-        name = node.inputs[index]
-        if name in self.tensors:
-            return self.tensors[name]
-        value = self.graph.constants[name]
-        q = self.params(name)
-        if node.op == "linear" and index == 1:
-            return Tensor("", value.shape, q)
-        t = self.em.const_tensor(value if q is None else quantize(value, q), q, name)
-        self.tensors[name] = t
-        return t
+                em.line(f"for (int i = 0; i < {src.size}; i++) {dst}[i] = {output_value(src)};")
 
     def _node(self, node: Node) -> Tensor:
-        ins = [self._input(node, i) for i in range(len(node.inputs))]
+        ins = [self.input(node, i) for i in range(len(node.inputs))]
         shape = self.em.shapes[node.outputs[0]]
         em, plan = self.em, self.plan
         constant = all(n in self.graph.constants for n in node.inputs[1:])

@@ -58,6 +58,53 @@ RN_INLINE void rn_gemm_tile(int four, const float *restrict xt, float *const *y,
     for (int c = 0; c < RN_NB; c++) y0[c] = a0[c];
 }
 
+#if defined(__AVX512F__) && defined(__FMA__)
+#include <immintrin.h>
+#define RN_GEMM8 1
+/* rn_gemm_tile for 8 rows x 32 columns in sixteen 512-bit registers (GCC's own vectors of the
+ * tile stay 256-bit): each element b, then one fused multiply-add per k in k order (fmaf's
+ * single rounding: RN_MADD under FMA), so the same numbers; 8 rows per weight load, x read
+ * from the rows as they are (a broadcast per row and k) */
+RN_INLINE void rn_gemm_tile8(const float *const *x, float *const *y, const float *restrict wt,
+    const float *b, int kk, int ld, int n0)
+{
+    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+    const float *x4 = x[4], *x5 = x[5], *x6 = x[6], *x7 = x[7];
+    const __m512 b0 = b ? _mm512_loadu_ps(b + n0) : _mm512_setzero_ps();
+    const __m512 b1 = b ? _mm512_loadu_ps(b + n0 + 16) : _mm512_setzero_ps();
+    __m512 a00 = b0, a01 = b1, a10 = b0, a11 = b1, a20 = b0, a21 = b1, a30 = b0, a31 = b1;
+    __m512 a40 = b0, a41 = b1, a50 = b0, a51 = b1, a60 = b0, a61 = b1, a70 = b0, a71 = b1;
+    for (int k = 0; k < kk; k++) {
+        const float *wk = wt + (long)k * ld + n0;
+        const __m512 w0 = _mm512_loadu_ps(wk), w1 = _mm512_loadu_ps(wk + 16);
+        __m512 v = _mm512_set1_ps(x0[k]);
+        a00 = _mm512_fmadd_ps(v, w0, a00); a01 = _mm512_fmadd_ps(v, w1, a01);
+        v = _mm512_set1_ps(x1[k]);
+        a10 = _mm512_fmadd_ps(v, w0, a10); a11 = _mm512_fmadd_ps(v, w1, a11);
+        v = _mm512_set1_ps(x2[k]);
+        a20 = _mm512_fmadd_ps(v, w0, a20); a21 = _mm512_fmadd_ps(v, w1, a21);
+        v = _mm512_set1_ps(x3[k]);
+        a30 = _mm512_fmadd_ps(v, w0, a30); a31 = _mm512_fmadd_ps(v, w1, a31);
+        v = _mm512_set1_ps(x4[k]);
+        a40 = _mm512_fmadd_ps(v, w0, a40); a41 = _mm512_fmadd_ps(v, w1, a41);
+        v = _mm512_set1_ps(x5[k]);
+        a50 = _mm512_fmadd_ps(v, w0, a50); a51 = _mm512_fmadd_ps(v, w1, a51);
+        v = _mm512_set1_ps(x6[k]);
+        a60 = _mm512_fmadd_ps(v, w0, a60); a61 = _mm512_fmadd_ps(v, w1, a61);
+        v = _mm512_set1_ps(x7[k]);
+        a70 = _mm512_fmadd_ps(v, w0, a70); a71 = _mm512_fmadd_ps(v, w1, a71);
+    }
+    _mm512_storeu_ps(y[0] + n0, a00); _mm512_storeu_ps(y[0] + n0 + 16, a01);
+    _mm512_storeu_ps(y[1] + n0, a10); _mm512_storeu_ps(y[1] + n0 + 16, a11);
+    _mm512_storeu_ps(y[2] + n0, a20); _mm512_storeu_ps(y[2] + n0 + 16, a21);
+    _mm512_storeu_ps(y[3] + n0, a30); _mm512_storeu_ps(y[3] + n0 + 16, a31);
+    _mm512_storeu_ps(y[4] + n0, a40); _mm512_storeu_ps(y[4] + n0 + 16, a41);
+    _mm512_storeu_ps(y[5] + n0, a50); _mm512_storeu_ps(y[5] + n0 + 16, a51);
+    _mm512_storeu_ps(y[6] + n0, a60); _mm512_storeu_ps(y[6] + n0 + 16, a61);
+    _mm512_storeu_ps(y[7] + n0, a70); _mm512_storeu_ps(y[7] + n0 + 16, a71);
+}
+#endif
+
 /* y[r][n] = b[n] (0 without b) + sum_k x[r][k] wt[k * nn + n] for r < m, n < nn, each sum in
  * k order with RN_MADD: row for row what rn_gemv computes. Columns go in blocks of nblk (a
  * multiple of RN_NB) whose weights stay in L2 while all m rows pass over them; xt: 4 kk
@@ -69,6 +116,10 @@ RN_INLINE void rn_gemm(const float *const *x, float *const *y, int m, const floa
     for (int n1 = 0; n1 < full; n1 += nblk) {
         const int n2 = n1 + nblk < full ? n1 + nblk : full;
         int r = 0;
+#ifdef RN_GEMM8
+        for (; r + 8 <= m; r += 8)
+            for (int n0 = n1; n0 < n2; n0 += RN_NB) rn_gemm_tile8(x + r, y + r, wt, b, kk, nn, n0);
+#endif
         for (; r + 4 <= m; r += 4) {
             for (int k = 0; k < kk; k++)
                 for (int i = 0; i < 4; i++) xt[4 * k + i] = x[r + i][k];
@@ -100,6 +151,20 @@ RN_INLINE void rn_gemm(const float *const *x, float *const *y, int m, const floa
 /* one row's x (k values, zero padded to 4 k4) laid out as rq_gemv_s8's tmp (2 k4 int32) */
 RN_INLINE void rq_pack_s8(const int8_t *x, int k, int zp, int k4, int32_t *t)
 {
+#if ((defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)) \
+    || (defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD))) \
+    && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* 4 k per int32, k[0] in the low byte: one byte per k in k order, a loop that vectorises */
+    unsigned char *tb = (unsigned char *)t;
+#if defined(__aarch64__)
+    const unsigned char flip = 0; /* sdot: int8 x as it is */
+#else
+    const unsigned char flip = 0x80; /* vpdpbusd: uint8 x + 128 */
+#endif
+    for (int i = 0; i < k; i++) tb[i] = (unsigned char)((unsigned char)x[i] ^ flip);
+    for (int i = k; i < 4 * k4; i++) tb[i] = flip; /* padding: x = 0 (its weights are 0) */
+    (void)zp;
+#else
     for (int j = 0; j < k4; j++) {
         int8_t v[4];
         for (int i = 0; i < 4; i++) v[i] = 4 * j + i < k ? x[4 * j + i] : 0;
@@ -120,6 +185,7 @@ RN_INLINE void rq_pack_s8(const int8_t *x, int k, int zp, int k4, int32_t *t)
         for (int i = 0; i < 4; i++) ((int16_t *)t)[4 * j + i] = (int16_t)(v[i] - zp);
 #endif
     }
+#endif
 }
 
 /* rows r < rr of one 16-output block: acc[r * as + l] = sum_k (x_r[k] - zp) w[16 b + l][k], from

@@ -13,7 +13,7 @@ import re
 
 from rnnedge.errors import ExportError, GraphError
 from rnnedge.export.c.batched import StepN, emit_step_n
-from rnnedge.export.c.emitter import CEmitter, Tensor, c_float, c_string
+from rnnedge.export.c.emitter import CEmitter, Tensor, c_string
 from rnnedge.export.c.float_ops import FLOAT_KERNELS
 from rnnedge.export.c.fused import FUSED
 from rnnedge.export.c.gemm import GEMM
@@ -21,10 +21,10 @@ from rnnedge.export.c.int8 import INT, int8_kernel, quantize_to
 from rnnedge.export.c.int8_dynamic import linear_dynamic
 from rnnedge.export.c.prelude import PRELUDE
 from rnnedge.export.c.simd import GEMV
+from rnnedge.export.c.walk import GraphWalk, output_value
 from rnnedge.runtime.executor import infer_shapes
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node, validate
-from rnnedge.runtime.quant.int8 import quantize
-from rnnedge.runtime.quant.plan import QParams, QuantPlan
+from rnnedge.runtime.quant.plan import QuantPlan
 from rnnedge.version import __version__
 
 
@@ -68,18 +68,12 @@ def _check_kernels(graph: Graph, precision: str) -> None:
             raise ExportError(f"C export: no C kernel for op {n.op!r}{where}")
 
 
-class _Program:
+class _Program(GraphWalk):
     def __init__(self, graph: Graph, plan: QuantPlan | None, em: CEmitter) -> None:
-        self.graph, self.plan, self.em = graph, plan, em
-        self.tensors: dict[str, Tensor] = {}
+        super().__init__(graph, plan, em)
         self.dynamic = (
             {t.node: t for t in plan.quantized} if plan and plan.scheme == "int8-dynamic" else {}
         )
-
-    def params(self, name: str) -> QParams | None:
-        if self.plan is None or self.plan.scheme != "int8":
-            return None
-        return self.plan.params(name)
 
     def emit(self) -> None:
         em = self.em
@@ -104,25 +98,10 @@ class _Program:
         for j, t in enumerate(self.graph.outputs):
             src = self.tensors[t.name]
             em.comment(f"output {j}: {t.name} {list(t.shape)}")
-            value = f"{src.var}[i]"
-            if src.q is not None:
-                value = f"{c_float(src.q.scale)} * (float)({value} - {src.q.zp})"
-            em.line(f"for (int i = 0; i < {src.size}; i++) out[{j}][i] = {value};")
-
-    def _input(self, node: Node, index: int) -> Tensor:
-        name = node.inputs[index]
-        if name in self.tensors:
-            return self.tensors[name]
-        value = self.graph.constants[name]
-        q = self.params(name)
-        if node.op == "linear" and index == 1:  # kernels lay the weight out themselves
-            return Tensor("", value.shape, q)
-        t = self.em.const_tensor(value if q is None else quantize(value, q), q, name)
-        self.tensors[name] = t
-        return t
+            em.line(f"for (int i = 0; i < {src.size}; i++) out[{j}][i] = {output_value(src)};")
 
     def _node(self, node: Node) -> Tensor:
-        ins = [self._input(node, i) for i in range(len(node.inputs))]
+        ins = [self.input(node, i) for i in range(len(node.inputs))]
         shape = self.em.shapes[node.outputs[0]]
         if node.outputs[0] in self.dynamic:
             w_t = self.dynamic[node.outputs[0]]

@@ -1,18 +1,21 @@
 """The native backend: the bundle's generated C step (export/c/), compiled once with the
 system compiler (native_build.py) and called with every buffer bound once: one stream through
 the call extension (native_call.py: checks, copies and the call in one C function), or ctypes
-when the extension cannot be built (`call_reason` says why) and for n streams.
+when the extension cannot be built (`call_reason` says why); n streams the same way, through
+rnnedge_step_n.
 
 A runner owns its buffers: the input, two sets of state buffers that swap roles every step
 (no state copy), the data outputs and its own workspace, so runners on different threads
 share only the read-only library. n streams run in one call (rnnedge_step_n); the C wants
-each tensor's streams one after another, so the runner moves the batch axis to the front and
-back (a copy of the input and outputs, not of the state).
+each tensor's streams one after another, which the caller's arrays stacked along the batch
+axis already are when no dim before that axis exceeds 1 (bound as views); otherwise the runner
+moves the batch axis to the front and back (a copy of the input and outputs, not the state).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -135,10 +138,17 @@ class NativeRunner:
         ]
         self._p = 0
         self._n_c = ctypes.c_int(n)
-        self._x0 = self._x[0]  # a view: np.copyto into it is the cheapest copy in
-        self._y0 = self._ys[0][0] if len(self._ys) == 1 else None
-        # one stream with the call extension: the Stepper owns the parity from here on
-        self._stepper = self._make_stepper() if n == 1 and self._ys else None  # no data out: ctypes
+        # the input and data outputs as the caller sees them (views: np.copyto into them is the
+        # cheapest copy); for n streams, when stacking along the batch axis lays the streams
+        # one after another as the C wants (no dim > 1 before it), else None (to_streams)
+        stacked = n == 1 or all(stacks(t) for t in (self._in_spec, *self._out_specs))
+        self._x0 = self._x.reshape(self._x_shape) if stacked else None
+        self._y_views = tuple(
+            y.reshape(batch_shape(t, n)) for y, t in zip(self._ys, self._out_specs)
+        )
+        self._y0 = self._y_views[0] if len(self._ys) == 1 else None
+        # with the call extension the Stepper owns the parity from here on (none: ctypes)
+        self._stepper = self._make_stepper() if stacked and self._ys else None
 
     def call(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
         """One step of one stream on caller buffers (contiguous, the inputs' dtypes)."""
@@ -163,7 +173,7 @@ class NativeRunner:
         Python otherwise. Without the extension, a closure around the ctypes call."""
         st = self._stepper
         if st is None:
-            return self._ctypes_step(check) if self._n == 1 else None
+            return self._ctypes_step(check) if self._x0 is not None else None
         if check is None:
             return st.step
         if self._in_spec.dtype in INDEX_DTYPES:  # ids: the range check is Python's
@@ -175,10 +185,10 @@ class NativeRunner:
     def _ctypes_step(self, check: Callable[[object], np.ndarray] | None) -> Callable:
         """fast_step without the extension: the same work as step(), with every lookup the
         call can skip bound once in a closure (the Python around a ctypes call is ~1 us)."""
-        step, ws, bound, copyto = self._step, self._ws, self._bound, np.copyto
+        ws, bound, copyto = self._ws, self._bound, np.copyto
+        step = self._step if self._n == 1 else functools.partial(self._step_n, self._n_c)
         x0, dtype, shape = self._x0, self._x.dtype, self._x_shape
-        ys = tuple(y[0] for y in self._ys)
-        y0 = ys[0] if len(ys) == 1 else None
+        ys, y0 = self._y_views, self._y0
 
         def fast(x: object) -> np.ndarray | tuple[np.ndarray, ...]:
             if check is not None:
@@ -200,20 +210,20 @@ class NativeRunner:
             return [out] if self._y0 is not None else list(out)
         if x.dtype != self._x.dtype or x.shape != self._x_shape:  # an unchecked input
             self.refuse_input(x)
-        if self._n == 1:
+        if self._x0 is not None:
             np.copyto(self._x0, x)
-            ins, outs = self._bound[self._p]
-            if self._step(ins, outs, self._ws):  # 1: a token id outside its table
-                raise BackendError(_BAD_ID)
-            self._p ^= 1
-            if self._y0 is not None:
-                return [self._y0.copy()]
-            return [y[0].copy() for y in self._ys]
-        self._x[...] = to_streams(x, self._in_spec, self._n)
+        else:
+            self._x[...] = to_streams(x, self._in_spec, self._n)
         ins, outs = self._bound[self._p]
-        if self._step_n(self._n_c, ins, outs, self._ws):
+        if self._n == 1:
+            rc = self._step(ins, outs, self._ws)
+        else:
+            rc = self._step_n(self._n_c, ins, outs, self._ws)
+        if rc:  # 1: a token id outside its table
             raise BackendError(_BAD_ID)
         self._p ^= 1
+        if self._x0 is not None:
+            return [y.copy() for y in self._y_views]
         return [from_streams(y, t, self._n) for y, t in zip(self._ys, self._out_specs)]
 
     def bound_call(self) -> Callable[[], object]:
@@ -250,17 +260,20 @@ class NativeRunner:
         if module is None:
             return None
         if step is None:
-            step = ctypes.cast(self._step, ctypes.c_void_p).value
+            step = ctypes.cast(self._step if self._n == 1 else self._step_n, ctypes.c_void_p).value
         (i0, o0), (i1, o1) = self._bound
+        # a long step frees the GIL (a big library, or many streams)
+        nogil = self._n > 1 or self._backend.library.stat().st_size > NOGIL_BYTES
         return module.Stepper(
             step,
             *(ctypes.addressof(a) for a in (i0, o0, i1, o1)),
             self._ws.value,
             self._x0,
-            tuple(y[0] for y in self._ys),
+            self._y_views,
             self.refuse_input,
             self.refuse_step,
-            self._backend.library.stat().st_size > NOGIL_BYTES,  # a long step frees the GIL
+            nogil,
+            0 if self._n == 1 else self._n,  # n > 0: step is rnnedge_step_n over n streams
         )
 
     def _parity(self) -> int:
@@ -275,6 +288,12 @@ class NativeRunner:
     def set_state(self, states: list[np.ndarray]) -> None:
         for buf, s, spec in zip(self._states[self._parity()], states, self._state_specs):
             buf[...] = to_streams(s, spec, self._n)
+
+
+def stacks(spec: TensorSpec) -> bool:
+    """Whether n copies of `spec` stacked along its batch axis lie one stream after another
+    in memory (every dim before the axis is 1), i.e. are already the C's [n, *spec.shape]."""
+    return spec.batch_axis is not None and all(d == 1 for d in spec.shape[: spec.batch_axis])
 
 
 def to_streams(a: np.ndarray, spec: TensorSpec, n: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 /* rnnedge's per-step call into a generated C step (runtime/backends/native_call.py builds it).
  *
- * One Stepper per single-stream runner: it holds the address of rnnedge_step, the runner's
+ * One Stepper per runner: it holds the address of rnnedge_step (or, for n streams, of
+ * rnnedge_step_n and n, with the streams' tensors one after another), the runner's
  * two bound (in, out) pointer arrays whose state buffers swap roles every step, the
  * workspace, the bound input buffer and the bound outputs. step(x) does in C what the ctypes
  * path does in Python: checks x (exact type, dtype, shape, C order; finite in checked_step),
@@ -19,16 +20,20 @@
 #include <stdint.h>
 
 typedef int (*step_fn)(const float *const *, float *const *, void *);
+/* rnnedge_step_n: a Stepper made with n > 0 steps n streams per call (streams(n)) */
+typedef int (*step_n_fn)(int, const float *const *, float *const *, void *);
 
 typedef struct {
     PyObject_HEAD
     step_fn fn;
+    step_n_fn fn_n;
     void *bound[2][2]; /* [parity][in, out]: the two pointer arrays */
     void *ws;
     PyArrayObject *x;  /* the bound input (its shape and dtype are the expected ones) */
     PyObject *ys;      /* tuple of the bound outputs */
     PyObject *slow, *fail, *check;
     int parity, single, nogil;
+    int n;             /* 0: fn is rnnedge_step; n > 0: fn is rnnedge_step_n over n streams */
 } Stepper;
 
 static int all_finite(const PyArrayObject *x)
@@ -76,6 +81,13 @@ static PyObject *outputs(Stepper *s)
     return t;
 }
 
+static int call(const Stepper *s, void **b)
+{
+    if (s->n > 0)
+        return s->fn_n(s->n, (const float *const *)b[0], (float *const *)b[1], s->ws);
+    return s->fn((const float *const *)b[0], (float *const *)b[1], s->ws);
+}
+
 static PyObject *run(Stepper *s, PyArrayObject *a)
 {
     memcpy(PyArray_DATA(s->x), PyArray_DATA(a), PyArray_NBYTES(a));
@@ -83,10 +95,10 @@ static PyObject *run(Stepper *s, PyArrayObject *a)
     int rc;
     if (s->nogil) {
         Py_BEGIN_ALLOW_THREADS
-        rc = s->fn((const float *const *)b[0], (float *const *)b[1], s->ws);
+        rc = call(s, b);
         Py_END_ALLOW_THREADS
     } else {
-        rc = s->fn((const float *const *)b[0], (float *const *)b[1], s->ws);
+        rc = call(s, b);
     }
     if (rc) return PyObject_CallFunction(s->fail, "i", rc);
     s->parity ^= 1;
@@ -137,9 +149,9 @@ static int stepper_init(Stepper *s, PyObject *args, PyObject *kw)
     (void)kw;
     unsigned long long fn, i0, o0, i1, o1, ws;
     PyObject *x, *ys, *slow, *fail;
-    int nogil;
-    if (!PyArg_ParseTuple(args, "KKKKKKO!O!OOp", &fn, &i0, &o0, &i1, &o1, &ws, &PyArray_Type,
-                          &x, &PyTuple_Type, &ys, &slow, &fail, &nogil))
+    int nogil, n = 0;
+    if (!PyArg_ParseTuple(args, "KKKKKKO!O!OOp|i", &fn, &i0, &o0, &i1, &o1, &ws, &PyArray_Type,
+                          &x, &PyTuple_Type, &ys, &slow, &fail, &nogil, &n))
         return -1;
     if (PyTuple_GET_SIZE(ys) < 1) {
         PyErr_SetString(PyExc_ValueError, "a step has at least one output");
@@ -153,6 +165,7 @@ static int stepper_init(Stepper *s, PyObject *args, PyObject *kw)
         }
     }
     s->fn = (step_fn)(uintptr_t)fn;
+    s->fn_n = (step_n_fn)(uintptr_t)fn;
     s->bound[0][0] = (void *)(uintptr_t)i0;
     s->bound[0][1] = (void *)(uintptr_t)o0;
     s->bound[1][0] = (void *)(uintptr_t)i1;
@@ -163,6 +176,7 @@ static int stepper_init(Stepper *s, PyObject *args, PyObject *kw)
     Py_INCREF(slow); Py_XSETREF(s->slow, slow);
     Py_INCREF(fail); Py_XSETREF(s->fail, fail);
     s->nogil = nogil;
+    s->n = n < 0 ? 0 : n;
     s->single = PyTuple_GET_SIZE(ys) == 1;
     s->parity = 0;
     return 0;

@@ -7,6 +7,7 @@ numpy float spec, over 300 steps with the state carried and streams whose inputs
 from __future__ import annotations
 
 import ctypes
+import itertools
 import platform
 import re
 import warnings
@@ -23,6 +24,9 @@ from torch import nn
 import rnnedge
 from rnnedge.export.pipeline import export_bundle
 from rnnedge.runtime.backends import native_build
+from rnnedge.runtime.backends.native_backend import from_streams, stacks, to_streams
+from rnnedge.runtime.backends.runner import batch_shape
+from rnnedge.runtime.graph import TensorSpec
 
 pytestmark = pytest.mark.skipif(native_build.compiler() is None, reason="needs a C compiler")
 
@@ -139,6 +143,49 @@ def test_one_stream_through_the_batched_c_equals_the_single_step(bundle, precisi
         assert lib.rnnedge_step_n(1, ins, outs, wsp) == 0
         state = y[1:]
         assert np.array_equal(y[0], single.step(x)), f"{precision} step {t}"
+
+
+@pytest.mark.parametrize("precision", ["int8", "float"])
+def test_streams_step_on_both_call_paths(bundle, monkeypatch, precision) -> None:
+    # streams(n).step is one call of the extension (or the ctypes closure): the same numbers,
+    # outputs the caller keeps (a later step never changes them), the Stream's input checks
+    path, n = bundle("gru"), 64
+    runs = {}
+    for call in ("extension", "ctypes"):
+        if call == "ctypes":
+            monkeypatch.setenv("RNNEDGE_NATIVE_CALL", "ctypes")
+        model = rnnedge.load(path, backend="native", precision=precision)
+        if call not in model.backend.label:
+            pytest.skip(f"no call extension here: {model.backend.call_reason}")
+        many, loose = model.streams(n), model.streams(n, checked=False)
+        xs = _inputs(np.random.default_rng(3), model.bundle.graph.inputs[0], 20, n)
+        ys = [many.step(x) for x in xs]
+        assert all(np.array_equal(a, loose.step(x)) for a, x in zip(ys, xs))
+        assert not any(np.shares_memory(a, b) for a, b in itertools.pairwise(ys))
+        bad = xs[0].copy()
+        bad[5, 0, 3] = np.nan
+        with pytest.raises(rnnedge.errors.InputError, match=r"finite|NaN|nan"):
+            many.step(bad)
+        with pytest.raises(rnnedge.errors.InputError):
+            many.step(xs[0][:3])
+        with pytest.raises(rnnedge.errors.BackendError):
+            loose.step(xs[0][:3])
+        assert np.array_equal(many.step(xs[0].astype(np.float64)), loose.step(xs[0]))
+        runs[call] = ys
+    for a, b in zip(runs["extension"], runs["ctypes"]):
+        assert np.array_equal(a, b)
+
+
+def test_stacked_streams_are_bound_as_they_are_only_when_they_lie_one_after_another() -> None:
+    # (2, 1, 8) stacked along axis 1 interleaves the streams: the runner must copy, not bind
+    rng = np.random.default_rng(0)
+    for shape, axis, bound in (((1, 1, 8), 0, True), ((1, 1, 8), 1, True), ((2, 1, 8), 1, False)):
+        spec = TensorSpec(name="x", shape=shape, batch_axis=axis)
+        assert stacks(spec) is bound
+        batched = rng.standard_normal(batch_shape(spec, 5)).astype(np.float32)
+        c_layout = np.ascontiguousarray(to_streams(batched, spec, 5))  # the C's [n, *shape]
+        assert np.array_equal(c_layout.ravel(), batched.ravel()) is bound
+        assert np.array_equal(from_streams(c_layout, spec, 5), batched)
 
 
 def test_the_batched_step_is_matrix_matrix(bundle) -> None:
