@@ -70,7 +70,7 @@ class NativeBackend:
                 "rnnedge, or the model has an op without a C kernel: "
                 "`rnnedge export --target c` names it)"
             )
-        check_layout(bundle.files[c_name], bundle.graph, f"{bundle.path}/{c_name}")
+        check_layout(bundle.files[c_name], bundle.graph, f"native backend: {bundle.path}/{c_name}")
         self.library = build(bundle.files[c_name], bundle.files[h_name], c_name, h_name)
         self.call = call_path()
         # "extension", or "ctypes" and the reason (no Python.h, ...): said, never printed
