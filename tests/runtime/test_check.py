@@ -366,7 +366,7 @@ def test_int8_demo_bundle_does_not_drift_over_10000_steps(tmp_path, precision) -
     j = tmp_path / "r.json"
     assert main(["check", str(path), "--steps", "10000", "--json", str(j)]) == 0
     results = [r for r in json.loads(j.read_text())["results"] if r["precision"] == precision]
-    assert {r["backend"] for r in results} == {"litert", "onnxruntime", "numpy"}
+    assert {r["backend"] for r in results} == {"litert", "onnxruntime", "numpy", "native"}
     for r in results:
         for o in r["outputs"]:
             windows = o["drift"]["window_max_abs_err"]
