@@ -197,11 +197,19 @@ def fuzz_graph(base, work, data) -> str:
 def fuzz_io_both(base, work, data) -> str:
     """The same edit to inputs/outputs/states in manifest AND graph, so it passes their
     cross-check and reaches the backends (a hostile bundle is self-consistent)."""
-    _, files, manifest, graph = base
+    graph = base[3]
     section = data.draw(st.sampled_from(["inputs", "outputs", "states"]))
     index = data.draw(st.integers(0, len(graph[section]) - 1))
     field = data.draw(st.sampled_from(["shape", "name", "input", "output", "init", "dtype"]))
     value = data.draw(_values([*_names(graph), "float64", "int8"]), label="value")
+    _write_io_edit(base, work, section, index, field, value)
+    return outcome(work, available_backends())
+
+
+def _write_io_edit(base, work, section: str, index: int, field: str, value) -> dict:
+    """Writes the base bundle with one io entry's field set to `value` in manifest AND graph
+    (and step_input for the first input); returns the manifest written."""
+    _, files, manifest, graph = base
     manifest, graph = copy.deepcopy(manifest), copy.deepcopy(graph)
     for doc in (manifest, graph):
         doc[section][index][field] = value
@@ -209,7 +217,7 @@ def fuzz_io_both(base, work, data) -> str:
         manifest["step_input"][field] = value
     files = {**files, "graph.json": dumps(graph)}
     write_bundle_dir(work, files, fixed_manifest(manifest, files))
-    return outcome(work, available_backends())
+    return manifest
 
 
 def fuzz_npz(base, work, data) -> str:
@@ -324,14 +332,7 @@ def test_native_refuses_a_manifest_its_c_was_not_generated_for(
     # sizes made the native step write past the runner's buffers (a segfault)
     if "native" not in available_backends():
         pytest.fail("the native backend is not available: no C compiler?")
-    _, files, manifest, graph = base
-    manifest, graph = copy.deepcopy(manifest), copy.deepcopy(graph)
-    for doc in (manifest, graph):
-        doc[section][index][field] = value
-    if section == "inputs" and index == 0:
-        manifest["step_input"][field] = value
-    files = {**files, "graph.json": dumps(graph)}
-    write_bundle_dir(work, files, fixed_manifest(manifest, files))
+    manifest = _write_io_edit(base, work, section, index, field, value)
     with pytest.raises(RnnedgeError, match=r"the C's outputs hold \[4, 16\] values"):
         x = np.zeros(manifest["step_input"]["shape"], np.float32)
         rnnedge.load(work, backend="native").stream().step(x)
