@@ -62,20 +62,32 @@ def linear(em: CEmitter, node: Node, ins: list[Tensor], shape: tuple[int, ...]) 
     # [N, K] as it is.
     x, w = ins[0], ins[1]
     n_out, k_in = w.shape
-    rows = x.size // max(k_in, 1)
-    y = em.scratch(shape)
     init = f"{ins[2].var}[n]" if len(ins) == 3 else "0.0f"
-    em.line(f"for (int m = 0; m < {rows}; m++) {{")
-    em.line(f"    float *yr = {y.var} + m * {n_out};")
-    em.line(f"    const float *xr = {x.var} + m * {k_in};")
-    em.line(f"    for (int n = 0; n < {n_out}; n++) yr[n] = {init};")
     if node.inputs[1] not in em.constants:
-        em.line(f"    for (int n = 0; n < {n_out}; n++) for (int k = 0; k < {k_in}; k++)")
-        em.line(f"        yr[n] += xr[k] * {w.var}[n * {k_in} + k];")
+        body = [
+            f"for (int n = 0; n < {n_out}; n++) for (int k = 0; k < {k_in}; k++)",
+            f"    yr[n] += xr[k] * {w.var}[n * {k_in} + k];",
+        ]
     else:
         wv = np.asarray(em.constants[node.inputs[1]], np.float32)
         wt = em.const(np.ascontiguousarray(wv.T), "float", "w^T [K][N]")
-        em.line(f"    rn_gemv(xr, {wt}, {k_in}, {n_out}, yr);")
+        body = [f"rn_gemv(xr, {wt}, {k_in}, {n_out}, yr);"]
+    return linear_rows(em, x, shape, (n_out, k_in), init, body)
+
+
+def linear_rows(
+    em: CEmitter, x: Tensor, shape: tuple[int, ...], nk: tuple[int, int], init: str, body: list[str]
+) -> Tensor:
+    """The loop over a linear's rows m: yr (the output row, set to `init`, an expression of n)
+    and xr (the input row) for `body`, the lines that sum into yr."""
+    n_out, k_in = nk
+    y = em.scratch(shape)
+    em.line(f"for (int m = 0; m < {x.size // max(k_in, 1)}; m++) {{")
+    em.line(f"    float *yr = {y.var} + m * {n_out};")
+    em.line(f"    const float *xr = {x.var} + m * {k_in};")
+    em.line(f"    for (int n = 0; n < {n_out}; n++) yr[n] = {init};")
+    for line in body:
+        em.line("    " + line)
     em.line("}")
     return y
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnedge.export.c.emitter import CEmitter, Tensor, c_float
+from rnnedge.export.c.float_ops import linear_rows
 from rnnedge.export.c.fused import quantize32
 from rnnedge.runtime.graph import Node
 from rnnedge.runtime.quant.plan import QuantPlan, quantize_weight
@@ -31,19 +32,15 @@ def linear_weight_only(
     x = _float(em, ins[0])
     w = np.asarray(em.constants[t.tensor], np.float32)
     n_out, k_in = w.shape
-    rows = x.size // max(k_in, 1)
     wq = em.const(np.ascontiguousarray(quantize_weight(w, t.scale).T), "int8_t", "w_q^T [K][N]")
     sk = em.const(np.asarray(t.scale, np.float32), "float", "w scale [N]")
-    y = em.scratch(shape)
     init = f"{_float(em, ins[2]).var}[n]" if len(ins) == 3 else "0.0f"
-    em.line(f"for (int m = 0; m < {rows}; m++) {{")
-    em.line(f"    float *yr = {y.var} + m * {n_out};")
-    em.line(f"    const float *xr = {x.var} + m * {k_in};")
-    em.line(f"    for (int n = 0; n < {n_out}; n++) yr[n] = {init};")
-    em.line(f"    for (int k = 0; k < {k_in}; k++) {{")
-    em.line(f"        const float xk = xr[k]; const int8_t *wk = {wq} + k * {n_out};")
-    em.line(f"        for (int n = 0; n < {n_out}; n++) yr[n] += xk * ((float)wk[n] * {sk}[n]);")
-    em.line("    }")
-    em.line("}")
+    body = [
+        f"for (int k = 0; k < {k_in}; k++) {{",
+        f"    const float xk = xr[k]; const int8_t *wk = {wq} + k * {n_out};",
+        f"    for (int n = 0; n < {n_out}; n++) yr[n] += xk * ((float)wk[n] * {sk}[n]);",
+        "}",
+    ]
+    y = linear_rows(em, x, shape, (n_out, k_in), init, body)
     out = plan.params(node.outputs[0])
     return y if out is None else quantize32(em, y, out)

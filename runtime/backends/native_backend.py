@@ -113,7 +113,6 @@ def _pointers(arrays: list[np.ndarray]) -> ctypes.Array:
 class NativeRunner:
     def __init__(self, backend: NativeBackend, streams: int) -> None:
         g: Graph = backend.graph
-        self._backend = backend
         self._n = streams
         self._backend = backend
         self._step, self._step_n = backend.c_step, backend.c_step_n
