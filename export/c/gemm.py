@@ -61,47 +61,31 @@ RN_INLINE void rn_gemm_tile(int four, const float *restrict xt, float *const *y,
 #if defined(__AVX512F__) && defined(__FMA__)
 #include <immintrin.h>
 #define RN_GEMM8 1
-/* rn_gemm_tile for 8 rows x 32 columns in sixteen 512-bit registers (GCC's own vectors of the
- * tile stay 256-bit): each element b, then one fused multiply-add per k in k order (fmaf's
- * single rounding: RN_MADD under FMA), so the same numbers; 8 rows per weight load, x read
- * from the rows as they are (a broadcast per row and k) */
+/* rn_gemm_tile for 8 rows x 32 columns in sixteen 512-bit registers (__m512 values of a
+ * constant count stay in registers; GCC's own vectors of the tile stay 256-bit): each element
+ * b, then one fused multiply-add per k in k order (fmaf's single rounding: RN_MADD under FMA),
+ * so the same numbers; 8 rows per weight load, x read from the rows as they are (a broadcast
+ * per row and k) */
 RN_INLINE void rn_gemm_tile8(const float *const *x, float *const *y, const float *restrict wt,
     const float *b, int kk, int ld, int n0)
 {
-    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
-    const float *x4 = x[4], *x5 = x[5], *x6 = x[6], *x7 = x[7];
     const __m512 b0 = b ? _mm512_loadu_ps(b + n0) : _mm512_setzero_ps();
     const __m512 b1 = b ? _mm512_loadu_ps(b + n0 + 16) : _mm512_setzero_ps();
-    __m512 a00 = b0, a01 = b1, a10 = b0, a11 = b1, a20 = b0, a21 = b1, a30 = b0, a31 = b1;
-    __m512 a40 = b0, a41 = b1, a50 = b0, a51 = b1, a60 = b0, a61 = b1, a70 = b0, a71 = b1;
+    __m512 a[8][2];
+    for (int r = 0; r < 8; r++) a[r][0] = b0, a[r][1] = b1;
     for (int k = 0; k < kk; k++) {
         const float *wk = wt + (long)k * ld + n0;
         const __m512 w0 = _mm512_loadu_ps(wk), w1 = _mm512_loadu_ps(wk + 16);
-        __m512 v = _mm512_set1_ps(x0[k]);
-        a00 = _mm512_fmadd_ps(v, w0, a00); a01 = _mm512_fmadd_ps(v, w1, a01);
-        v = _mm512_set1_ps(x1[k]);
-        a10 = _mm512_fmadd_ps(v, w0, a10); a11 = _mm512_fmadd_ps(v, w1, a11);
-        v = _mm512_set1_ps(x2[k]);
-        a20 = _mm512_fmadd_ps(v, w0, a20); a21 = _mm512_fmadd_ps(v, w1, a21);
-        v = _mm512_set1_ps(x3[k]);
-        a30 = _mm512_fmadd_ps(v, w0, a30); a31 = _mm512_fmadd_ps(v, w1, a31);
-        v = _mm512_set1_ps(x4[k]);
-        a40 = _mm512_fmadd_ps(v, w0, a40); a41 = _mm512_fmadd_ps(v, w1, a41);
-        v = _mm512_set1_ps(x5[k]);
-        a50 = _mm512_fmadd_ps(v, w0, a50); a51 = _mm512_fmadd_ps(v, w1, a51);
-        v = _mm512_set1_ps(x6[k]);
-        a60 = _mm512_fmadd_ps(v, w0, a60); a61 = _mm512_fmadd_ps(v, w1, a61);
-        v = _mm512_set1_ps(x7[k]);
-        a70 = _mm512_fmadd_ps(v, w0, a70); a71 = _mm512_fmadd_ps(v, w1, a71);
+        for (int r = 0; r < 8; r++) {
+            const __m512 v = _mm512_set1_ps(x[r][k]);
+            a[r][0] = _mm512_fmadd_ps(v, w0, a[r][0]);
+            a[r][1] = _mm512_fmadd_ps(v, w1, a[r][1]);
+        }
     }
-    _mm512_storeu_ps(y[0] + n0, a00); _mm512_storeu_ps(y[0] + n0 + 16, a01);
-    _mm512_storeu_ps(y[1] + n0, a10); _mm512_storeu_ps(y[1] + n0 + 16, a11);
-    _mm512_storeu_ps(y[2] + n0, a20); _mm512_storeu_ps(y[2] + n0 + 16, a21);
-    _mm512_storeu_ps(y[3] + n0, a30); _mm512_storeu_ps(y[3] + n0 + 16, a31);
-    _mm512_storeu_ps(y[4] + n0, a40); _mm512_storeu_ps(y[4] + n0 + 16, a41);
-    _mm512_storeu_ps(y[5] + n0, a50); _mm512_storeu_ps(y[5] + n0 + 16, a51);
-    _mm512_storeu_ps(y[6] + n0, a60); _mm512_storeu_ps(y[6] + n0 + 16, a61);
-    _mm512_storeu_ps(y[7] + n0, a70); _mm512_storeu_ps(y[7] + n0 + 16, a71);
+    for (int r = 0; r < 8; r++) {
+        _mm512_storeu_ps(y[r] + n0, a[r][0]);
+        _mm512_storeu_ps(y[r] + n0 + 16, a[r][1]);
+    }
 }
 #endif
 
