@@ -198,7 +198,7 @@ def _cell_groups(
     splits: list[StackSplit],
 ) -> dict[str, set[str]]:
     """root of each cell-state group -> the tensors kept at its precision: the group and the
-    two products its update adds (c' = f c + i g keeps f c and i g at the cell's scale, so the
+    products its update adds (c' = f c + i g keeps f c and i g at the cell's scale, so the
     integrating state never passes through an 8-bit rounding)."""
     out: dict[str, set[str]] = {}
     # a stacked state's slices are states of their own (the stack holds no cell itself)
@@ -211,12 +211,12 @@ def _cell_groups(
         makers = [producer[n] for n in group if n in producer and producer[n].op not in SHAPE_OPS]
         products: set[str] = set()
         for node in makers:
-            muls = [producer.get(i) for i in node.inputs]
-            if node.op != "add" or not all(m is not None and m.op == "mul" for m in muls):
+            # s' = a s + b u (an LSTM cell, a Mamba state) or s' = a s + b (RWKV's den)
+            muls = {i: producer.get(i) for i in node.inputs}
+            muls = {i: m for i, m in muls.items() if m is not None and m.op == "mul"}
+            if node.op != "add" or not any(i in group for m in muls.values() for i in m.inputs):
                 break
-            if not any(i in group for m in muls for i in m.inputs):
-                break
-            products.update(node.inputs)
+            products.update(muls)
         else:
             if makers:
                 out[root] = group | products

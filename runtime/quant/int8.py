@@ -72,9 +72,11 @@ ROUNDINGS = ("fp32", "tflite")
 
 
 def quantize(x: np.ndarray, p: QParams) -> np.ndarray:
-    # TFLite QUANTIZE (reference/quantize.h): round(x / scale) + zp, TfLiteRound, clamped
-    q = round_away(np.asarray(x, F32) / F32(p.scale)).astype(I64) + p.zp
-    return np.clip(q, p.lo, p.hi)
+    # TFLite QUANTIZE (reference/quantize.h): round(x / scale) + zp, TfLiteRound, clamped;
+    # clamped in float first, so a value past int64 (a 1e30 sentinel) saturates, not wraps;
+    # and after, for NaN (as before: the lowest value)
+    r = np.clip(round_away(np.asarray(x, F32) / F32(p.scale)), p.lo - p.zp, p.hi - p.zp)
+    return np.clip(r.astype(I64) + p.zp, p.lo, p.hi)
 
 
 def dequantize(q: np.ndarray, p: QParams) -> np.ndarray:

@@ -112,10 +112,8 @@ def test_rwkv_accumulators_stay_float_and_int8_holds_without_drift(tmp_path):
     model, example = rwkv_norm()
     rng = np.random.default_rng(0)
     calib = [rng.standard_normal((500, 1, 8)).astype(np.float32) for _ in range(8)]
-    lines: list[str] = []
     path = export_bundle(
-        model, example, tmp_path / "rwkv.rnnedge", quantize="int8", calibration=calib,
-        progress=lines.append,
+        model, example, tmp_path / "rwkv.rnnedge", quantize="int8", calibration=calib
     )  # fmt: skip
     xs = np.random.default_rng(9).standard_normal((800, 1, 8)).astype(np.float32)
     ref = _torch_stream(model, example, xs)
@@ -125,11 +123,8 @@ def test_rwkv_accumulators_stay_float_and_int8_holds_without_drift(tmp_path):
             err = np.abs(_int8_stream(path, backend, xs) - ref).max(axis=1)
             assert err.max() <= 0.03 * span, (backend, err.max() / span)
             assert err[-200:].mean() <= 1.5 * err[:200].mean(), backend  # no drift
-    # bb would be int8 (add of two products): mixed precision keeps it float and says so;
-    # aa (an accumulator of the LSTM cell's update shape) and pp (a maximum) are float in the
+    # aa, bb (accumulators, s' = a s + b u and a s + b) and pp (a maximum) are float in the
     # plan from the start
-    said = " ".join(line for line in lines if "kept float:" in line)
-    assert "kept float: bb: accumulator: state 'bb'" in said
     plan = read_plan(read_bundle(path).files, "rwkv")
     assert all(plan.activation(s).dtype == "float32" for s in ("aa", "bb", "pp"))
 
@@ -145,5 +140,9 @@ def test_rwkv_accumulator_is_named_as_one_not_as_an_lstm_cell():
     graph = capture(model, example).graph
     rng = np.random.default_rng(0)
     ranges = calibrate(graph, [rng.standard_normal((50, 1, 8)).astype(np.float32)])
-    why = plan_int8(graph, ranges).activation("aa").why
+    plan = plan_int8(graph, ranges)
+    why = plan.activation("aa").why
     assert why.startswith("accumulator state 'aa'") and "LSTM cell state" not in why, why
+    # bb' = e1 bb + e2 adds no second product: still an accumulator, float in every plan (it
+    # was int8 in the all-int8 plan, where ort and the spec then drifted 10 steps apart)
+    assert plan.activation("bb").why.startswith("accumulator state 'bb'"), plan.activation("bb")

@@ -282,3 +282,13 @@ def test_run_with_float_states_equals_integer_steps(planned):
         f = ex.run({"x": x, **state})
         state = {s.input: f[s.output] for s in g.states}
         np.testing.assert_array_equal(q["y"], f["y"])  # dequantize -> quantize is exact
+
+
+def test_quantize_saturates_values_beyond_int64():
+    # an RWKV max-state sentinel (1e30) reaches QUANTIZE at the first step: x / scale is past
+    # int64, and the cast gave INT64_MIN, so +1e30 read as -128 (ort and TFLite saturate to 127)
+    from rnnedge.runtime.quant.int8 import quantize
+
+    p = QParams(dtype="int8", scale=0.01, zp=3)
+    x = np.array([1e30, -1e30, np.inf, -np.inf, 1.0, -1.0], np.float32)
+    assert quantize(x, p).tolist() == [127, -128, 127, -128, 103, -97]
