@@ -19,7 +19,7 @@ from rnnedge.export.capture.program import capture
 from rnnedge.quantize.calibrate import calibrate
 from rnnedge.quantize.int8 import plan_int8
 
-CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+COMPILERS = [c for c in ("gcc", "clang") if shutil.which(c)]
 WARN = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
 
 EDGE_FLOATS = [
@@ -50,7 +50,7 @@ def edge_and_random_floats() -> np.ndarray:
     return np.concatenate([np.array(EDGE_FLOATS, np.float32), rand, normal])
 
 
-def read_back(tmp_path, em: CEmitter, arrays: list[tuple[str, int, int]]) -> list[bytes]:
+def read_back(cc: str, tmp_path, em: CEmitter, arrays: list[tuple[str, int, int]]) -> list[bytes]:
     """Compiles the emitter's arrays with a main that prints each one's bytes in hex."""
     prints = "\n".join(
         f"    dump((const unsigned char *){expr}, {n * size});" for expr, n, size in arrays
@@ -72,18 +72,18 @@ def read_back(tmp_path, em: CEmitter, arrays: list[tuple[str, int, int]]) -> lis
             "}",
         ]
     )
-    (tmp_path / "a.c").write_text(src)
+    (tmp_path / "a.c").write_text(src + "\n")
     exe = tmp_path / "a.out"
     done = subprocess.run(
-        [CC, *WARN, "a.c", "-o", str(exe), "-lm"], cwd=tmp_path, capture_output=True, text=True
+        [cc, *WARN, "a.c", "-o", str(exe), "-lm"], cwd=tmp_path, capture_output=True, text=True
     )
     assert done.returncode == 0 and not done.stderr, done.stderr
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
     return [bytes.fromhex(line) for line in out.splitlines()]
 
 
-@pytest.mark.skipif(CC is None, reason="needs a C compiler")
-def test_arrays_read_back_exactly_in_c(tmp_path) -> None:
+@pytest.mark.parametrize("cc", COMPILERS)
+def test_arrays_read_back_exactly_in_c(cc, tmp_path) -> None:
     rng = np.random.default_rng(1)
     ints = [rng.integers(-128, 128, n).astype(np.int8) for n in (1, 7, 8, 9, 64, 1001)]
     ints.append(np.array([-128, 127, 0, -1, 1, -128, 127], np.int8))
@@ -92,7 +92,7 @@ def test_arrays_read_back_exactly_in_c(tmp_path) -> None:
     names = [em.const(a, "int8_t", "w_q") for a in ints] + [em.const(floats, "float", "w")]
     em.line(" ".join(f"(void){n};" for n in names))  # so used_decls keeps every array
     arrays = [(n, a.size, 1) for n, a in zip(names, ints)] + [(names[-1], floats.size, 4)]
-    got = read_back(tmp_path, em, arrays)
+    got = read_back(cc, tmp_path, em, arrays)
     for a, b in zip(ints, got):
         assert b == a.tobytes()
     assert np.array_equal(
