@@ -130,3 +130,23 @@ def test_int8_c_file_is_under_a_quarter_of_the_float_one() -> None:
     f = emit_c(g)["model.c"]
     q = emit_c(g, plan_int8(g, calibrate(g, seqs)))["model.int8.c"]
     assert len(q) / len(f) < 0.25, (len(q), len(f))
+
+
+@pytest.mark.parametrize("cc", COMPILERS)
+def test_big_endian_target_stops_at_the_int8_words(cc, tmp_path) -> None:
+    em = CEmitter({})
+    em.line(f"(void){em.const(np.arange(9, dtype=np.int8), 'int8_t')};")
+    src = "\n".join([PRELUDE, *em.used_decls(), "int rn_one;", ""])
+    (tmp_path / "b.c").write_text(src)
+    big = ["-U__BYTE_ORDER__", "-D__BYTE_ORDER__=__ORDER_BIG_ENDIAN__"]
+    for flags, ok in (([], True), (big, False)):
+        done = subprocess.run(
+            [cc, "-std=c99", *flags, "-c", "b.c", "-o", "/dev/null"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert (done.returncode == 0) == ok and ("big-endian" in done.stderr) != ok, done.stderr
+    float_only = CEmitter({})
+    float_only.line(f"(void){float_only.const(np.ones(3, np.float32), 'float')};")
+    assert "__BYTE_ORDER__" not in "".join(float_only.used_decls())
