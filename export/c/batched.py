@@ -300,5 +300,5 @@ def emit_step_n(graph: Graph, plan: QuantPlan | None, base: CEmitter) -> StepN:
     used = set(re.findall(r"\bk\d+\b", "\n".join(em.body))) - set(
         re.findall(r"\bk\d+\b", "\n".join(base.body))
     )
-    decls = [text for name, text in base.decls if name in used]
+    decls = base.decls_of(used)
     return StepN(source=source, header=header, decls=decls, workspace=workspace)

@@ -17,7 +17,17 @@ from rnnedge.runtime.quant.plan import QParams
 CTYPES = {"float32": "float", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t"}
 BYTES = {"float": 4, "int8_t": 1, "int16_t": 2, "int32_t": 4}
 ALIGN = 64  # every workspace tensor starts on a cache line
-LINE_ITEMS = 12
+LINE_ITEMS = 16
+# int8 arrays are written as 64-bit little-endian hex words, 8 weights in "0x7f3a12bc0481fe02,"
+# (2.4 characters a weight, "-12, " took 4.7) and read through a `const int8_t *`: a character
+# type may read any object (C99 6.5p7), so this is no aliasing trick. Words of 4 bytes took
+# 2.75 characters a weight. Floats stay float literals: reading them through a uint32 would be.
+WORD_BYTES = 8
+# every compiler rnnedge targets (gcc, clang) defines __BYTE_ORDER__; the boards are little-endian
+LITTLE_ENDIAN_ONLY = """#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "rnnedge: the int8 arrays below are little-endian words; this target is big-endian"
+#endif
+"""
 
 
 @dataclass(frozen=True)
@@ -38,16 +48,30 @@ class Tensor:
 
 
 def c_float(v: float) -> str:
-    """A float32 literal that reads back as exactly the same float32."""
-    v = float(np.float32(v))
-    if math.isnan(v):
+    """The shortest float32 literal that reads back as exactly the same float32: numpy's
+    shortest round-trip digits (Dragon4), positional or scientific, whichever is shorter. The
+    `f` suffix makes the compiler round the decimal straight to float (C99 6.4.4.2), never
+    through a double, which could round twice."""
+    f = np.float32(v)
+    if np.isnan(f):
         return "NAN"
-    if math.isinf(v):
-        return "INFINITY" if v > 0 else "-INFINITY"
-    s = f"{v:.9g}"
-    if "." not in s and "e" not in s:
-        s += ".0"
-    return s + "f"
+    if np.isinf(f):
+        return "INFINITY" if f > 0 else "-INFINITY"
+    pos = np.format_float_positional(f, unique=True)  # "1.", "0.25", "-0."
+    pos = re.sub(r"^(-?)0\.(?=\d)", r"\1.", pos)  # "0.25" -> ".25" (but "0." stays)
+    mant, exp = np.format_float_scientific(f, unique=True, exp_digits=1).split("e")
+    sci = f"{mant.rstrip('.')}e{int(exp)}"  # "1.e+20" -> "1e20"
+    return min(pos, sci, key=len) + "f"
+
+
+def packed_words(flat: np.ndarray) -> list[str]:
+    """int8 values as little-endian 64-bit hex words, zero-padded to whole words."""
+    flat = np.asarray(flat)
+    if flat.size and (flat.min() < -128 or flat.max() > 127):
+        raise ValueError(f"int8 array holds {flat.min()}..{flat.max()}")
+    data = flat.astype(np.int8).tobytes()
+    data += bytes(-len(data) % WORD_BYTES if data else WORD_BYTES)  # C forbids empty arrays
+    return [f"0x{w:x}" for w in np.frombuffer(data, "<u8").tolist()]
 
 
 def c_string(s: str) -> str:
@@ -62,6 +86,7 @@ class CEmitter:
         self.workspace = 0  # bytes
         self._count = 0
         self._named: dict[tuple, str] = {}  # one array per distinct constant
+        self._packed: set[str] = set()  # the arrays of int8 words (WORD_BYTES)
 
     def fresh(self, prefix: str) -> str:
         self._count += 1
@@ -74,32 +99,36 @@ class CEmitter:
         self.line("/* " + text.replace("*/", "* /") + " */")
 
     def const(self, values: np.ndarray, ctype: str, what: str = "") -> str:
-        """A static const array; returns its name."""
+        """A static const array; returns the C expression of a pointer to its first item (for
+        an int8 array: its words read as int8_t, see WORD_BYTES)."""
         flat = np.asarray(values).ravel()
         key = (ctype, flat.dtype.str, flat.tobytes())
         if key in self._named:  # the batched step (batched.py) reads the single step's arrays
             return self._named[key]
-        name = self._named[key] = self.fresh("k")
-        items = [c_float(v) for v in flat] if ctype == "float" else [str(int(v)) for v in flat]
-        if not items:
-            items = ["0"]  # C forbids empty arrays
-        rows = [", ".join(items[i : i + LINE_ITEMS]) for i in range(0, len(items), LINE_ITEMS)]
+        name = self.fresh("k")
         head = f"/* {what} */\n" if what else ""
-        self.decls.append(
-            (
-                name,
-                f"{head}static const {ctype} {name}[{len(items)}] RN_ALIGNED = {{\n    "
-                + ",\n    ".join(rows)
-                + "\n};\n",
-            )
-        )
-        return name
+        if ctype == "int8_t":
+            words = packed_words(flat)
+            array = f"static const uint64_t {name}[{len(words)}] RN_ALIGNED"
+            self._named[key] = f"((const int8_t *){name})"
+            self._packed.add(name)
+        else:
+            words = [c_float(v) for v in flat] if ctype == "float" else [str(int(v)) for v in flat]
+            words = words or ["0"]  # C forbids empty arrays
+            array = f"static const {ctype} {name}[{len(words)}] RN_ALIGNED"
+            self._named[key] = name
+        rows = [",".join(words[i : i + LINE_ITEMS]) for i in range(0, len(words), LINE_ITEMS)]
+        self.decls.append((name, f"{head}{array} = {{\n" + ",\n".join(rows) + "\n};\n"))
+        return self._named[key]
 
     def used_decls(self) -> list[str]:
         """The constants the step reads (a kernel may not need every input's array)."""
-        body = "\n".join(self.body)
-        used = set(re.findall(r"\bk\d+\b", body))
-        return [text for name, text in self.decls if name in used]
+        return self.decls_of(set(re.findall(r"\bk\d+\b", "\n".join(self.body))))
+
+    def decls_of(self, names: set[str]) -> list[str]:
+        """The arrays named, after the byte-order check when any holds packed words."""
+        texts = [text for name, text in self.decls if name in names]
+        return [LITTLE_ENDIAN_ONLY, *texts] if names & self._packed else texts
 
     def const_tensor(self, values: np.ndarray, q: QParams | None, what: str) -> Tensor:
         ctype = "float" if q is None else CTYPES[q.dtype]

@@ -117,10 +117,11 @@ def test_trained_char_mamba_int8_perplexity_and_greedy_text(tmp_path):
     print(f"mamba int8 export: {time.perf_counter() - t0:.0f} s")
     ratios = {k: _size(path, f"model.int8.{k}") / _size(path, f"model.{k}") for k in FORMATS}
     print("int8 / float file size: " + ", ".join(f"{k} {v:.1%}" for k, v in ratios.items()))
-    # measured 2026-12-07: 32.3% / 40.2% / 44.2% (before weight-only int8: 76% / 79% / 80%);
-    # not 30%: the float parameters no int8 kernel reads (A, the conv kernels, D, biases:
-    # 5.6% of the float ONNX file) and the graph come on top of the int8 matrices' 22%
-    assert ratios["onnx"] <= 0.34 and ratios["tflite"] <= 0.42 and ratios["c"] <= 0.46, ratios
+    # measured 2026-12-07: 32.3% / 40.2% / 36.8% (the C source 44.2% with "-12, " per int8
+    # weight; before weight-only int8: 76% / 79% / 80%); not 30%: the float parameters no int8
+    # kernel reads (A, the conv kernels, D, biases: 5.6% of the float ONNX file) and the graph
+    # (in C: the kernels' code, 12.8% of the float source) come on top of the int8 matrices
+    assert ratios["onnx"] <= 0.34 and ratios["tflite"] <= 0.42 and ratios["c"] <= 0.38, ratios
     with torch.no_grad():  # the whole held-out text in one call, as a user scores text
         ref = model(torch.from_numpy(held_ids[None])).logits[0].numpy()
     ppl_torch = perplexity(ref, held_ids)
