@@ -1,0 +1,116 @@
+"""The token models' hot kernels in the generated C take their fast paths and keep the spec's
+numbers (the native step of Mamba-1 / RWKV-4 at 4 x 256 was slower than LiteRT; docs/boards.md):
+
+- a broadcast elementwise op ([512, 1] x [512, 16], [16] over [512, 16]) computes each input's
+  index from nested loop counters, not from an index array read per element (a scalar gather
+  that does not vectorise), and equals numpy bit for bit;
+- exp is numpy's own vectorisable float32 algorithm (rn_vexp), not libm's scalar expf;
+- softplus's log1p is the vectorisable rn_log1p, within float32 rounding of numpy.
+
+Each case is a one-node Graph built here, compiled with the native backend's flags and called
+through ctypes, against the numpy executor (the spec)."""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnedge.export.c import emit_c
+from rnnedge.export.c.emitter import broadcast_loops
+from rnnedge.runtime.backends import native_build
+from rnnedge.runtime.executor import Executor
+from rnnedge.runtime.graph import Graph, Node, TensorSpec
+
+pytestmark = pytest.mark.skipif(native_build.compiler() is None, reason="needs a C compiler")
+CPU_FLAGS = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+NUMPY_EXP = platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= set(CPU_FLAGS)
+
+
+def _graph(op: str, shapes: list[tuple[int, ...]], attrs: dict | None = None) -> Graph:
+    ins = tuple(TensorSpec(name=f"x{j}", shape=s) for j, s in enumerate(shapes))
+    out = tuple(np.broadcast_shapes(*shapes))
+    node = Node(op=op, inputs=tuple(t.name for t in ins), outputs=("y",), attrs=attrs or {})
+    return Graph(
+        inputs=ins, outputs=(TensorSpec(name="y", shape=out),), nodes=(node,), constants={}
+    )
+
+
+def _run_c(graph: Graph, feeds: list[np.ndarray], tmp_path: Path) -> tuple[np.ndarray, str]:
+    files = emit_c(graph)
+    source = files["model.c"]
+    lib_path = tmp_path / "model.so"
+    cc = native_build.compiler()[0]
+    native_build.compile_shared(
+        cc, native_build.flags(), source, "model.c", lib_path, {"model.h": files["model.h"]}
+    )
+    lib = ctypes.CDLL(str(lib_path))
+    ws_bytes = ctypes.c_long.in_dll(lib, "rnnedge_workspace_bytes").value
+    ws = np.zeros(max(ws_bytes, 1) + 64, np.uint8)
+    xs = [np.ascontiguousarray(x, np.float32) for x in feeds]
+    y = np.zeros(graph.outputs[0].shape, np.float32)
+    ins = (ctypes.c_void_p * len(xs))(*[x.ctypes.data for x in xs])
+    outs = (ctypes.c_void_p * 1)(y.ctypes.data)
+    base = ws.ctypes.data
+    aligned = ctypes.c_void_p(base + (-base) % 64)
+    assert lib.rnnedge_step(ins, outs, aligned) == 0
+    return y, source.decode()
+
+
+def _spec(graph: Graph, feeds: list[np.ndarray]) -> np.ndarray:
+    return Executor(graph).run({f"x{j}": x for j, x in enumerate(feeds)})["y"]
+
+
+def _step_body(source: str) -> str:
+    return source.split("int rnnedge_step(const float", 1)[1].split("int rnnedge_step_n", 1)[0]
+
+
+BROADCASTS = [
+    ("mul", [(1, 512, 1), (512, 16)]),  # Mamba's dt x A, per channel over the state
+    ("mul", [(512, 16), (16,)]),  # and B over the channels
+    ("add", [(2, 3, 4), (3, 1)]),
+    ("maximum", [(4,), (2, 3, 4)]),
+    ("sub", [(5, 1, 3), (1, 4, 1)]),
+    ("div", [(1, 7), (6, 1)]),
+]
+
+
+@pytest.mark.parametrize(("op", "shapes"), BROADCASTS, ids=[f"{o}{s}" for o, s in BROADCASTS])
+def test_broadcast_elementwise_uses_loops_and_equals_numpy(op, shapes, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    feeds = [(rng.standard_normal(s) + 2.0).astype(np.float32) for s in shapes]
+    g = _graph(op, shapes)
+    got, source = _run_c(g, feeds, tmp_path)
+    assert np.array_equal(got, _spec(g, feeds))
+    assert "broadcast index" not in source  # no index array: computed from the loop counters
+    assert "const int i = " in _step_body(source)
+
+
+def test_broadcast_loops_merge_dims_that_vary_alike() -> None:
+    heads, index = broadcast_loops([(1, 512, 1), (512, 16)], (1, 512, 16))
+    assert len(heads) == 3 and index == ["i0", "i0 * 16 + i1"]
+    heads, index = broadcast_loops([(6, 4, 5), (4, 1)], (6, 4, 5))
+    assert index == ["i0 * 20 + i1 * 5 + i2", "i1"]
+
+
+def test_whole_and_scalar_inputs_keep_one_flat_loop() -> None:
+    assert broadcast_loops([(2, 3, 4), (1,), ()], (2, 3, 4)) is None
+
+
+def test_exp_is_numpys_vectorised_exp(tmp_path) -> None:
+    x = np.concatenate(
+        [np.linspace(-110, 90, 4000), np.random.default_rng(1).standard_normal(4000) * 3]
+    ).astype(np.float32)
+    g = _graph("exp", [x.shape])
+    got, source = _run_c(g, [x], tmp_path)
+    body = _step_body(source)
+    assert "rn_vexp(a0)" in body and "expf(" not in body
+    with np.errstate(over="ignore"):
+        want = _spec(g, [x])
+    if NUMPY_EXP:  # numpy's own SIMD exp runs here: the same algorithm, bit for bit
+        assert np.array_equal(got, want)
+    finite = np.isfinite(want) & (want > 1e-30)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6)
