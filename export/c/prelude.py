@@ -277,6 +277,63 @@ RN_INLINE void rn_gemv(const float *restrict x, const float *restrict wt, int kk
 }
 #endif
 
+/* the weight-only linear (export/c/int8_weight_only.py): y[n] += sum_k x[k] ((float)wq[k nn + n]
+ * s[n]), k in order, each product and sum rounded as written (a multiply, a multiply, an add:
+ * -ffp-contract=off). The outputs go 64 at a time (AVX-512: 4 x 16; AVX2: 8 x 8) in registers
+ * across every k, the int8 weights widened in the register; the rest (and CPUs without either)
+ * as the plain loop. Every path does the same operations per output: the same bits (measured:
+ * 1.8x the plain loop, which re-read and re-stored y for every k, at K 256 x N 1024) */
+#if defined(__AVX2__) && !(defined(__AVX512F__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+RN_INLINE void rn_gemv_wq(const float *restrict x, const int8_t *restrict wq,
+    const float *restrict s, int kk, int nn, float *restrict y)
+{
+    int n0 = 0;
+#if defined(__AVX512F__) && defined(__FMA__)
+    for (; n0 + 64 <= nn; n0 += 64) {
+        __m512 a[4], sc[4];
+        for (int i = 0; i < 4; i++) {
+            a[i] = _mm512_loadu_ps(y + n0 + 16 * i);
+            sc[i] = _mm512_loadu_ps(s + n0 + 16 * i);
+        }
+        for (int k = 0; k < kk; k++) {
+            const __m512 xk = _mm512_set1_ps(x[k]);
+            const int8_t *w = wq + (long)k * nn + n0;
+            for (int i = 0; i < 4; i++) {
+                const __m512 wf = _mm512_cvtepi32_ps(
+                    _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(w + 16 * i))));
+                a[i] = _mm512_add_ps(a[i], _mm512_mul_ps(xk, _mm512_mul_ps(wf, sc[i])));
+            }
+        }
+        for (int i = 0; i < 4; i++) _mm512_storeu_ps(y + n0 + 16 * i, a[i]);
+    }
+#elif defined(__AVX2__)
+    for (; n0 + 64 <= nn; n0 += 64) {
+        __m256 a[8], sc[8];
+        for (int i = 0; i < 8; i++) {
+            a[i] = _mm256_loadu_ps(y + n0 + 8 * i);
+            sc[i] = _mm256_loadu_ps(s + n0 + 8 * i);
+        }
+        for (int k = 0; k < kk; k++) {
+            const __m256 xk = _mm256_set1_ps(x[k]);
+            const int8_t *w = wq + (long)k * nn + n0;
+            for (int i = 0; i < 8; i++) {
+                const __m256 wf = _mm256_cvtepi32_ps(
+                    _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w + 8 * i))));
+                a[i] = _mm256_add_ps(a[i], _mm256_mul_ps(xk, _mm256_mul_ps(wf, sc[i])));
+            }
+        }
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(y + n0 + 8 * i, a[i]);
+    }
+#endif
+    for (int k = 0; k < kk; k++) {
+        const float xk = x[k];
+        const int8_t *wk = wq + (long)k * nn;
+        for (int n = n0; n < nn; n++) y[n] += xk * ((float)wk[n] * s[n]);
+    }
+}
+
 /* numpy's pairwise sum of float32 (umath loops_utils pairwise_sum): sequential below 8,
  * eight running sums up to 128, halves (a multiple of 8) above */
 RN_INLINE float rn_psum(const float *a, int n)
@@ -329,6 +386,21 @@ RN_INLINE float rn_nplog(float x)
         den = fmaf(den, m, 1.0f);
         return fmaf(ef, 0.693147180559945309f, num / den);
     }
+}
+/* log1p(e) for 0 <= e <= 1 (softplus's log1p(exp(-|x|)), export/c/nn_ops.py) within 2 ulp,
+ * branch-free so the loop vectorises (libm's log1pf is a call per element: 30 cycles each in
+ * Mamba's softplus): 2 atanh(s), s = e / (2 + e) <= 1/3, as 2 s (1 + s^2/3 + ... + s^14/15) */
+RN_INLINE float rn_log1p01(float e)
+{
+    const float s = e / (2.0f + e), z = s * s;
+    float p = 1.0f / 15.0f;
+    p = p * z + 1.0f / 13.0f;
+    p = p * z + 1.0f / 11.0f;
+    p = p * z + 1.0f / 9.0f;
+    p = p * z + 1.0f / 7.0f;
+    p = p * z + 1.0f / 5.0f;
+    p = p * z + 1.0f / 3.0f;
+    return e < 5.9604645e-8f ? e : 2.0f * s + 2.0f * s * (p * z); /* below 2^-24 it rounds to e */
 }
 RN_INLINE float rn_max(float a, float b) { return (a != a || a > b) ? a : b; }
 RN_INLINE float rn_min(float a, float b) { return (a != a || a < b) ? a : b; }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import platform
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,61 @@ def test_exp_is_numpys_vectorised_exp(tmp_path) -> None:
         assert np.array_equal(got, want)
     finite = np.isfinite(want) & (want > 1e-30)
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6)
+
+
+def test_softplus_log1p_is_vectorisable_and_within_float32_rounding(tmp_path) -> None:
+    x = np.concatenate(
+        [np.linspace(-120, 30, 6000), np.random.default_rng(2).standard_normal(6000) * 4]
+    ).astype(np.float32)
+    g = _graph("softplus", [x.shape], {"beta": 1.0, "threshold": 20.0})
+    got, source = _run_c(g, [x], tmp_path)
+    body = _step_body(source)
+    assert "rn_log1p01(" in body and "log1pf(" not in body
+    want = np.log1p(np.exp(-np.abs(x.astype(np.float64)))) + np.maximum(x, 0)
+    want = np.where(x > 20, x, want)
+    # numpy's own float32 softplus is itself ~2 ulp from the exact value; so is the C
+    np.testing.assert_allclose(got, want, rtol=3e-7, atol=1e-38)  # denormals: no relative accuracy
+    np.testing.assert_allclose(got, _spec(g, [x]), rtol=5e-7, atol=1e-38)
+
+
+X86 = platform.machine() in ("x86_64", "AMD64")
+WQ_BUILDS = [  # (flags, whether this CPU runs it): the AVX-512, AVX2 and plain-C paths
+    ("-O3 -march=native", True),
+    ("-O3 -march=x86-64-v3", X86 and "avx2" in CPU_FLAGS),
+    ("-O2 -march=x86-64", X86),
+]
+WQ_SHAPES = [(37, 64 * 2 + 13), (256, 1024), (5, 3), (64, 192), (40, 64)]
+
+
+@pytest.mark.parametrize(("flags", "runs"), WQ_BUILDS, ids=["native", "avx2", "c"])
+def test_weight_only_gemv_is_the_plain_loop_bit_for_bit(flags, runs, tmp_path) -> None:
+    """rn_gemv_wq (the weight-only linear) on every path computes exactly the loop the spec's
+    order defines: y[n] = (y[n] + x[k] * ((float)w[k][n] * s[n])) for k in order, float32."""
+    if not runs:
+        pytest.skip("this CPU cannot run the build")
+    from rnnedge.export.c.prelude import PRELUDE
+
+    wrap = (
+        "void wq(const float *x, const int8_t *w, const float *s, int k, int n, float *y)"
+        " { rn_gemv_wq(x, w, s, k, n, y); }\n"
+    )
+    (tmp_path / "wq.c").write_text(PRELUDE + wrap)
+    cc = native_build.compiler()[0]
+    opts = (*flags.split(), *native_build.FIXED_FLAGS)
+    cmd = [cc, *opts, str(tmp_path / "wq.c"), "-o", str(tmp_path / "wq.so"), "-lm"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    lib = ctypes.CDLL(str(tmp_path / "wq.so"))
+    rng = np.random.default_rng(4)
+    for k, n in WQ_SHAPES:
+        x = rng.standard_normal(k).astype(np.float32)
+        w = rng.integers(-127, 128, (k, n)).astype(np.int8)
+        s = (rng.uniform(1e-4, 1e-2, n)).astype(np.float32)
+        y = rng.standard_normal(n).astype(np.float32)
+        want = y.copy()
+        for j in range(k):
+            want = want + x[j] * (w[j].astype(np.float32) * s)
+        got = y.copy()
+        ptr = ctypes.c_void_p
+        lib.wq(x.ctypes.data_as(ptr), w.ctypes.data_as(ptr), s.ctypes.data_as(ptr), k, n,
+               got.ctypes.data_as(ptr))  # fmt: skip
+        assert np.array_equal(got, want), f"K {k} x N {n}: {np.abs(got - want).max()}"
