@@ -148,12 +148,13 @@ def test_weight_only_gemv_is_the_plain_loop_bit_for_bit(flags, runs, tmp_path) -
     if not runs:
         pytest.skip("this CPU cannot run the build")
     from rnnedge.export.c.prelude import PRELUDE
+    from rnnedge.export.c.simd import GEMV
 
     wrap = (
         "void wq(const float *x, const int8_t *w, const float *s, int k, int n, float *y)"
         " { rn_gemv_wq(x, w, s, k, n, y); }\n"
     )
-    (tmp_path / "wq.c").write_text(PRELUDE + wrap)
+    (tmp_path / "wq.c").write_text(PRELUDE + GEMV + wrap)
     cc = native_build.compiler()[0]
     opts = (*flags.split(), *native_build.FIXED_FLAGS)
     cmd = [cc, *opts, str(tmp_path / "wq.c"), "-o", str(tmp_path / "wq.so"), "-lm"]
