@@ -173,11 +173,20 @@ class CEmitter:
         (int64 unless the kernel's arithmetic fits int32, which vectorises everywhere)."""
         shape = tuple(np.broadcast_shapes(*(t.shape for t in ins))) if ins else out_shape
         out = self.scratch(shape, q)
+        nest = broadcast_loops([t.shape for t in ins], shape)
+        if nest is None:  # every input is whole or one value: one flat loop
+            heads, index = (
+                [f"for (int i = 0; i < {out.size}; i++) {{"],
+                [self.index(t, shape) for t in ins],
+            )
+        else:
+            heads, index = nest
         loads = " ".join(
-            f"const {'float' if t.q is None else int_type} a{j} = {t.var}[{self.index(t, shape)}];"
+            f"const {'float' if t.q is None else int_type} a{j} = {t.var}[{index[j]}];"
             for j, t in enumerate(ins)
         )
-        self.line(f"for (int i = 0; i < {out.size}; i++) {{")
+        for head in heads:
+            self.line(head)
         self.line(f"    {loads}")
         self.line(f"    {out.var}[i] = ({out.ctype})({expr});")
         self.line("}")
@@ -197,3 +206,41 @@ class CEmitter:
         self.line(f"for (int i = 0; i < {n}; i++)")
         self.line(f"    {out.var}[i] = {k}[i] < 0 ? {fill_c} : {src.var}[{k}[i]];")
         return out
+
+
+def broadcast_loops(
+    shapes: Sequence[tuple[int, ...]], out_shape: tuple[int, ...]
+) -> tuple[list[str], list[str]] | None:
+    """Nested loops over `out_shape` that compute each broadcast input's index from the loop
+    counters, so the innermost loop reads memory in order and vectorises (an index array read
+    per element made it a scalar gather: measured 3x on Mamba's [512, 1] x [512, 16]); the
+    output's dims merged where every input varies alike. (loop heads ending in `{` with `i`
+    the output index, each input's index); None when no input needs more than "i" or "0"."""
+    if all(tuple(s) == tuple(out_shape) or math.prod(s) == 1 for s in shapes):
+        return None
+    rank = len(out_shape)
+    groups: list[list] = []  # [extent, (does input j vary along it)]
+    for d, extent in enumerate(out_shape):
+        if extent == 1:
+            continue
+        flags = tuple(d - (rank - len(s)) >= 0 and s[d - (rank - len(s))] != 1 for s in shapes)
+        if groups and groups[-1][1] == flags:
+            groups[-1][0] *= extent
+        else:
+            groups.append([extent, flags])
+    counters = [f"i{g}" for g in range(len(groups))]
+    heads = [f"for (int {c} = 0; {c} < {e}; {c}++)" for c, (e, _) in zip(counters, groups)]
+    linear = counters[0]
+    for c, (e, _) in zip(counters[1:], groups[1:]):
+        linear = f"({linear}) * {e} + {c}"
+    heads[-1] += " {"
+    heads.append(f"    const int i = {linear};")
+    index = []
+    for j in range(len(shapes)):
+        terms, stride = [], 1
+        for c, (e, flags) in zip(reversed(counters), reversed(groups)):
+            if flags[j]:
+                terms.append(c if stride == 1 else f"{c} * {stride}")
+                stride *= e
+        index.append(" + ".join(reversed(terms)) or "0")
+    return heads, index

@@ -33,7 +33,7 @@ UNARY = {
     "abs": "fabsf(a0)",
     "sqrt": "sqrtf(a0)",
     "rsqrt": "1.0f / sqrtf(a0)",
-    "exp": "expf(a0)",
+    "exp": "rn_vexp(a0)",  # numpy's own float32 exp (prelude.py), vectorised: expf is not
     "log": "logf(a0)",
     "sigmoid": "rn_sigmoid(a0)",
     "tanh": "rn_tanh(a0)",

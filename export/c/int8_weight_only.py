@@ -2,8 +2,10 @@
 float, its weight int8 per output channel. The spec (runtime/quant/int8.py, _weight_only) runs
 the float linear with the weight w_q * s[n], exact in float32; so does this kernel, the product
 formed in the loop: y[n] = b[n] + sum_k x[k] (w_q[k][n] * s[n]), k in order, as the float
-linear (float_ops.linear) sums. Not bit for bit the numpy matmul (BLAS sums in its own order):
-within 1e-6 of it, relative to the output (tests/quantize/test_int8_weight_only.py)."""
+linear (float_ops.linear) sums; simd.py's rn_gemv_wq holds 64 outputs in SIMD registers
+across every k (the same operations, so the same bits). Not bit for bit the numpy matmul
+(BLAS sums in its own order): within 1e-6 of it, relative to the output
+(tests/quantize/test_int8_weight_only.py)."""
 
 from __future__ import annotations
 
@@ -35,12 +37,7 @@ def linear_weight_only(
     wq = em.const(np.ascontiguousarray(quantize_weight(w, t.scale).T), "int8_t", "w_q^T [K][N]")
     sk = em.const(np.asarray(t.scale, np.float32), "float", "w scale [N]")
     init = f"{_float(em, ins[2]).var}[n]" if len(ins) == 3 else "0.0f"
-    body = [
-        f"for (int k = 0; k < {k_in}; k++) {{",
-        f"    const float xk = xr[k]; const int8_t *wk = {wq} + k * {n_out};",
-        f"    for (int n = 0; n < {n_out}; n++) yr[n] += xk * ((float)wk[n] * {sk}[n]);",
-        "}",
-    ]
+    body = [f"rn_gemv_wq(xr, {wq}, {sk}, {k_in}, {n_out}, yr);"]  # simd.py: SIMD, same bits
     y = linear_rows(em, x, shape, (n_out, k_in), init, body)
     out = plan.params(node.outputs[0])
     return y if out is None else quantize32(em, y, out)

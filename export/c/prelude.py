@@ -330,6 +330,21 @@ RN_INLINE float rn_nplog(float x)
         return fmaf(ef, 0.693147180559945309f, num / den);
     }
 }
+/* log1p(e) for 0 <= e <= 1 (softplus's log1p(exp(-|x|)), export/c/nn_ops.py) within 2 ulp,
+ * branch-free so the loop vectorises (libm's log1pf is a call per element: 30 cycles each in
+ * Mamba's softplus): 2 atanh(s), s = e / (2 + e) <= 1/3, as 2 s (1 + s^2/3 + ... + s^14/15) */
+RN_INLINE float rn_log1p01(float e)
+{
+    const float s = e / (2.0f + e), z = s * s;
+    float p = 1.0f / 15.0f;
+    p = p * z + 1.0f / 13.0f;
+    p = p * z + 1.0f / 11.0f;
+    p = p * z + 1.0f / 9.0f;
+    p = p * z + 1.0f / 7.0f;
+    p = p * z + 1.0f / 5.0f;
+    p = p * z + 1.0f / 3.0f;
+    return e < 5.9604645e-8f ? e : 2.0f * s + 2.0f * s * (p * z); /* below 2^-24 it rounds to e */
+}
 RN_INLINE float rn_max(float a, float b) { return (a != a || a > b) ? a : b; }
 RN_INLINE float rn_min(float a, float b) { return (a != a || a < b) ? a : b; }
 """

