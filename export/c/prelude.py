@@ -221,58 +221,137 @@ RN_INLINE void rn_gemv4(const float *restrict x, const float *restrict wt, int k
     }
 }
 
+/* A constant weight w [N][K] is stored transposed in column panels (export/c/gemm.py,
+ * pack_panels): the columns split into panels of 256, then one of 128, then 32s, then one of
+ * 16, then the rest (< 16), each panel [K][width] with its rows one after another, so a kernel
+ * holding a panel's outputs in registers reads its weights in address order (measured at GRU
+ * 40 -> 128, boards/native_floor.c: 1.48 us for the step's 257 KB in order from L2 against 1.86
+ * in the [K][N] layout, 1.5 KB apart per k). rn_panel: the address of (k = 0, column n) and,
+ * in *ld, the floats between rows of its panel */
+RN_INLINE const float *rn_panel(const float *wt, int kk, int nn, int n, int *ld)
+{
+    const int a = nn - nn % 256, b = a + (nn - a >= 128 ? 128 : 0);
+    const int c = nn - (nn - b) % 32, d = c + (nn - c >= 16 ? 16 : 0);
+    int start;
+    if (n < a) start = n - n % 256, *ld = 256;
+    else if (n < b) start = a, *ld = 128;
+    else if (n < c) start = n - (n - b) % 32, *ld = 32;
+    else if (n < d) start = c, *ld = 16;
+    else start = d, *ld = nn - d;
+    return wt + (long)start * kk + (n - start);
+}
+
 #if defined(__AVX512F__) && defined(__FMA__)
 #include <immintrin.h>
-/* rn_gemv_rNV: y[n0 + i] += sum_k x[k] wt[k * nn + n0 + i] for i < 16 NV, the NV vectors of
- * y held in registers across every k (a constant count, so they stay in registers), each
- * summed in k order with one fused multiply-add per k (RN_MADD's numbers), x[k] broadcast
- * once per NV FMAs */
+#endif
+
+/* y[i] += sum_k x[k] w[k * ld + i] for i < ld < 16: the last panel when it is narrower than
+ * 16 columns (a classifier head's 10 outputs), summed in eight chains (k mod 8, the first from
+ * y, the others from 0) added pairwise at the end: one chain of kk dependent fused multiply-
+ * adds would cost kk times their latency (128 x 4 cycles at GRU 40 -> 128, 0.13 us). rn_gemv
+ * and rn_gemm (its tail) both sum these outputs here, so they stay equal bit for bit */
+RN_INLINE void rn_gemv_narrow(const float *restrict x, const float *restrict w, int kk, int ld,
+    float *restrict y)
+{
+#if defined(__AVX512F__) && defined(__FMA__)
+    const __mmask16 m = (__mmask16)((1u << ld) - 1);
+    __m512 a[8];
+    int k = 0;
+    a[0] = _mm512_maskz_loadu_ps(m, y);
+    for (int j = 1; j < 8; j++) a[j] = _mm512_setzero_ps();
+    for (; k + 8 <= kk; k += 8)
+        for (int j = 0; j < 8; j++)
+            a[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[k + j]),
+                _mm512_maskz_loadu_ps(m, w + (long)(k + j) * ld), a[j]);
+    for (int j = 0; j < kk % 8; j++)
+        a[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[k + j]),
+            _mm512_maskz_loadu_ps(m, w + (long)(k + j) * ld), a[j]);
+    a[0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])),
+        _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7])));
+    _mm512_mask_storeu_ps(y, m, a[0]);
+#else
+    float a[8][16];
+    int k = 0;
+    for (int i = 0; i < ld; i++) {
+        a[0][i] = y[i];
+        for (int j = 1; j < 8; j++) a[j][i] = 0.0f;
+    }
+    for (; k + 8 <= kk; k += 8)
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < ld; i++)
+                a[j][i] = RN_MADD(a[j][i], x[k + j], w[(long)(k + j) * ld + i]);
+    for (int j = 0; j < kk % 8; j++)
+        for (int i = 0; i < ld; i++)
+            a[j][i] = RN_MADD(a[j][i], x[k + j], w[(long)(k + j) * ld + i]);
+    for (int i = 0; i < ld; i++)
+        y[i] = ((a[0][i] + a[1][i]) + (a[2][i] + a[3][i]))
+            + ((a[4][i] + a[5][i]) + (a[6][i] + a[7][i]));
+#endif
+}
+
+#if defined(__AVX512F__) && defined(__FMA__)
+/* rn_gemv_rNV: y[i] += sum_k x[k] w[k * 16 NV + i] for i < 16 NV (one panel of 16 NV columns),
+ * the NV vectors of y held in registers across every k (a constant count, so they stay in
+ * registers), each summed in k order with one fused multiply-add per k (RN_MADD's numbers),
+ * x[k] broadcast once per NV FMAs, the panel read in address order */
 #define RN_GEMV_REGS(NV) \
-    RN_INLINE void rn_gemv_r##NV(const float *restrict x, const float *restrict wt, int kk, \
-        int nn, float *restrict y) \
+    RN_INLINE void rn_gemv_r##NV(const float *restrict x, const float *restrict w, int kk, \
+        float *restrict y) \
     { \
         __m512 a[NV]; \
         for (int i = 0; i < NV; i++) a[i] = _mm512_loadu_ps(y + 16 * i); \
         for (int k = 0; k < kk; k++) { \
             const __m512 xk = _mm512_set1_ps(x[k]); \
-            const float *w = wt + (long)k * nn; \
+            const float *wk = w + (long)k * 16 * NV; \
             for (int i = 0; i < NV; i++) \
-                a[i] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(w + 16 * i), a[i]); \
+                a[i] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(wk + 16 * i), a[i]); \
         } \
         for (int i = 0; i < NV; i++) _mm512_storeu_ps(y + 16 * i, a[i]); \
     }
 RN_GEMV_REGS(16)
 RN_GEMV_REGS(8)
+RN_GEMV_REGS(2)
 
-/* y[n] += sum_k x[k] wt[k * nn + n], each y[n] summed in k order: 256 outputs a pass (16
- * registers: measured faster than 8 or 24 at GRU 40 -> 128), then 128, then 16 at a time,
- * the last ones masked */
+/* y[n] += sum_k x[k] w[k][n] (wt in panels), each y[n] summed in k order: a panel at a time
+ * (256 outputs in 16 registers: measured faster than 8 or 24 at GRU 40 -> 128), the last
+ * panel (< 16 columns) masked */
 RN_INLINE void rn_gemv(const float *restrict x, const float *restrict wt, int kk, int nn,
     float *restrict y)
 {
     int n = 0;
-    for (; n + 256 <= nn; n += 256) rn_gemv_r16(x, wt + n, kk, nn, y + n);
-    for (; n + 128 <= nn; n += 128) rn_gemv_r8(x, wt + n, kk, nn, y + n);
-    for (; n < nn; n += 16) {
-        const __mmask16 m = nn - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nn - n)) - 1);
-        __m512 a = _mm512_maskz_loadu_ps(m, y + n);
+    for (; n + 256 <= nn; n += 256) rn_gemv_r16(x, wt + (long)n * kk, kk, y + n);
+    for (; n + 128 <= nn; n += 128) rn_gemv_r8(x, wt + (long)n * kk, kk, y + n);
+    for (; n + 32 <= nn; n += 32) rn_gemv_r2(x, wt + (long)n * kk, kk, y + n);
+    if (n + 16 <= nn) {
+        const float *w = wt + (long)n * kk;
+        __m512 a = _mm512_loadu_ps(y + n);
         for (int k = 0; k < kk; k++)
-            a = _mm512_fmadd_ps(_mm512_set1_ps(x[k]),
-                _mm512_maskz_loadu_ps(m, wt + (long)k * nn + n), a);
-        _mm512_mask_storeu_ps(y + n, m, a);
+            a = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), _mm512_loadu_ps(w + (long)k * 16), a);
+        _mm512_storeu_ps(y + n, a);
+        n += 16;
     }
+    if (n < nn) rn_gemv_narrow(x, wt + (long)n * kk, kk, nn - n, y + n);
 }
 #else
-/* y[n] += sum_k x[k] wt[k * nn + n] for k < kk, each y[n] summed in k order: rn_gemv4 over
- * the k in fours, then the rest; one function, so the compiler checks aliasing once */
+/* y[n] += sum_k x[k] w[k][n] for k < kk (wt in panels), each y[n] summed in k order: per
+ * panel, rn_gemv4 over the k in fours, then the rest (a last panel under 16 columns:
+ * rn_gemv_narrow); one function, so the compiler checks aliasing once */
 RN_INLINE void rn_gemv(const float *restrict x, const float *restrict wt, int kk, int nn,
     float *restrict y)
 {
-    int k = 0;
-    for (; k + 4 <= kk; k += 4) rn_gemv4(x, wt, k, nn, y);
-    for (; k < kk; k++) {
-        const float xk = x[k], *wk = wt + (long)k * nn;
-        for (int n = 0; n < nn; n++) y[n] = RN_MADD(y[n], xk, wk[n]);
+    for (int n = 0; n < nn;) {
+        int ld, k = 0;
+        const float *w = rn_panel(wt, kk, nn, n, &ld);
+        if (ld < 16) {
+            rn_gemv_narrow(x, w, kk, ld, y + n);
+            break;
+        }
+        for (; k + 4 <= kk; k += 4) rn_gemv4(x, w, k, ld, y + n);
+        for (; k < kk; k++) {
+            const float xk = x[k], *wk = w + (long)k * ld;
+            for (int i = 0; i < ld; i++) y[n + i] = RN_MADD(y[n + i], xk, wk[i]);
+        }
+        n += ld;
     }
 }
 #endif

@@ -15,7 +15,7 @@ from rnnedge.errors import ExportError, GraphError
 from rnnedge.export.c.batched import StepN, emit_step_n
 from rnnedge.export.c.emitter import CEmitter, Tensor, c_string
 from rnnedge.export.c.float_ops import FLOAT_KERNELS
-from rnnedge.export.c.fused import FUSED
+from rnnedge.export.c.fused import FUSED, VECTOR_WIDTH
 from rnnedge.export.c.gemm import GEMM
 from rnnedge.export.c.int8 import INT, int8_kernel, quantize_to
 from rnnedge.export.c.int8_dynamic import linear_dynamic
@@ -149,6 +149,7 @@ def _source(graph: Graph, em: CEmitter, precision: str, header: str, step_n: Ste
         GEMV,
         GEMM,
         FUSED,
+        VECTOR_WIDTH,
         "const int rnnedge_input_sizes[] = {" + sizes_in + "};",
         "const int rnnedge_output_sizes[] = {" + sizes_out + "};",
         "const int rnnedge_input_itemsize[] = {" + items_in + "};",
