@@ -38,11 +38,13 @@ def panel_widths(n: int) -> list[int]:
 
 def pack_panels(w: np.ndarray) -> np.ndarray:
     """A constant float weight w [N, K] as rn_gemv and rn_gemm read it: w^T [K][N] split into
-    column panels, each [K][width] row after row (one contiguous stream per panel)."""
+    column panels, each [K][width] row after row (one contiguous stream per panel), except a
+    last panel narrower than 16, kept [width][K] (rn_gemv_narrow's dot products)."""
     wt = np.asarray(w, np.float32).T
     parts, n0 = [], 0
     for width in panel_widths(wt.shape[1]):
-        parts.append(np.ascontiguousarray(wt[:, n0 : n0 + width]).ravel())
+        panel = wt[:, n0 : n0 + width]
+        parts.append(np.ascontiguousarray(panel.T if width < 16 else panel).ravel())
         n0 += width
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 

@@ -223,7 +223,8 @@ RN_INLINE void rn_gemv4(const float *restrict x, const float *restrict wt, int k
 
 /* A constant weight w [N][K] is stored transposed in column panels (export/c/gemm.py,
  * pack_panels): the columns split into panels of 256, then one of 128, then 32s, then one of
- * 16, then the rest (< 16), each panel [K][width] with its rows one after another, so a kernel
+ * 16, then the rest (< 16), each panel [K][width] with its rows one after another (the rest:
+ * [width][K], rn_gemv_narrow's dot products), so a kernel
  * holding a panel's outputs in registers reads its weights in address order (measured at GRU
  * 40 -> 128, boards/native_floor.c: 1.48 us for the step's 257 KB in order from L2 against 1.86
  * in the [K][N] layout, 1.5 KB apart per k). rn_panel: the address of (k = 0, column n) and,
@@ -232,12 +233,15 @@ RN_INLINE const float *rn_panel(const float *wt, int kk, int nn, int n, int *ld)
 {
     const int a = nn - nn % 256, b = a + (nn - a >= 128 ? 128 : 0);
     const int c = nn - (nn - b) % 32, d = c + (nn - c >= 16 ? 16 : 0);
-    int start;
+    int start = d;
     if (n < a) start = n - n % 256, *ld = 256;
     else if (n < b) start = a, *ld = 128;
     else if (n < c) start = n - (n - b) % 32, *ld = 32;
     else if (n < d) start = c, *ld = 16;
-    else start = d, *ld = nn - d;
+    else { /* the narrow panel, [ld][K]: column n's row */
+        *ld = nn - d;
+        return wt + (long)d * kk + (long)(n - d) * kk;
+    }
     return wt + (long)start * kk + (n - start);
 }
 
@@ -245,47 +249,47 @@ RN_INLINE const float *rn_panel(const float *wt, int kk, int nn, int n, int *ld)
 #include <immintrin.h>
 #endif
 
-/* y[i] += sum_k x[k] w[k * ld + i] for i < ld < 16: the last panel when it is narrower than
- * 16 columns (a classifier head's 10 outputs), summed in eight chains (k mod 8, the first from
- * y, the others from 0) added pairwise at the end: one chain of kk dependent fused multiply-
- * adds would cost kk times their latency (128 x 4 cycles at GRU 40 -> 128, 0.13 us). rn_gemv
- * and rn_gemm (its tail) both sum these outputs here, so they stay equal bit for bit */
+/* y[i] += sum_k x[k] w[i * kk + k] for i < ld < 16: the last panel when it is narrower than
+ * 16 columns (a classifier head's 10 outputs), stored [ld][K] (rows as in the model), each
+ * output a dot product: 16 lane sums (lane l: the k = l mod 16, in k order, from 0) added in
+ * a fixed tree (l + l+8, + l+4, + l+2, + l+1), then to y. One chain of kk dependent fused
+ * multiply-adds per [K][N] column measured 0.13 us at GRU 40 -> 128 (128 x 4 cycles), this
+ * 0.04. rn_gemv and rn_gemm (its tail) both sum these outputs here: equal bit for bit */
 RN_INLINE void rn_gemv_narrow(const float *restrict x, const float *restrict w, int kk, int ld,
     float *restrict y)
 {
+    const int k16 = kk - kk % 16;
 #if defined(__AVX512F__) && defined(__FMA__)
-    const __mmask16 m = (__mmask16)((1u << ld) - 1);
-    __m512 a[8];
-    int k = 0;
-    a[0] = _mm512_maskz_loadu_ps(m, y);
-    for (int j = 1; j < 8; j++) a[j] = _mm512_setzero_ps();
-    for (; k + 8 <= kk; k += 8)
-        for (int j = 0; j < 8; j++)
-            a[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[k + j]),
-                _mm512_maskz_loadu_ps(m, w + (long)(k + j) * ld), a[j]);
-    for (int j = 0; j < kk % 8; j++)
-        a[j] = _mm512_fmadd_ps(_mm512_set1_ps(x[k + j]),
-            _mm512_maskz_loadu_ps(m, w + (long)(k + j) * ld), a[j]);
-    a[0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])),
-        _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7])));
-    _mm512_mask_storeu_ps(y, m, a[0]);
-#else
-    float a[8][16];
-    int k = 0;
+    const __mmask16 m = (__mmask16)((1u << (kk % 16)) - 1);
     for (int i = 0; i < ld; i++) {
-        a[0][i] = y[i];
-        for (int j = 1; j < 8; j++) a[j][i] = 0.0f;
+        const float *wi = w + (long)i * kk;
+        __m512 a = _mm512_setzero_ps();
+        __m256 s8;
+        __m128 s4, s2;
+        for (int k = 0; k < k16; k += 16)
+            a = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), _mm512_loadu_ps(wi + k), a);
+        if (m)
+            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + k16),
+                _mm512_maskz_loadu_ps(m, wi + k16), a);
+        s8 = _mm256_add_ps(_mm512_castps512_ps256(a),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+        s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+        s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        y[i] += _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
     }
-    for (; k + 8 <= kk; k += 8)
-        for (int j = 0; j < 8; j++)
-            for (int i = 0; i < ld; i++)
-                a[j][i] = RN_MADD(a[j][i], x[k + j], w[(long)(k + j) * ld + i]);
-    for (int j = 0; j < kk % 8; j++)
-        for (int i = 0; i < ld; i++)
-            a[j][i] = RN_MADD(a[j][i], x[k + j], w[(long)(k + j) * ld + i]);
-    for (int i = 0; i < ld; i++)
-        y[i] = ((a[0][i] + a[1][i]) + (a[2][i] + a[3][i]))
-            + ((a[4][i] + a[5][i]) + (a[6][i] + a[7][i]));
+#else
+    for (int i = 0; i < ld; i++) {
+        const float *wi = w + (long)i * kk;
+        float a[16];
+        for (int l = 0; l < 16; l++) a[l] = 0.0f;
+        for (int k = 0; k < k16; k += 16)
+            for (int l = 0; l < 16; l++) a[l] = RN_MADD(a[l], x[k + l], wi[k + l]);
+        for (int l = 0; l < kk % 16; l++) a[l] = RN_MADD(a[l], x[k16 + l], wi[k16 + l]);
+        for (int l = 0; l < 8; l++) a[l] = a[l] + a[l + 8];
+        for (int l = 0; l < 4; l++) a[l] = a[l] + a[l + 4];
+        for (int l = 0; l < 2; l++) a[l] = a[l] + a[l + 2];
+        y[i] += a[0] + a[1];
+    }
 #endif
 }
 

@@ -1,8 +1,8 @@
 """The float weights of the generated C in column panels (export/c/gemm.py pack_panels, read by
 prelude.py's rn_gemv and gemm.py's rn_gemm through rn_panel): every panel kind (256, 128,
-32, 16, and the last narrower than 16, summed in eight chains by rn_gemv_narrow) in every x86
-build (AVX-512, AVX2 + FMA, plain C): rn_gemv within float rounding of numpy's product, and
-rn_gemm's rows bit for bit rn_gemv's (the batched step's contract)."""
+32, 16, and the last narrower than 16, kept [width][K] for rn_gemv_narrow's dot products)
+in every x86 build (AVX-512, AVX2 + FMA, plain C): rn_gemv within float rounding of numpy's
+product, and rn_gemm's rows bit for bit rn_gemv's (the batched step's contract)."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def test_panel_widths_cover_every_column_in_rn_panel_order() -> None:
     assert panel_widths(10) == [10] and panel_widths(384) == [256, 128] and panel_widths(0) == []
     w = np.arange(37 * 5, dtype=np.float32).reshape(37, 5)  # [N, K]
     p = pack_panels(w)
-    # panel 3 (columns 32..36, width 5): row k holds w[32:37, k]
-    assert np.array_equal(p[32 * 5 : 32 * 5 + 5], w[32:37, 0])
+    # the last panel (columns 32..36, width 5 < 16) is [5][K]: its rows are w's rows
+    assert np.array_equal(p[32 * 5 :].reshape(5, 5), w[32:37])
     assert np.array_equal(p[:32], w[:32, 0]) and np.array_equal(p[32:64], w[:32, 1])
 
 
