@@ -53,26 +53,32 @@ static void f_stream(const float *w, long n, const float *x)
     sink_f = _mm512_reduce_add_ps(a[0]);
 }
 
-/* rn_gemv's reads: y[nv 16 outputs] over kk rows of nn floats, from column n0 */
-static void f_regs(const float *wt, int kk, int nn, int n0, int nv, const float *x)
-{
-    __m512 a[16];
-    for (int i = 0; i < nv; i++) a[i] = _mm512_setzero_ps();
-    for (int k = 0; k < kk; k++) {
-        const __m512 v = _mm512_set1_ps(x[k & 63]);
-        const float *r = wt + (long)k * nn + n0;
-        for (int i = 0; i < nv; i++) a[i] = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 16 * i), a[i]);
+/* rn_gemv's reads before the panels: NV 16 outputs over kk rows of nn floats, from column n0
+ * (a constant NV, so the accumulators stay in registers, as in rn_gemv) */
+#define F_REGS(NV) \
+    static void f_regs##NV(const float *wt, int kk, int nn, int n0, const float *x) \
+    { \
+        __m512 a[NV]; \
+        for (int i = 0; i < NV; i++) a[i] = _mm512_setzero_ps(); \
+        for (int k = 0; k < kk; k++) { \
+            const __m512 v = _mm512_set1_ps(x[k & 63]); \
+            const float *r = wt + (long)k * nn + n0; \
+            for (int i = 0; i < NV; i++) \
+                a[i] = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 16 * i), a[i]); \
+        } \
+        for (int i = 1; i < NV; i++) a[0] = _mm512_add_ps(a[0], a[i]); \
+        sink_f = _mm512_reduce_add_ps(a[0]); \
     }
-    for (int i = 1; i < nv; i++) a[0] = _mm512_add_ps(a[0], a[i]);
-    sink_f = _mm512_reduce_add_ps(a[0]);
-}
+F_REGS(16)
+F_REGS(8)
+F_REGS(1)
 
 static void f_gemv(const float *wt, int kk, int nn, const float *x)
 {
     int n = 0;
-    for (; n + 256 <= nn; n += 256) f_regs(wt, kk, nn, n, 16, x);
-    for (; n + 128 <= nn; n += 128) f_regs(wt, kk, nn, n, 8, x);
-    for (; n < nn; n += 16) f_regs(wt, kk, nn, n, 1, x);
+    for (; n + 256 <= nn; n += 256) f_regs16(wt, kk, nn, n, x);
+    for (; n + 128 <= nn; n += 128) f_regs8(wt, kk, nn, n, x);
+    for (; n < nn; n += 16) f_regs1(wt, kk, nn, n, x);
 }
 
 /* one pass over n bytes: one vpdpbusd per 64 bytes, 8 chains */

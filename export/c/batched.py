@@ -23,7 +23,6 @@ import numpy as np
 
 from rnnedge.export.c.emitter import ALIGN, BYTES, CEmitter, Tensor
 from rnnedge.export.c.float_ops import FLOAT_KERNELS
-from rnnedge.export.c.gemm import pack_panels
 from rnnedge.export.c.int8 import (
     dequantize_to_float,
     int8_kernel,
@@ -32,6 +31,7 @@ from rnnedge.export.c.int8 import (
     requantize_lines,
 )
 from rnnedge.export.c.int8_dynamic import linear_dynamic
+from rnnedge.export.c.panels import pack_panels
 from rnnedge.export.c.simd import BLOCK_N
 from rnnedge.export.c.walk import GraphWalk, output_value
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node

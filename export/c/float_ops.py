@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 
 from rnnedge.export.c.emitter import CEmitter, Tensor, c_float
-from rnnedge.export.c.gemm import pack_panels
 from rnnedge.export.c.nn_ops import NN_KERNELS
+from rnnedge.export.c.panels import pack_panels
 from rnnedge.runtime.graph import Node
 from rnnedge.runtime.ops import slice_
 

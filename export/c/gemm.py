@@ -11,43 +11,9 @@ per instruction set, and returns the same exact int32 sums (an integer sum is ex
 order): rq_pack_s8 lays out each row's x once (as rq_gemv_s8's tmp), then every 64-byte
 weight load feeds RQ_T rows (VNNI 8, AVX2 2, sdot 4, plain C 4).
 
-Both read the float weights in rn_gemv's column panels (pack_panels; prelude.py's rn_panel):
+Both read the float weights in rn_gemv's column panels (panels.py: pack_panels, rn_panel):
 a tile's RN_NB columns (a multiple of RN_NB from column 0) always lie in one panel.
 """
-
-from __future__ import annotations
-
-import numpy as np
-
-PANEL_WIDTHS = (256, 128, 32, 16)  # then the rest (< 16): prelude.py's rn_panel
-
-
-def panel_widths(n: int) -> list[int]:
-    """The widths of the column panels of an N-column weight, in order."""
-    out: list[int] = []
-    while n - sum(out) >= 256:
-        out.append(256)
-    for width, most in ((128, 1), (32, 3), (16, 1)):
-        for _ in range(most):
-            if n - sum(out) >= width:
-                out.append(width)
-    if n - sum(out):
-        out.append(n - sum(out))
-    return out
-
-
-def pack_panels(w: np.ndarray) -> np.ndarray:
-    """A constant float weight w [N, K] as rn_gemv and rn_gemm read it: w^T [K][N] split into
-    column panels, each [K][width] row after row (one contiguous stream per panel), except a
-    last panel narrower than 16, kept [width][K] (rn_gemv_narrow's dot products)."""
-    wt = np.asarray(w, np.float32).T
-    parts, n0 = [], 0
-    for width in panel_widths(wt.shape[1]):
-        panel = wt[:, n0 : n0 + width]
-        parts.append(np.ascontiguousarray(panel.T if width < 16 else panel).ravel())
-        n0 += width
-    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
-
 
 GEMM = r"""
 /* ---- batched products (export/c/gemm.py) ---- */

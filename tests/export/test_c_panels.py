@@ -1,5 +1,5 @@
-"""The float weights of the generated C in column panels (export/c/gemm.py pack_panels, read by
-prelude.py's rn_gemv and gemm.py's rn_gemm through rn_panel): every panel kind (256, 128,
+"""The float weights of the generated C in column panels (export/c/panels.py pack_panels, read
+by its rn_gemv and gemm.py's rn_gemm through rn_panel): every panel kind (256, 128,
 32, 16, and the last narrower than 16, kept [width][K] for rn_gemv_narrow's dot products)
 in every x86 build (AVX-512, AVX2 + FMA, plain C): rn_gemv within float rounding of numpy's
 product, and rn_gemm's rows bit for bit rn_gemv's (the batched step's contract)."""
@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnedge.export.c.gemm import GEMM, pack_panels, panel_widths
+from rnnedge.export.c.gemm import GEMM
+from rnnedge.export.c.panels import PANELS, pack_panels, panel_widths
 from rnnedge.export.c.prelude import PRELUDE
 from rnnedge.export.c.simd import GEMV
 from rnnedge.runtime.backends import native_build
@@ -65,7 +66,7 @@ def lib(request, tmp_path_factory):
     if not dict(BUILDS)[flags]:
         pytest.skip(f"this CPU does not run {flags}")
     work = tmp_path_factory.mktemp("panels")
-    (work / "p.c").write_text(PRELUDE + GEMV + GEMM + HARNESS)
+    (work / "p.c").write_text(PRELUDE + PANELS + GEMV + GEMM + HARNESS)
     cc = native_build.compiler()[0]
     fixed = [f for f in native_build.flags() if not f.startswith(("-O", "-march"))]
     cmd = [cc, *flags.split(), *fixed, str(work / "p.c"), "-o", str(work / "p.so"), "-lm"]
