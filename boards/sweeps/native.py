@@ -19,6 +19,9 @@ median of `--rounds` interleaved rounds. Rows:
   raw litert                  interpreter set_tensor + invoke + get_tensor, straight-line
   raw onnxruntime             session.run with a feed dict
   pytorch eager               nn.GRU at T = 1 + head, state fed back
+On an AVX-512 VNNI x86 core it also builds and runs boards/native_floor.c: the same weight
+bytes streamed from L2 and the same multiply-adds at the FMA / vpdpbusd peak, with nothing
+else in the loop (the floors the step's C time is compared against in docs/native.md).
 Needs torch (to export and for the PyTorch peer).
 """
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -208,6 +212,26 @@ def _bounds(stats: dict[str, LatencyStats], p: str, nat: LatencyStats) -> list[s
     ]
 
 
+FLOOR_C = Path(__file__).resolve().parents[1] / "native_floor.c"
+
+
+def floors(hidden: int) -> str:
+    """boards/native_floor.c's report at `hidden`, or why it did not run."""
+    from rnnedge.runtime.backends import native_build
+
+    cc = native_build.compiler()
+    cpu = Path("/proc/cpuinfo")
+    if cc is None or not FLOOR_C.exists() or not cpu.exists():
+        return "floors: not measured (needs a C compiler and boards/native_floor.c)"
+    if "avx512_vnni" not in cpu.read_text().split():
+        return "floors: not measured (native_floor.c needs AVX-512 VNNI)"
+    exe = Path(tempfile.mkdtemp()) / "native_floor"
+    cmd = [cc[0], "-O3", "-march=native", "-std=c99", str(FLOOR_C), "-o", str(exe)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    run = subprocess.run([str(exe), str(hidden)], check=True, capture_output=True, text=True)
+    return "floors (boards/native_floor.c):\n" + run.stdout.rstrip()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=5000)
@@ -217,6 +241,7 @@ def main() -> None:
     a = p.parse_args()
     for h in a.hidden:
         print(bench(a.steps, h, a.streams, a.rounds) + "\n", flush=True)
+        print(floors(h) + "\n", flush=True)
 
 
 if __name__ == "__main__":

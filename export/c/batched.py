@@ -31,6 +31,7 @@ from rnnedge.export.c.int8 import (
     requantize_lines,
 )
 from rnnedge.export.c.int8_dynamic import linear_dynamic
+from rnnedge.export.c.panels import pack_panels
 from rnnedge.export.c.simd import BLOCK_N
 from rnnedge.export.c.walk import GraphWalk, output_value
 from rnnedge.runtime.graph import INDEX_DTYPES, Graph, Node
@@ -176,7 +177,7 @@ def linear_float(em: BatchEmitter, node: Node, ins: list[Tensor], shape: tuple[i
     n_out, k_in = w.shape
     rows = x.size // max(k_in, 1)
     y = em.scratch(shape)
-    wt = em.const(np.ascontiguousarray(w.T), "float", "w^T [K][N]")
+    wt = em.const(pack_panels(w), "float", "w^T [K][N] in column panels")
     bias = ins[2].var if len(ins) == 3 else "(const float *)0"
     nblk = max(32, L2_BLOCK // (4 * max(k_in, 1)) // 32 * 32)
     xp, yp, tp = em.temps(em.batch * rows * PTR, em.batch * rows * PTR, 16 * max(k_in, 1))

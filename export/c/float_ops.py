@@ -14,6 +14,7 @@ import numpy as np
 
 from rnnedge.export.c.emitter import CEmitter, Tensor, c_float
 from rnnedge.export.c.nn_ops import NN_KERNELS
+from rnnedge.export.c.panels import pack_panels
 from rnnedge.runtime.graph import Node
 from rnnedge.runtime.ops import slice_
 
@@ -58,8 +59,8 @@ def gelu(em: CEmitter, node: Node, ins: list[Tensor], shape: tuple[int, ...]) ->
 
 def linear(em: CEmitter, node: Node, ins: list[Tensor], shape: tuple[int, ...]) -> Tensor:
     # y[m, n] = b[n] + sum_k x[m, k] w[n, k], each sum in k order. A constant weight is stored
-    # transposed [K][N] (rn_gemv4 runs over n, vectorised); one computed in the step is read
-    # [N, K] as it is.
+    # transposed [K][N] in column panels (gemm.pack_panels: rn_gemv reads each in address
+    # order); one computed in the step is read [N, K] as it is.
     x, w = ins[0], ins[1]
     n_out, k_in = w.shape
     init = f"{ins[2].var}[n]" if len(ins) == 3 else "0.0f"
@@ -70,7 +71,7 @@ def linear(em: CEmitter, node: Node, ins: list[Tensor], shape: tuple[int, ...]) 
         ]
     else:
         wv = np.asarray(em.constants[node.inputs[1]], np.float32)
-        wt = em.const(np.ascontiguousarray(wv.T), "float", "w^T [K][N]")
+        wt = em.const(pack_panels(wv), "float", "w^T [K][N] in column panels")
         body = [f"rn_gemv(xr, {wt}, {k_in}, {n_out}, yr);"]
     return linear_rows(em, x, shape, (n_out, k_in), init, body)
 

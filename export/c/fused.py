@@ -56,6 +56,19 @@ RN_INLINE int32_t rq_quantize32(float x, float scale, int32_t zp, int32_t lo, in
 """
 
 
+# Between the helpers and the step functions: GCC vectorises loops for 256-bit registers even
+# where the CPU has 512 (its tuning for every Intel core since Skylake-X prefers 256), so the
+# step's elementwise loops (gate math, QUANTIZE, requantization, tables) ran in ymm. 512-bit
+# loops measured GRU 40 -> 128 int8 0.91 -> 0.76 us and float 2.08 -> 2.00 us (a C loop, same
+# run; docs/native.md). Only the step functions: the helpers before it are written for their
+# width already, and elementwise IEEE operations give the same numbers in any width.
+VECTOR_WIDTH = """
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
+"""
+
+
 def lut_s8(em: CEmitter, src: Tensor, out: QParams, table: str) -> Tensor | None:
     """The table lookup of int8 `src` into int8 `out` as one rq_lut_s8 call; None when the
     tensors are not both int8 (the caller emits the generic loop)."""

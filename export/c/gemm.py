@@ -10,6 +10,9 @@ Int8: rq_gemm_s8 reads the same packed [N/16][K/4][16][4] weights as rq_gemv_s8 
 per instruction set, and returns the same exact int32 sums (an integer sum is exact in any
 order): rq_pack_s8 lays out each row's x once (as rq_gemv_s8's tmp), then every 64-byte
 weight load feeds RQ_T rows (VNNI 8, AVX2 2, sdot 4, plain C 4).
+
+Both read the float weights in rn_gemv's column panels (panels.py: pack_panels, rn_panel):
+a tile's RN_NB columns (a multiple of RN_NB from column 0) always lie in one panel.
 """
 
 GEMM = r"""
@@ -20,9 +23,10 @@ GEMM = r"""
 #define RN_NB 16
 #endif
 
-/* y[r][n0 .. n0 + RN_NB) = b + sum_k x[r][k] wt[k][n] for rows r < 4 (four: x[r][k] is
- * xt[4 k + r], the tile's rows interleaved) or one row (x[0][k] = xt[k]); each row's sums stay
- * in registers, and 4 rows share every weight load */
+/* y[r][n0 .. n0 + RN_NB) = b + sum_k x[r][k] w[k][n] for rows r < 4 (four: x[r][k] is
+ * xt[4 k + r], the tile's rows interleaved) or one row (x[0][k] = xt[k]), wt pointing at
+ * column n0 of its panel (rows ld apart); each row's sums stay in registers, and 4 rows share
+ * every weight load */
 RN_INLINE void rn_gemm_tile(int four, const float *restrict xt, float *const *y,
     const float *restrict wt, const float *b, int kk, int ld, int n0)
 {
@@ -36,7 +40,7 @@ RN_INLINE void rn_gemm_tile(int four, const float *restrict xt, float *const *y,
         float *restrict y1 = y[1] + n0, *restrict y2 = y[2] + n0, *restrict y3 = y[3] + n0;
         for (int c = 0; c < RN_NB; c++) a1[c] = a2[c] = a3[c] = a0[c];
         for (int k = 0; k < kk; k++) {
-            const float *wk = wt + (long)k * ld + n0;
+            const float *wk = wt + (long)k * ld;
             const float v0 = xt[4 * k], v1 = xt[4 * k + 1], v2 = xt[4 * k + 2], v3 = xt[4 * k + 3];
             for (int c = 0; c < RN_NB; c++) {
                 a0[c] = RN_MADD(a0[c], v0, wk[c]);
@@ -50,7 +54,7 @@ RN_INLINE void rn_gemm_tile(int four, const float *restrict xt, float *const *y,
         for (int c = 0; c < RN_NB; c++) y3[c] = a3[c];
     } else {
         for (int k = 0; k < kk; k++) {
-            const float *wk = wt + (long)k * ld + n0;
+            const float *wk = wt + (long)k * ld;
             const float v0 = xt[k];
             for (int c = 0; c < RN_NB; c++) a0[c] = RN_MADD(a0[c], v0, wk[c]);
         }
@@ -65,7 +69,7 @@ RN_INLINE void rn_gemm_tile(int four, const float *restrict xt, float *const *y,
  * constant count stay in registers; GCC's own vectors of the tile stay 256-bit): each element
  * b, then one fused multiply-add per k in k order (fmaf's single rounding: RN_MADD under FMA),
  * so the same numbers; 8 rows per weight load, x read from the rows as they are (a broadcast
- * per row and k) */
+ * per row and k); wt points at column n0 of its panel */
 RN_INLINE void rn_gemm_tile8(const float *const *x, float *const *y, const float *restrict wt,
     const float *b, int kk, int ld, int n0)
 {
@@ -74,7 +78,7 @@ RN_INLINE void rn_gemm_tile8(const float *const *x, float *const *y, const float
     __m512 a[8][2];
     for (int r = 0; r < 8; r++) a[r][0] = b0, a[r][1] = b1;
     for (int k = 0; k < kk; k++) {
-        const float *wk = wt + (long)k * ld + n0;
+        const float *wk = wt + (long)k * ld;
         const __m512 w0 = _mm512_loadu_ps(wk), w1 = _mm512_loadu_ps(wk + 16);
         for (int r = 0; r < 8; r++) {
             const __m512 v = _mm512_set1_ps(x[r][k]);
@@ -89,10 +93,10 @@ RN_INLINE void rn_gemm_tile8(const float *const *x, float *const *y, const float
 }
 #endif
 
-/* y[r][n] = b[n] (0 without b) + sum_k x[r][k] wt[k * nn + n] for r < m, n < nn, each sum in
- * k order with RN_MADD: row for row what rn_gemv computes. Columns go in blocks of nblk (a
- * multiple of RN_NB) whose weights stay in L2 while all m rows pass over them; xt: 4 kk
- * floats of scratch */
+/* y[r][n] = b[n] (0 without b) + sum_k x[r][k] w[k][n] for r < m, n < nn (wt in rn_gemv's
+ * panels), each sum in k order with RN_MADD: row for row what rn_gemv computes. Columns go
+ * in blocks of nblk (a multiple of RN_NB) whose weights stay in L2 while all m rows pass over
+ * them; xt: 4 kk floats of scratch */
 RN_INLINE void rn_gemm(const float *const *x, float *const *y, int m, const float *restrict wt,
     const float *b, int kk, int nn, int nblk, float *restrict xt)
 {
@@ -102,24 +106,40 @@ RN_INLINE void rn_gemm(const float *const *x, float *const *y, int m, const floa
         int r = 0;
 #ifdef RN_GEMM8
         for (; r + 8 <= m; r += 8)
-            for (int n0 = n1; n0 < n2; n0 += RN_NB) rn_gemm_tile8(x + r, y + r, wt, b, kk, nn, n0);
+            for (int n0 = n1; n0 < n2; n0 += RN_NB) {
+                int ld;
+                const float *w = rn_panel(wt, kk, nn, n0, &ld);
+                rn_gemm_tile8(x + r, y + r, w, b, kk, ld, n0);
+            }
 #endif
         for (; r + 4 <= m; r += 4) {
             for (int k = 0; k < kk; k++)
                 for (int i = 0; i < 4; i++) xt[4 * k + i] = x[r + i][k];
-            for (int n0 = n1; n0 < n2; n0 += RN_NB)
-                rn_gemm_tile(1, xt, y + r, wt, b, kk, nn, n0);
+            for (int n0 = n1; n0 < n2; n0 += RN_NB) {
+                int ld;
+                const float *w = rn_panel(wt, kk, nn, n0, &ld);
+                rn_gemm_tile(1, xt, y + r, w, b, kk, ld, n0);
+            }
         }
         for (; r < m; r++)
-            for (int n0 = n1; n0 < n2; n0 += RN_NB)
-                rn_gemm_tile(0, x[r], y + r, wt, b, kk, nn, n0);
+            for (int n0 = n1; n0 < n2; n0 += RN_NB) {
+                int ld;
+                const float *w = rn_panel(wt, kk, nn, n0, &ld);
+                rn_gemm_tile(0, x[r], y + r, w, b, kk, ld, n0);
+            }
     }
-    for (int r = 0; r < m; r++) { /* the last nn % RN_NB columns */
-        float *yr = y[r];
-        for (int n = full; n < nn; n++) yr[n] = b ? b[n] : 0.0f;
-        for (int k = 0; k < kk; k++) {
-            const float xk = x[r][k], *wk = wt + (long)k * nn;
-            for (int n = full; n < nn; n++) yr[n] = RN_MADD(yr[n], xk, wk[n]);
+    for (int n = full, ld; n < nn; n += ld) { /* the last nn % RN_NB columns, a panel at a time */
+        const float *w = rn_panel(wt, kk, nn, n, &ld);
+        for (int r = 0; r < m; r++) {
+            const float *xr = x[r];
+            float *yr = y[r] + n;
+            for (int i = 0; i < ld; i++) yr[i] = b ? b[n + i] : 0.0f;
+            if (ld < 16) { /* summed as rn_gemv sums it */
+                rn_gemv_narrow(xr, w, kk, ld, yr);
+                continue;
+            }
+            for (int k = 0; k < kk; k++)
+                for (int i = 0; i < ld; i++) yr[i] = RN_MADD(yr[i], xr[k], w[(long)k * ld + i]);
         }
     }
 }

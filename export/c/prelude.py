@@ -199,82 +199,11 @@ RN_INLINE int32_t rq_dot(const int16_t *x, const int8_t *w, int k)
     return s;
 }
 
-/* y[n] += sum_{k in [k0, k0 + 4)} x[k] wt[k * nn + n], each y[n] summed in k order (so the
- * result does not depend on the vector width); four k per pass to load and store y less */
+/* one multiply-add of the float products (export/c/panels.py, gemm.py) */
 #if defined(__FMA__) || defined(__aarch64__)
 #define RN_MADD(a, x, w) fmaf(x, w, a) /* one rounding: the float path is tolerance-tested */
 #else
 #define RN_MADD(a, x, w) ((a) + (x) * (w))
-#endif
-RN_INLINE void rn_gemv4(const float *restrict x, const float *restrict wt, int k0, int nn,
-    float *restrict y)
-{
-    const float x0 = x[k0], x1 = x[k0 + 1], x2 = x[k0 + 2], x3 = x[k0 + 3];
-    const float *w0 = wt + k0 * nn, *w1 = w0 + nn, *w2 = w1 + nn, *w3 = w2 + nn;
-    for (int n = 0; n < nn; n++) {
-        float a = y[n];
-        a = RN_MADD(a, x0, w0[n]);
-        a = RN_MADD(a, x1, w1[n]);
-        a = RN_MADD(a, x2, w2[n]);
-        a = RN_MADD(a, x3, w3[n]);
-        y[n] = a;
-    }
-}
-
-#if defined(__AVX512F__) && defined(__FMA__)
-#include <immintrin.h>
-/* rn_gemv_rNV: y[n0 + i] += sum_k x[k] wt[k * nn + n0 + i] for i < 16 NV, the NV vectors of
- * y held in registers across every k (a constant count, so they stay in registers), each
- * summed in k order with one fused multiply-add per k (RN_MADD's numbers), x[k] broadcast
- * once per NV FMAs */
-#define RN_GEMV_REGS(NV) \
-    RN_INLINE void rn_gemv_r##NV(const float *restrict x, const float *restrict wt, int kk, \
-        int nn, float *restrict y) \
-    { \
-        __m512 a[NV]; \
-        for (int i = 0; i < NV; i++) a[i] = _mm512_loadu_ps(y + 16 * i); \
-        for (int k = 0; k < kk; k++) { \
-            const __m512 xk = _mm512_set1_ps(x[k]); \
-            const float *w = wt + (long)k * nn; \
-            for (int i = 0; i < NV; i++) \
-                a[i] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(w + 16 * i), a[i]); \
-        } \
-        for (int i = 0; i < NV; i++) _mm512_storeu_ps(y + 16 * i, a[i]); \
-    }
-RN_GEMV_REGS(16)
-RN_GEMV_REGS(8)
-
-/* y[n] += sum_k x[k] wt[k * nn + n], each y[n] summed in k order: 256 outputs a pass (16
- * registers: measured faster than 8 or 24 at GRU 40 -> 128), then 128, then 16 at a time,
- * the last ones masked */
-RN_INLINE void rn_gemv(const float *restrict x, const float *restrict wt, int kk, int nn,
-    float *restrict y)
-{
-    int n = 0;
-    for (; n + 256 <= nn; n += 256) rn_gemv_r16(x, wt + n, kk, nn, y + n);
-    for (; n + 128 <= nn; n += 128) rn_gemv_r8(x, wt + n, kk, nn, y + n);
-    for (; n < nn; n += 16) {
-        const __mmask16 m = nn - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nn - n)) - 1);
-        __m512 a = _mm512_maskz_loadu_ps(m, y + n);
-        for (int k = 0; k < kk; k++)
-            a = _mm512_fmadd_ps(_mm512_set1_ps(x[k]),
-                _mm512_maskz_loadu_ps(m, wt + (long)k * nn + n), a);
-        _mm512_mask_storeu_ps(y + n, m, a);
-    }
-}
-#else
-/* y[n] += sum_k x[k] wt[k * nn + n] for k < kk, each y[n] summed in k order: rn_gemv4 over
- * the k in fours, then the rest; one function, so the compiler checks aliasing once */
-RN_INLINE void rn_gemv(const float *restrict x, const float *restrict wt, int kk, int nn,
-    float *restrict y)
-{
-    int k = 0;
-    for (; k + 4 <= kk; k += 4) rn_gemv4(x, wt, k, nn, y);
-    for (; k < kk; k++) {
-        const float xk = x[k], *wk = wt + (long)k * nn;
-        for (int n = 0; n < nn; n++) y[n] = RN_MADD(y[n], xk, wk[n]);
-    }
-}
 #endif
 
 /* numpy's pairwise sum of float32 (umath loops_utils pairwise_sum): sequential below 8,
