@@ -23,6 +23,7 @@ import numpy as np
 
 from rnnedge.export.c.emitter import ALIGN, BYTES, CEmitter, Tensor
 from rnnedge.export.c.float_ops import FLOAT_KERNELS
+from rnnedge.export.c.gemm import WIDEST_TILE
 from rnnedge.export.c.int8 import (
     dequantize_to_float,
     int8_kernel,
@@ -189,10 +190,13 @@ def linear_float(em: BatchEmitter, node: Node, ins: list[Tensor], shape: tuple[i
         f"    for (int {S} = 0; {S} < rn_n; {S}++) for (int m = 0; m < {rows}; m++) "
         f"rn_y[{S} * {rows} + m] = {y.var} + m * {n_out};"
     )
-    em.line(f"    float *rn_xt = (float *)(void *){tp};")
-    em.line(
-        f"    rn_gemm(rn_x, rn_y, rn_n * {rows}, {wt}, {bias}, {k_in}, {n_out}, {nblk}, rn_xt);"
-    )
+    if n_out < WIDEST_TILE:  # no tile would run; the bias never reaches one (gemm.py)
+        em.line(f"    rn_gemm_rest(rn_x, rn_y, rn_n * {rows}, {wt}, {bias}, {k_in}, {n_out}, 0);")
+    else:
+        em.line(f"    float *rn_xt = (float *)(void *){tp};")
+        em.line(
+            f"    rn_gemm(rn_x, rn_y, rn_n * {rows}, {wt}, {bias}, {k_in}, {n_out}, {nblk}, rn_xt);"
+        )
     em.line("}")
     return y
 

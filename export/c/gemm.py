@@ -15,6 +15,8 @@ Both read the float weights in rn_gemv's column panels (panels.py: pack_panels, 
 a tile's RN_NB columns (a multiple of RN_NB from column 0) always lie in one panel.
 """
 
+WIDEST_TILE = 32  # RN_NB's largest value below: a linear narrower than this runs no tile
+
 GEMM = r"""
 /* ---- batched products (export/c/gemm.py) ---- */
 #if defined(__AVX512F__)
@@ -93,6 +95,28 @@ RN_INLINE void rn_gemm_tile8(const float *const *x, float *const *y, const float
 }
 #endif
 
+/* columns n0 .. nn of rn_gemm (the last nn % RN_NB, or all of a linear narrower than any
+ * tile: it never reaches the tile kernels, whose 16-wide bias loads GCC's -Warray-bounds
+ * flags on a bias of fewer floats even where the tiles do not run), a panel at a time */
+RN_INLINE void rn_gemm_rest(const float *const *x, float *const *y, int m,
+    const float *restrict wt, const float *b, int kk, int nn, int n0)
+{
+    for (int n = n0, ld; n < nn; n += ld) {
+        const float *w = rn_panel(wt, kk, nn, n, &ld);
+        for (int r = 0; r < m; r++) {
+            const float *xr = x[r];
+            float *yr = y[r] + n;
+            for (int i = 0; i < ld; i++) yr[i] = b ? b[n + i] : 0.0f;
+            if (ld < 16) { /* summed as rn_gemv sums it */
+                rn_gemv_narrow(xr, w, kk, ld, yr);
+                continue;
+            }
+            for (int k = 0; k < kk; k++)
+                for (int i = 0; i < ld; i++) yr[i] = RN_MADD(yr[i], xr[k], w[(long)k * ld + i]);
+        }
+    }
+}
+
 /* y[r][n] = b[n] (0 without b) + sum_k x[r][k] w[k][n] for r < m, n < nn (wt in rn_gemv's
  * panels), each sum in k order with RN_MADD: row for row what rn_gemv computes. Columns go
  * in blocks of nblk (a multiple of RN_NB) whose weights stay in L2 while all m rows pass over
@@ -128,20 +152,7 @@ RN_INLINE void rn_gemm(const float *const *x, float *const *y, int m, const floa
                 rn_gemm_tile(0, x[r], y + r, w, b, kk, ld, n0);
             }
     }
-    for (int n = full, ld; n < nn; n += ld) { /* the last nn % RN_NB columns, a panel at a time */
-        const float *w = rn_panel(wt, kk, nn, n, &ld);
-        for (int r = 0; r < m; r++) {
-            const float *xr = x[r];
-            float *yr = y[r] + n;
-            for (int i = 0; i < ld; i++) yr[i] = b ? b[n + i] : 0.0f;
-            if (ld < 16) { /* summed as rn_gemv sums it */
-                rn_gemv_narrow(xr, w, kk, ld, yr);
-                continue;
-            }
-            for (int k = 0; k < kk; k++)
-                for (int i = 0; i < ld; i++) yr[i] = RN_MADD(yr[i], xr[k], w[(long)k * ld + i]);
-        }
-    }
+    rn_gemm_rest(x, y, m, wt, b, kk, nn, full);
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
