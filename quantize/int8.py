@@ -212,8 +212,9 @@ def _cell_groups(
         products: set[str] = set()
         for node in makers:
             # s' = a s + b u (an LSTM cell, a Mamba state) or s' = a s + b (RWKV's den)
-            muls = {i: producer.get(i) for i in node.inputs}
-            muls = {i: m for i, m in muls.items() if m is not None and m.op == "mul"}
+            muls = {
+                i: producer[i] for i in node.inputs if i in producer and producer[i].op == "mul"
+            }
             if node.op != "add" or not any(i in group for m in muls.values() for i in m.inputs):
                 break
             products.update(muls)
