@@ -69,6 +69,11 @@ VECTOR_WIDTH = """
 """
 
 
+def dequantize_to_float(em: CEmitter, t: Tensor) -> Tensor:
+    q = t.q
+    return em.elementwise([t], t.shape, None, f"{c_float(q.scale)} * (float)(a0 - {q.zp})")
+
+
 def lut_s8(em: CEmitter, src: Tensor, out: QParams, table: str) -> Tensor | None:
     """The table lookup of int8 `src` into int8 `out` as one rq_lut_s8 call; None when the
     tensors are not both int8 (the caller emits the generic loop)."""

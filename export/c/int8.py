@@ -18,7 +18,7 @@ import numpy as np
 
 from rnnedge.export.c.emitter import CEmitter, Tensor, c_float
 from rnnedge.export.c.float_ops import FLOAT_KERNELS, concat, move, reshape
-from rnnedge.export.c.fused import lut_s8, quantize32
+from rnnedge.export.c.fused import dequantize_to_float, lut_s8, quantize32
 from rnnedge.export.c.int8_weight_only import linear_weight_only
 from rnnedge.export.c.nn_ops import gather_rows
 from rnnedge.export.c.simd import BLOCK_K, BLOCK_N, pack_int8
@@ -36,18 +36,18 @@ def _mbqm(real: float) -> tuple[int, int]:
     return quantize_multiplier(float(real))
 
 
-def dequantize_to_float(em: CEmitter, t: Tensor) -> Tensor:
-    q = t.q
-    return em.elementwise([t], t.shape, None, f"{c_float(q.scale)} * (float)(a0 - {q.zp})")
-
-
 def quantize_to(em: CEmitter, t: Tensor, q: QParams) -> Tensor:
     return quantize32(em, t, q)  # the int64 rq_quantize's integers, vectorised (fused.py)
 
 
+def clamp_bounds(out: QParams) -> tuple[str, str]:
+    """`out`'s range minus its zero point, as the float literals rq_rint_clamp32 clamps to."""
+    return c_float(out.lo - out.zp), c_float(out.hi - out.zp)
+
+
 def rint_to(v: str, out: QParams) -> str:
     """clamp(rint(v) + zp) to `out`'s range as one rq_rint_clamp32 (prelude.py)."""
-    lo, hi = c_float(out.lo - out.zp), c_float(out.hi - out.zp)
+    lo, hi = clamp_bounds(out)
     return f"rq_rint_clamp32({v}, {lo}, {hi}, {out.zp})"
 
 
@@ -161,7 +161,7 @@ def linear(em: CEmitter, node: Node, ins: list[Tensor], out: QParams, plan: Quan
         em.line(f"    for (int k = 0; k < {k_in}; k++) {xp}[k] = {x.var}[m * {k_in} + k];")
     xrow = xp if xp != x.var else f"{x.var} + m * {k_in}"
     if lin.wide == "int32_t" and y.ctype == "int8_t":  # requantized in the kernel (simd.py)
-        lo, hi = c_float(out.lo - out.zp), c_float(out.hi - out.zp)
+        lo, hi = clamp_bounds(out)
         em.line(
             f"    rq_linear_s8({xrow}, {x.q.zp}, {wq}, {rk}, {nb}, {k4}, {bk}, {sk}, {lo}, {hi},"
             f" {out.zp}, {n_out}, {y.var} + m * {n_out}, {acc.var}, {tmp.var});"

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnedge.export.c.emitter import CEmitter, Tensor, c_float
+from rnnedge.export.c.emitter import CEmitter, Tensor
 from rnnedge.export.c.float_ops import linear_rows
-from rnnedge.export.c.fused import quantize32
+from rnnedge.export.c.fused import dequantize_to_float, quantize32
 from rnnedge.runtime.graph import Node
 from rnnedge.runtime.quant.plan import QuantPlan, quantize_weight
 
 
 def _float(em: CEmitter, t: Tensor) -> Tensor:
-    q = t.q
-    if q is None:
-        return t
-    return em.elementwise([t], t.shape, None, f"{c_float(q.scale)} * (float)(a0 - {q.zp})")
+    return t if t.q is None else dequantize_to_float(em, t)
 
 
 def linear_weight_only(

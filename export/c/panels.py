@@ -155,6 +155,7 @@ RN_INLINE void rn_gemv_narrow(const float *restrict x, const float *restrict w, 
 RN_GEMV_REGS(16)
 RN_GEMV_REGS(8)
 RN_GEMV_REGS(2)
+RN_GEMV_REGS(1)
 
 /* y[n] += sum_k x[k] w[k][n] (wt in panels), each y[n] summed in k order: a panel at a time
  * (256 outputs in 16 registers: measured faster than 8 or 24 at GRU 40 -> 128), the last
@@ -167,11 +168,7 @@ RN_INLINE void rn_gemv(const float *restrict x, const float *restrict wt, int kk
     for (; n + 128 <= nn; n += 128) rn_gemv_r8(x, wt + (long)n * kk, kk, y + n);
     for (; n + 32 <= nn; n += 32) rn_gemv_r2(x, wt + (long)n * kk, kk, y + n);
     if (n + 16 <= nn) {
-        const float *w = wt + (long)n * kk;
-        __m512 a = _mm512_loadu_ps(y + n);
-        for (int k = 0; k < kk; k++)
-            a = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), _mm512_loadu_ps(w + (long)k * 16), a);
-        _mm512_storeu_ps(y + n, a);
+        rn_gemv_r1(x, wt + (long)n * kk, kk, y + n);
         n += 16;
     }
     if (n < nn) rn_gemv_narrow(x, wt + (long)n * kk, kk, nn - n, y + n);

@@ -228,12 +228,8 @@ RN_INLINE void rq_linear_s8(const int8_t *x, int zp, const int8_t *w, const int3
     rq_vnni_s8(x, zp, w, rowsum, nb, k4, acc, tmp, &q);
 #else
     rq_gemv_s8(x, zp, w, rowsum, nb, k4, acc, tmp);
-    for (int n = 0; n < n_out; n++) {
-        const float v = (float)(acc[n] + bias[n]) * scale[n];
-        const float r0 = rintf(v), r1 = r0 > lo ? r0 : lo;
-        const float r = r1 < hi ? r1 : hi;
-        y[n] = (int8_t)((int32_t)r + yzp);
-    }
+    for (int n = 0; n < n_out; n++)
+        y[n] = (int8_t)rq_rint_clamp32((float)(acc[n] + bias[n]) * scale[n], lo, hi, yzp);
 #endif
 }
 
