@@ -28,7 +28,7 @@ from rnnedge.quantize.fidelity import Judged, compare, float_outputs
 from rnnedge.quantize.int8_dynamic import half_exact, weight_scales
 from rnnedge.quantize.int8_gather import table_entry
 from rnnedge.runtime.graph import Graph, Node
-from rnnedge.runtime.quant.plan import QuantPlan, TensorQuant, quantize_weight
+from rnnedge.runtime.quant.plan import QuantPlan, TensorQuant, weight_only_matrix
 
 MATRIX = {"linear": 1, "gather": 0}  # op -> which input holds its matrix
 
@@ -82,9 +82,7 @@ def dequantized_graph(graph: Graph, plan: QuantPlan, nodes: Collection[str]) -> 
     for n in graph.nodes:
         t = plan.weight(n.outputs[0]) if n.outputs[0] in nodes else None
         if t is not None:
-            w = graph.constants[t.tensor]
-            s = np.asarray(t.scale, np.float32)[:, None]
-            consts[t.tensor] = quantize_weight(w, t.scale).astype(np.float32) * s
+            consts[t.tensor] = weight_only_matrix(graph.constants[t.tensor], t.scale)
     return dataclasses.replace(graph, constants=consts)
 
 

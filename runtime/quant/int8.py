@@ -61,6 +61,7 @@ from rnnedge.runtime.quant.plan import (
     QuantPlan,
     quantize_bias,
     quantize_weight,
+    weight_only_matrix,
 )
 
 F32 = np.float32
@@ -184,8 +185,7 @@ class Int8Executor:
         t = self.plan.weight(node.outputs[0])
         if t is None or t.tensor != node.inputs[1]:
             raise GraphError(f"quant.json: no int8 weight for linear {node.outputs[0]!r}")
-        w = quantize_weight(self.graph.constants[t.tensor], t.scale).astype(F32)
-        w *= np.asarray(t.scale, F32)[:, None]
+        w = weight_only_matrix(self.graph.constants[t.tensor], t.scale)
         inner = self._float(node, ins, out)
         return lambda x, _w, *bias: inner(x, w, *bias)
 

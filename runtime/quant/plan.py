@@ -262,6 +262,13 @@ def quantize_weight(w: np.ndarray, scale: tuple[float, ...] | np.ndarray) -> np.
     return np.clip(np.rint(np.asarray(w, np.float32) / s), -QMAX, QMAX).astype(np.int8)
 
 
+def weight_only_matrix(w: np.ndarray, scale: tuple[float, ...] | np.ndarray) -> np.ndarray:
+    """What weight-only int8 computes with (quantize/weight_only.py): w_q * s[n], float32 [N, K],
+    exact (an 8-bit integer times a scale with an 11-bit mantissa)."""
+    s = np.asarray(scale, np.float32)[:, None]
+    return quantize_weight(w, scale).astype(np.float32) * s
+
+
 def quantize_bias(b: np.ndarray, scale: tuple[float, ...]) -> np.ndarray:
     """The int32 bias [N] (held in int64) for float b [N] at the scales of its "bias" entry:
     b[n] / scale[n] in float64, rounded half away from zero (TFLite's), clamped to int32."""
